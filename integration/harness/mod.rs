@@ -1,0 +1,175 @@
+//! Cluster harness for integration tests: makes a cluster directory in a temp dir,
+//! starts real `cephr` daemons as child processes on 127.0.0.1, runs CLI commands,
+//! injects faults (kill -9, SIGSTOP), and kills every process it started by PID
+//! when dropped.
+#![allow(dead_code)]
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_cephr");
+
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub mons: Vec<String>,
+    procs: BTreeMap<String, Child>,
+}
+
+/// Result of one CLI call.
+pub struct Cli {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Cli {
+    fn from(o: Output) -> Cli {
+        Cli {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl Cluster {
+    /// Creates (but does not start) a fast-profile cluster with these monitors.
+    pub fn create(mons: &[&str]) -> Cluster {
+        let dir = tempfile::Builder::new().prefix("cephr-it-").tempdir().expect("tempdir");
+        let out = Command::new(BIN)
+            .args(["cluster", "create", "--profile", "fast", "--mons", &mons.join(","), "--dir"])
+            .arg(dir.path())
+            .output()
+            .expect("run cephr cluster create");
+        assert!(out.status.success(), "cluster create: {}", String::from_utf8_lossy(&out.stderr));
+        Cluster { dir, mons: mons.iter().map(|s| s.to_string()).collect(), procs: BTreeMap::new() }
+    }
+
+    /// Creates and starts a cluster, waiting until the monitors answer.
+    pub fn start(mons: &[&str]) -> Cluster {
+        let mut c = Cluster::create(mons);
+        for m in mons {
+            c.start_mon(m);
+        }
+        c.wait_for(Duration::from_secs(20), "monitor quorum", |c| c.cli(&["status"]).code == 0);
+        c
+    }
+
+    pub fn conf(&self) -> PathBuf {
+        self.dir.path().join("cephr.toml")
+    }
+
+    pub fn log(&self, name: &str) -> PathBuf {
+        self.dir.path().join(format!("{name}.log"))
+    }
+
+    pub fn start_mon(&mut self, id: &str) {
+        let name = format!("mon.{id}");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log(&name)).expect("log");
+        let child = Command::new(BIN)
+            .args(["--role", "mon", "--id", id, "-c"])
+            .arg(self.conf())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn monitor");
+        eprintln!("--- started {name} pid {}", child.id());
+        self.procs.insert(name, child);
+    }
+
+    pub fn pid(&self, name: &str) -> Option<u32> {
+        self.procs.get(name).map(|c| c.id())
+    }
+
+    /// `kill -9` the daemon and reap it.
+    pub fn kill9(&mut self, name: &str) {
+        if let Some(mut c) = self.procs.remove(name) {
+            eprintln!("--- kill -9 {name} pid {}", c.id());
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn signal(&self, name: &str, sig: &str) {
+        if let Some(pid) = self.pid(name) {
+            let _ = Command::new("kill").args([&format!("-{sig}"), &pid.to_string()]).status();
+        }
+    }
+
+    /// True while the daemon's process is running.
+    pub fn alive(&mut self, name: &str) -> bool {
+        self.procs.get_mut(name).is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    pub fn cli(&self, args: &[&str]) -> Cli {
+        self.cli_env(args, &[])
+    }
+
+    pub fn cli_env(&self, args: &[&str], env: &[(&str, &str)]) -> Cli {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("-c").arg(self.conf()).args(["--set", "mon_command_timeout=5"]).args(args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("run cephr").into()
+    }
+
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut a = args.to_vec();
+        a.extend(["--format", "json"]);
+        let r = self.cli(&a);
+        assert_eq!(r.code, 0, "cephr {args:?}: {}", r.stderr);
+        serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("json of {args:?}: {e}: {}", r.stdout))
+    }
+
+    pub fn leader(&self) -> String {
+        self.json(&["mon", "stat"])["leader"].as_str().unwrap_or_default().to_string()
+    }
+
+    pub fn quorum(&self) -> Vec<String> {
+        let v = self.json(&["mon", "stat"]);
+        v["quorum"].as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect()).unwrap_or_default()
+    }
+
+    /// Polls `cond` every 100 ms until it holds or `limit` passes (then panics).
+    pub fn wait_for(&self, limit: Duration, what: &str, mut cond: impl FnMut(&Cluster) -> bool) -> Duration {
+        let t = Instant::now();
+        while t.elapsed() < limit {
+            if cond(self) {
+                return t.elapsed();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("timed out after {limit:?} waiting for {what}\n{}", self.logs_tail());
+    }
+
+    pub fn logs_tail(&self) -> String {
+        let mut s = String::new();
+        for m in &self.mons {
+            let text = std::fs::read_to_string(self.log(&format!("mon.{m}"))).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let from = lines.len().saturating_sub(15);
+            s.push_str(&format!("== mon.{m}\n{}\n", lines[from..].join("\n")));
+        }
+        s
+    }
+
+    pub fn key_dir(&self) -> PathBuf {
+        self.dir.path().join("keys")
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for (_, mut c) in std::mem::take(&mut self.procs) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}

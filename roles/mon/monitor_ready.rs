@@ -1,0 +1,285 @@
+//! The Monitor's consensus plumbing: handling raft-rs `Ready` batches (send,
+//! persist, apply), pushing new epochs to subscribers, the leader's periodic
+//! failure checks, and the status it reports.
+use protobuf::Message as _;
+use raft::prelude::{Entry, EntryType, Message as RaftMsg};
+use raft::StateRole;
+use std::time::{Duration, Instant};
+
+use super::{now_ms, LeaderState, Monitor, Proposal, Subscriber};
+use crate::error::{CmdError, Errno};
+use crate::ids::EntityName;
+use crate::msg::command::{LocalStatus, MonStatus, StatusReport};
+use crate::msg::{Message, MonSubscribe};
+use crate::net::ConnHandle;
+use crate::roles::mon::health;
+use crate::roles::mon::osd_monitor::FailureReports;
+use crate::roles::mon::state::{MonOp, MonState};
+
+impl Monitor {
+    pub(super) fn on_ready(&mut self) {
+        if !self.raw.has_ready() {
+            return;
+        }
+        let mut rd = self.raw.ready();
+        self.send_raft(rd.take_messages());
+        if !rd.snapshot().is_empty() {
+            let snap = rd.snapshot().clone();
+            match MonState::decode(snap.get_data()) {
+                Ok(st) => self.state = st,
+                Err(e) => fatal(&format!("snapshot from leader does not decode: {e}")),
+            }
+            if let Err(e) = self.raw.mut_store().apply_snapshot(snap) {
+                fatal(&e.to_string());
+            }
+            self.after_apply();
+        }
+        self.apply_entries(rd.take_committed_entries());
+        if let Err(e) = self.raw.mut_store().append(rd.entries(), rd.hs()) {
+            fatal(&e.to_string());
+        }
+        self.send_raft(rd.take_persisted_messages());
+        let mut light = self.raw.advance(rd);
+        if let Some(c) = light.commit_index() {
+            if let Err(e) = self.raw.mut_store().set_commit(c) {
+                fatal(&e.to_string());
+            }
+        }
+        self.send_raft(light.take_messages());
+        self.apply_entries(light.take_committed_entries());
+        self.raw.advance_apply();
+        self.maybe_compact();
+        self.check_role();
+    }
+
+    fn apply_entries(&mut self, entries: Vec<Entry>) {
+        if entries.is_empty() {
+            return;
+        }
+        for e in entries {
+            if e.get_entry_type() != EntryType::EntryNormal || e.data.is_empty() {
+                continue;
+            }
+            let p: Proposal = match rmp_serde::from_slice(&e.data) {
+                Ok(p) => p,
+                Err(err) => {
+                    tracing::error!(index = e.index, "undecodable log entry skipped: {err}");
+                    continue;
+                }
+            };
+            let r = self.state.apply(&p.op, &self.params);
+            if p.origin == self.name {
+                if let Some((resp, _)) = self.waiting.remove(&p.id) {
+                    resp.send(r);
+                }
+            }
+        }
+        self.after_apply();
+    }
+
+    /// Publishes what changed: new epochs to subscribers, the auth view to the messenger.
+    fn after_apply(&mut self) {
+        if let Ok(mut k) = self.known_clients.write() {
+            *k = self.state.auth.keys().cloned().collect();
+        }
+        let st = &self.state;
+        self.subs.retain(|_, s| !s.conn.is_closed());
+        for s in self.subs.values_mut() {
+            push_maps(st, s);
+        }
+    }
+
+    fn maybe_compact(&mut self) {
+        let applied = self.raw.raft.raft_log.applied;
+        let store = self.raw.store();
+        if applied <= store.snapshot_index() + self.cfg.global.mon_raft_log_keep {
+            return;
+        }
+        let conf = self.raw.raft.prs().conf().to_conf_state();
+        let data = self.state.encode();
+        if let Err(e) = self.raw.mut_store().compact(applied, conf, data) {
+            tracing::error!("log compaction failed: {e}");
+        }
+    }
+
+    fn check_role(&mut self) {
+        let leading = self.raw.raft.state == StateRole::Leader;
+        if leading && self.leader.is_none() {
+            tracing::info!(mon = %self.name, term = self.raw.raft.term, "won leadership");
+            self.leader = Some(LeaderState {
+                beacons: Default::default(),
+                osd_reports: Default::default(),
+                failures: FailureReports::default(),
+            });
+        } else if !leading && self.leader.is_some() {
+            tracing::info!(mon = %self.name, "lost leadership");
+            self.leader = None;
+            for (_, (resp, _)) in self.waiting.drain() {
+                resp.send(Err(CmdError::new(Errno::EAGAIN, "monitor leadership changed; retry")));
+            }
+        }
+    }
+
+    fn send_raft(&mut self, msgs: Vec<RaftMsg>) {
+        for m in msgs {
+            let to = m.to;
+            let data = match m.write_to_bytes() {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::error!("cannot encode raft message: {e}");
+                    continue;
+                }
+            };
+            if let Some(c) = self.peers.get(&to).filter(|c| !c.is_closed()) {
+                let _ = c.send(Message::MMonRaft { data });
+                continue;
+            }
+            self.connect_peer(to);
+        }
+    }
+
+    /// Dials a peer monitor in the background; raft resends what was dropped meanwhile.
+    fn connect_peer(&mut self, rank: u64) {
+        let Some(info) = self.state.monmap.by_rank(rank) else { return };
+        if !self.connecting.insert(rank) {
+            return;
+        }
+        let (peer, addr, msgr) = (EntityName::mon(&info.name), info.addr, self.msgr.clone());
+        let Some(me) = self.me.clone() else { return };
+        actix::spawn(async move {
+            let conn = msgr.connect(&peer, addr, false).await.ok();
+            me.do_send(PeerConnected { rank, conn });
+        });
+    }
+
+    /// Answers a subscription at once with every newer map, then on each new epoch.
+    pub(super) fn subscribe(&mut self, conn: ConnHandle, want: MonSubscribe) {
+        let mut s = Subscriber { conn, want };
+        push_maps(&self.state, &mut s);
+        self.subs.insert(s.conn.id(), s);
+    }
+
+    /// The leader's periodic checks: laggy MDS daemons, silent or reported OSDs,
+    /// OSDs down long enough to go out, expired blocklist entries, stale waiters.
+    pub(super) fn leader_tick(&mut self) {
+        let timeout = self.cfg.global.command_timeout();
+        self.waiting.retain(|_, (_, t)| t.elapsed() < timeout);
+        let Some(ls) = self.leader.as_mut() else { return };
+        let now = Instant::now();
+        let g = &self.cfg.global;
+        let grace = g.mds_beacon_grace();
+        let gids: Vec<u64> = self.state.fsmap.all_infos().map(|i| i.gid).collect();
+        ls.beacons.retain(|g, _| gids.contains(g));
+        let laggy: Vec<u64> = gids
+            .iter()
+            .filter(|gid| now.duration_since(*ls.beacons.entry(**gid).or_insert(now)) > grace)
+            .copied()
+            .collect();
+        let report_timeout = Duration::from_secs_f64(g.mon_osd_report_timeout);
+        let up: Vec<u32> = self.state.osdmap.osds.values().filter(|o| o.up).map(|o| o.id).collect();
+        let unresponsive: Vec<u32> = up
+            .iter()
+            .filter(|id| now.duration_since(*ls.osd_reports.entry(**id).or_insert(now)) > report_timeout)
+            .copied()
+            .collect();
+        let reported = ls.failures.ready_to_mark_down(&self.state.osdmap, &self.params.osd);
+        let t = now_ms();
+        if !reported.is_empty() {
+            self.propose_if_changes(MonOp::OsdMarkDown { ids: reported, now_ms: t });
+        }
+        self.propose_if_changes(MonOp::MdsTick { laggy, now_ms: t });
+        self.propose_if_changes(MonOp::OsdTick { unresponsive, now_ms: t });
+    }
+
+    pub(super) fn mon_status(&self) -> MonStatus {
+        let window = Duration::from_millis(
+            self.cfg.global.mon_raft_tick_ms * self.cfg.global.mon_raft_election_ticks * 2,
+        );
+        let mut quorum: Vec<String> = self
+            .heard
+            .iter()
+            .filter(|(_, t)| t.elapsed() < window)
+            .map(|(n, _)| n.clone())
+            .collect();
+        quorum.push(self.name.clone());
+        quorum.sort();
+        quorum.dedup();
+        MonStatus {
+            monmap: self.state.monmap.clone(),
+            leader: self.leader_name().unwrap_or_default(),
+            quorum,
+            term: self.raw.raft.term,
+            committed_index: self.raw.raft.raft_log.committed,
+        }
+    }
+
+    pub(super) fn local_status(&self) -> LocalStatus {
+        let role = match self.raw.raft.state {
+            StateRole::Leader => "leader",
+            StateRole::Follower if self.raw.raft.leader_id != 0 => "peon",
+            _ => "electing",
+        };
+        LocalStatus {
+            name: self.name.clone(),
+            role: role.into(),
+            leader: self.leader_name().unwrap_or_default(),
+            term: self.raw.raft.term,
+            applied_index: self.raw.raft.raft_log.applied,
+            monmap_epoch: self.state.monmap.epoch,
+            osdmap_epoch: self.state.osdmap.epoch,
+            fsmap_epoch: self.state.fsmap.epoch,
+        }
+    }
+
+    pub(super) fn status(&self) -> StatusReport {
+        let mon = self.mon_status();
+        let checks = health::checks(&self.state, &mon);
+        StatusReport {
+            fsid: self.state.monmap.fsid.clone(),
+            health: health::overall(&checks),
+            checks,
+            mon,
+            osdmap: self.state.osdmap.clone(),
+            fsmap: self.state.fsmap.clone(),
+        }
+    }
+}
+
+/// A background dial to a peer monitor finished.
+#[derive(actix::Message)]
+#[rtype(result = "()")]
+pub(super) struct PeerConnected {
+    rank: u64,
+    conn: Option<ConnHandle>,
+}
+
+impl actix::Handler<PeerConnected> for Monitor {
+    type Result = ();
+    fn handle(&mut self, m: PeerConnected, _: &mut Self::Context) {
+        self.connecting.remove(&m.rank);
+        if let Some(c) = m.conn {
+            self.peers.insert(m.rank, c);
+        }
+    }
+}
+
+fn fatal(why: &str) -> ! {
+    tracing::error!("monitor store failure, exiting: {why}");
+    std::process::exit(1);
+}
+
+fn push_maps(st: &MonState, s: &mut Subscriber) {
+    let w = &mut s.want;
+    if let Some(have) = w.monmap.as_mut().filter(|h| **h < st.monmap.epoch) {
+        *have = st.monmap.epoch;
+        let _ = s.conn.send(Message::MMonMap(st.monmap.clone()));
+    }
+    if let Some(have) = w.osdmap.as_mut().filter(|h| **h < st.osdmap.epoch) {
+        *have = st.osdmap.epoch;
+        let _ = s.conn.send(Message::MOsdMap(st.osdmap.clone()));
+    }
+    if let Some(have) = w.fsmap.as_mut().filter(|h| **h < st.fsmap.epoch) {
+        *have = st.fsmap.epoch;
+        let _ = s.conn.send(Message::MFsMap(st.fsmap.clone()));
+    }
+}

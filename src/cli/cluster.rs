@@ -1,0 +1,70 @@
+//! `cephr cluster create`: a new cluster directory with its fsid, CA, the keys of
+//! every daemon and of client.admin, and a `cephr.toml` on 127.0.0.1.
+use std::fmt::Write as _;
+use std::path::Path;
+
+use super::ClusterCmd;
+use cephr::auth::ClusterCa;
+use cephr::config::Profile;
+use cephr::error::CmdError;
+use cephr::ids::EntityName;
+
+pub fn run(c: &ClusterCmd) -> anyhow::Result<()> {
+    let ClusterCmd::Create { dir, mons, profile, port_base } = c;
+    let profile: Profile = profile.parse().map_err(|e: cephr::config::ConfigError| CmdError::einval(e.to_string()))?;
+    if ![1, 3, 5].contains(&mons.len()) {
+        return Err(CmdError::einval(format!("a monitor quorum has 1, 3 or 5 members, not {}", mons.len())).into());
+    }
+    let mut names = Vec::new();
+    for m in mons {
+        names.push(EntityName::new(cephr::ids::EntityKind::Mon, m.as_str()).map_err(|e| CmdError::einval(e.to_string()))?);
+    }
+    std::fs::create_dir_all(dir)?;
+    let dir = dir.canonicalize()?;
+    let conf = dir.join("cephr.toml");
+    if conf.exists() {
+        return Err(CmdError::eexist(format!("a cluster already exists at {}", dir.display())).into());
+    }
+    let fsid = uuid::Uuid::new_v4().to_string();
+    let keys = dir.join("keys");
+    let ca = ClusterCa::create(&keys, &fsid)?;
+    for e in names.iter().chain([&EntityName::client("admin")]) {
+        ca.issue(&keys, e)?;
+    }
+    let ports = pick_ports(names.len(), *port_base)?;
+    std::fs::write(&conf, render(&dir, &fsid, profile, mons, &ports))?;
+    println!("created cluster {fsid} in {}", dir.display());
+    Ok(())
+}
+
+fn pick_ports(n: usize, base: Option<u16>) -> anyhow::Result<Vec<u16>> {
+    if let Some(b) = base {
+        return Ok((0..n as u16).map(|i| b + i).collect());
+    }
+    let socks: Vec<std::net::UdpSocket> =
+        (0..n).map(|_| std::net::UdpSocket::bind("127.0.0.1:0")).collect::<Result<_, _>>()?;
+    socks.iter().map(|s| Ok(s.local_addr()?.port())).collect()
+}
+
+fn render(dir: &Path, fsid: &str, profile: Profile, mons: &[String], ports: &[u16]) -> String {
+    let p = match profile {
+        Profile::Default => "default",
+        Profile::Fast => "fast",
+    };
+    let mut s = format!(
+        "# cephr cluster configuration, written by `cephr cluster create`.\n\
+         # Options go under [global]; see etc/cephr.toml for every option and its default.\n\
+         fsid = \"{fsid}\"\nprofile = \"{p}\"\nkey_dir = \"{}\"\nrun_dir = \"{}\"\n\n",
+        dir.join("keys").display(),
+        dir.display()
+    );
+    for (m, port) in mons.iter().zip(ports) {
+        let _ = writeln!(
+            s,
+            "[mon.{m}]\naddr = \"127.0.0.1:{port}\"\ndata = \"{}\"\n",
+            dir.join(format!("mon.{m}")).display()
+        );
+    }
+    s.push_str("[global]\n");
+    s
+}

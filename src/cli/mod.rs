@@ -1,0 +1,209 @@
+//! Command-line front end: argument parsing (clap), daemon start-up, and the admin
+//! commands, which talk to the monitors as `client.admin` (or `--name`).
+mod admin;
+mod cluster;
+mod daemon;
+mod format;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+use cephr::error::{CmdError, Errno};
+
+#[derive(Parser, Debug)]
+#[command(name = "cephr", version, about = "cephr: a distributed POSIX file system modelled on CephFS")]
+pub struct Cli {
+    /// Cluster configuration file (DIR/cephr.toml).
+    #[arg(short = 'c', long = "conf", env = "CEPHR_CONF", global = true)]
+    pub conf: Option<PathBuf>,
+    /// Override an option: --set mds_beacon_grace=3 (repeatable).
+    #[arg(long = "set", global = true, value_name = "OPTION=VALUE")]
+    pub set: Vec<String>,
+    /// Run daemons of this role instead of a command.
+    #[arg(long, value_enum)]
+    pub role: Option<Role>,
+    /// Daemon id for --role (e.g. `a` for mon.a).
+    #[arg(long)]
+    pub id: Option<String>,
+    /// Entity to act as for commands.
+    #[arg(short = 'n', long = "name", default_value = "client.admin", global = true)]
+    pub name: String,
+    /// Directory holding ca.crt and NAME.crt/NAME.key (default: the cluster's key_dir).
+    #[arg(long = "key-dir", global = true)]
+    pub key_dir: Option<PathBuf>,
+    /// Output format of read commands.
+    #[arg(long, value_enum, default_value = "plain", global = true)]
+    pub format: Format,
+    #[command(subcommand)]
+    pub cmd: Option<Cmd>,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Role {
+    Mon,
+    All,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Plain,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Cluster directory management.
+    #[command(subcommand)]
+    Cluster(ClusterCmd),
+    /// Client identities and capabilities.
+    #[command(subcommand)]
+    Auth(AuthCmd),
+    /// Cluster health and services (like `ceph -s`).
+    Status,
+    /// Monitor commands.
+    #[command(subcommand)]
+    Mon(MonCmd),
+    /// Ask one daemon directly: `cephr tell mon.b status` (its own view, not the leader's).
+    Tell { daemon: String, what: String },
+    /// File systems.
+    #[command(subcommand)]
+    Fs(FsCmd),
+    /// MDS daemons.
+    #[command(subcommand)]
+    Mds(MdsCmd),
+    /// OSDs, pools and the blocklist.
+    #[command(subcommand)]
+    Osd(OsdCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ClusterCmd {
+    /// Write a new cluster directory: fsid, CA, keys, cephr.toml.
+    Create {
+        #[arg(long)]
+        dir: PathBuf,
+        /// Monitor ids, comma-separated (1, 3 or 5).
+        #[arg(long, default_value = "a,b,c", value_delimiter = ',')]
+        mons: Vec<String>,
+        #[arg(long, default_value = "default")]
+        profile: String,
+        /// First port; default: free ports picked at random.
+        #[arg(long)]
+        port_base: Option<u16>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuthCmd {
+    /// Issue a certificate for client.NAME and record its caps: --caps 'mds=allow rw path=/x'.
+    Add {
+        entity: String,
+        #[arg(long = "caps", value_name = "SERVICE=CAPS")]
+        caps: Vec<String>,
+    },
+    Ls,
+    Get { entity: String },
+    Rm { entity: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MonCmd {
+    /// Monitor map, leader and quorum.
+    Stat,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum FsCmd {
+    New { fs: String, metadata_pool: String, data_pool: String },
+    Ls,
+    Get { fs: String },
+    Dump,
+    Status { fs: Option<String> },
+    /// Set max_mds, allow_standby_replay, joinable, session_timeout or session_autoclose.
+    Set { fs: String, var: String, val: String },
+    /// Take a file system down: not joinable, every rank failed.
+    Fail { fs: String },
+    Rm {
+        fs: String,
+        #[arg(long = "yes-i-really-mean-it")]
+        yes: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MdsCmd {
+    /// Fail an MDS: <fs>:<rank>, <rank>, or a daemon name.
+    Fail { who: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum OsdCmd {
+    Tree,
+    #[command(subcommand)]
+    Pool(PoolCmd),
+    Down { id: String },
+    Out { id: String },
+    In { id: String },
+    #[command(subcommand)]
+    Blocklist(BlocklistCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PoolCmd {
+    Create {
+        pool: String,
+        #[arg(long)]
+        pg_num: Option<u32>,
+        #[arg(long)]
+        size: Option<u32>,
+        #[arg(long)]
+        min_size: Option<u32>,
+    },
+    Ls {
+        /// `detail` for every field.
+        detail: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BlocklistCmd {
+    Ls,
+    /// Blocklist IP:PORT[/NONCE] for EXPIRE seconds (default mon_osd_blocklist_default_expire).
+    Add { addr: String, expire: Option<f64> },
+    Rm { addr: String },
+}
+
+/// Parses arguments, runs, and returns the process exit code.
+pub fn run() -> i32 {
+    let cli = Cli::parse();
+    let r = if let Some(role) = cli.role {
+        daemon::run(&cli, role)
+    } else if let Some(cmd) = &cli.cmd {
+        match cmd {
+            Cmd::Cluster(c) => cluster::run(c),
+            other => admin::run(&cli, other),
+        }
+    } else {
+        Err(CmdError::einval("nothing to do: give a command (see --help) or --role").into())
+    };
+    match r {
+        Ok(()) => 0,
+        Err(e) => {
+            let (errno, msg) = match e.downcast_ref::<CmdError>() {
+                Some(c) => (c.errno, c.message.clone()),
+                None => (Errno::EINVAL, format!("{e:#}")),
+            };
+            eprintln!("Error {errno:?}: {msg}");
+            errno.code()
+        }
+    }
+}
+
+/// Loads the configuration named by -c/CEPHR_CONF.
+pub fn load_config(cli: &Cli) -> anyhow::Result<cephr::config::ClusterConfig> {
+    let path = cli
+        .conf
+        .clone()
+        .ok_or_else(|| CmdError::einval("no configuration: pass -c DIR/cephr.toml or set CEPHR_CONF"))?;
+    cephr::config::ClusterConfig::load(&path, &cli.set).map_err(|e| CmdError::einval(e.to_string()).into())
+}

@@ -1,0 +1,182 @@
+//! MonClient: how daemons, clients and the CLI talk to the monitors. Commands go to
+//! any monitor (peons forward to the leader) and are retried on another monitor
+//! when one is down or answers EAGAIN (election under way), until a deadline.
+//! Subscriptions keep one monitor session open, hunting for another monitor when it
+//! drops, and hand the pushed maps to a watch channel; maps only move forward.
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::config::ClusterConfig;
+use crate::error::{CmdError, Errno};
+use crate::ids::EntityName;
+use crate::maps::{FsMap, MonMap, OsdMap};
+use crate::msg::{CommandReply, Message, MonCommand, MonSubscribe};
+use crate::net::Messenger;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MoncError {
+    #[error("{0}")]
+    Command(#[from] CmdError),
+    #[error("no monitor answered within {secs:.0} s (last error: {last})")]
+    Unreachable { secs: f64, last: String },
+}
+
+/// The newest maps this client has seen.
+#[derive(Clone, Debug, Default)]
+pub struct MapSet {
+    pub monmap: Option<Arc<MonMap>>,
+    pub osdmap: Option<Arc<OsdMap>>,
+    pub fsmap: Option<Arc<FsMap>>,
+}
+
+pub struct MonClient {
+    msgr: Messenger,
+    mons: Vec<(EntityName, SocketAddr)>,
+    timeout: Duration,
+    preferred: AtomicUsize,
+    maps: watch::Sender<MapSet>,
+}
+
+impl MonClient {
+    pub fn new(msgr: Messenger, cfg: &ClusterConfig) -> Arc<MonClient> {
+        let mons = cfg.mon.iter().map(|(n, d)| (EntityName::mon(n), d.addr)).collect();
+        Arc::new(MonClient {
+            msgr,
+            mons,
+            timeout: cfg.global.command_timeout(),
+            preferred: AtomicUsize::new(rand::random::<usize>()),
+            maps: watch::channel(MapSet::default()).0,
+        })
+    }
+
+    pub fn messenger(&self) -> &Messenger {
+        &self.msgr
+    }
+
+    fn pick(&self, attempt: usize) -> &(EntityName, SocketAddr) {
+        let i = self.preferred.load(Ordering::Relaxed).wrapping_add(attempt) % self.mons.len().max(1);
+        &self.mons[i]
+    }
+
+    /// Runs a command, trying monitors in turn until one answers or the deadline.
+    pub async fn command(&self, cmd: MonCommand) -> Result<CommandReply, MoncError> {
+        self.command_with_timeout(cmd, self.timeout).await
+    }
+
+    pub async fn command_with_timeout(&self, cmd: MonCommand, timeout: Duration) -> Result<CommandReply, MoncError> {
+        if self.mons.is_empty() {
+            return Err(MoncError::Unreachable { secs: 0.0, last: "no monitors configured".into() });
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut last = String::from("none tried");
+        for attempt in 0.. {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            let (peer, addr) = self.pick(attempt).clone();
+            let per_try = left.min(Duration::from_secs(3));
+            let reply = match self.msgr.connect(&peer, addr, false).await {
+                Ok(conn) => conn.request(Message::MMonCommand(cmd.clone()), per_try).await,
+                Err(e) => Err(e),
+            };
+            match reply {
+                Ok(Message::MMonCommandReply(Ok(r))) => {
+                    self.preferred.fetch_add(attempt, Ordering::Relaxed);
+                    return Ok(r);
+                }
+                Ok(Message::MMonCommandReply(Err(e))) if e.errno == Errno::EAGAIN => last = format!("{peer}: {}", e.message),
+                Ok(Message::MMonCommandReply(Err(e))) => return Err(e.into()),
+                Ok(other) => last = format!("{peer} answered {}", other.name()),
+                Err(e) => last = e.to_string(),
+            }
+            if attempt % self.mons.len() == self.mons.len() - 1 {
+                tokio::time::sleep(Duration::from_millis(100).min(left)).await;
+            }
+        }
+        Err(MoncError::Unreachable { secs: timeout.as_secs_f64(), last })
+    }
+
+    /// Sends a command to one named monitor only (no hunting): `cephr tell mon.X`.
+    pub async fn tell(&self, mon: &EntityName, cmd: MonCommand) -> Result<CommandReply, MoncError> {
+        let Some((peer, addr)) = self.mons.iter().find(|(n, _)| n == mon).cloned() else {
+            return Err(CmdError::enoent(format!("{mon} is not in the configuration")).into());
+        };
+        match self.msgr.request(&peer, addr, Message::MMonCommand(cmd), self.timeout).await {
+            Ok(Message::MMonCommandReply(r)) => Ok(r?),
+            Ok(other) => Err(MoncError::Unreachable { secs: 0.0, last: format!("{peer} answered {}", other.name()) }),
+            Err(e) => Err(MoncError::Unreachable { secs: self.timeout.as_secs_f64(), last: e.to_string() }),
+        }
+    }
+
+    pub fn watch(&self) -> watch::Receiver<MapSet> {
+        self.maps.subscribe()
+    }
+
+    /// Takes a pushed map if it is newer than the one held; true when `msg` was a map.
+    pub fn handle_map(&self, msg: &Message) -> bool {
+        let newer = |have: Option<u64>, e: u64| have.is_none_or(|h| e > h);
+        match msg {
+            Message::MMonMap(m) => self.maps.send_if_modified(|s| {
+                let n = newer(s.monmap.as_ref().map(|x| x.epoch), m.epoch);
+                if n {
+                    s.monmap = Some(Arc::new(m.clone()));
+                }
+                n
+            }),
+            Message::MOsdMap(m) => self.maps.send_if_modified(|s| {
+                let n = newer(s.osdmap.as_ref().map(|x| x.epoch), m.epoch);
+                if n {
+                    s.osdmap = Some(Arc::new(m.clone()));
+                }
+                n
+            }),
+            Message::MFsMap(m) => self.maps.send_if_modified(|s| {
+                let n = newer(s.fsmap.as_ref().map(|x| x.epoch), m.epoch);
+                if n {
+                    s.fsmap = Some(Arc::new(m.clone()));
+                }
+                n
+            }),
+            _ => return false,
+        };
+        true
+    }
+
+    /// Keeps a subscription to `want` (which maps) open on some monitor, moving to
+    /// another when its monitor goes away, and re-stating the epochs already held.
+    pub fn start_subscription(self: &Arc<Self>, want: MonSubscribe) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            for attempt in 0usize.. {
+                let (peer, addr) = me.pick(attempt).clone();
+                let conn = match me.msgr.connect(&peer, addr, true).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::debug!("subscription: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let have = me.maps.borrow().clone();
+                let sub = MonSubscribe {
+                    monmap: want.monmap.map(|_| have.monmap.as_ref().map_or(0, |m| m.epoch)),
+                    osdmap: want.osdmap.map(|_| have.osdmap.as_ref().map_or(0, |m| m.epoch)),
+                    fsmap: want.fsmap.map(|_| have.fsmap.as_ref().map_or(0, |m| m.epoch)),
+                };
+                if conn.send(Message::MMonSubscribe(sub)).is_ok() {
+                    tracing::debug!(mon = %peer, "subscribed");
+                    conn.closed().await;
+                    tracing::info!(mon = %peer, "monitor session lost; hunting for another monitor");
+                }
+                if me.maps.is_closed() && Arc::strong_count(&me) == 1 {
+                    return;
+                }
+            }
+        });
+    }
+}

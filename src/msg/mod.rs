@@ -1,0 +1,129 @@
+//! Wire types only: the envelope every frame carries and the typed messages.
+//! Frames are length-prefixed MessagePack with named fields (rmp-serde); the
+//! message type is the enum variant's name on the wire. Decoding is done by
+//! `net::frame`, which treats every byte as hostile.
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{EntityAddr, EntityName, Epoch, Gid, OsdId};
+use crate::maps::{FsMap, MdsState, MonMap, OsdMap};
+
+pub mod command;
+pub use command::{CommandReply, MonCommand};
+
+/// Version of the envelope and message set. A peer speaking another major version is
+/// refused at the first frame.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Envelope {
+    /// Protocol version of the sender.
+    pub v: u16,
+    /// Sender as it names itself; must match its certificate.
+    pub src: EntityName,
+    /// Sender's instance nonce (see `EntityAddr`).
+    pub nonce: u64,
+    /// Transaction id, unique per sender connection; replies carry the request's.
+    pub tid: u64,
+    /// Non-zero when this frame answers the request with that tid.
+    pub reply_to: u64,
+    pub msg: Message,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Message {
+    /// Generic error answer to a request that could not be handled at all.
+    MError { message: String },
+
+    // --- monitor ---
+    MMonCommand(MonCommand),
+    MMonCommandReply(Result<CommandReply, crate::error::CmdError>),
+    /// A message a peon monitor passes to the leader on behalf of `origin`; the
+    /// leader's answer (if any) comes back as the reply.
+    MMonForward { origin: EntityName, nonce: u64, msg: Box<Message> },
+    /// Consensus traffic between monitors (an encoded raft message).
+    MMonRaft {
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
+    MMonSubscribe(MonSubscribe),
+    MMonMap(MonMap),
+    MOsdMap(OsdMap),
+    MFsMap(FsMap),
+
+    // --- mds ---
+    MMdsBeacon(MdsBeacon),
+
+    // --- osd ---
+    MOsdBoot(OsdBoot),
+    MOsdFailure(OsdFailure),
+    MOsdAlive(OsdAlive),
+    MOsdBeacon { id: OsdId, epoch: Epoch },
+}
+
+impl Message {
+    /// The message type as Ceph would name it, for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Message::MError { .. } => "MError",
+            Message::MMonCommand(_) => "MMonCommand",
+            Message::MMonCommandReply(_) => "MMonCommandReply",
+            Message::MMonForward { .. } => "MMonForward",
+            Message::MMonRaft { .. } => "MMonRaft",
+            Message::MMonSubscribe(_) => "MMonSubscribe",
+            Message::MMonMap(_) => "MMonMap",
+            Message::MOsdMap(_) => "MOsdMap",
+            Message::MFsMap(_) => "MFsMap",
+            Message::MMdsBeacon(_) => "MMdsBeacon",
+            Message::MOsdBoot(_) => "MOsdBoot",
+            Message::MOsdFailure(_) => "MOsdFailure",
+            Message::MOsdAlive(_) => "MOsdAlive",
+            Message::MOsdBeacon { .. } => "MOsdBeacon",
+        }
+    }
+}
+
+/// Which maps a subscriber wants, with the epoch it already has (0: none).
+/// A subscriber behind gets the latest full map, then every new epoch.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct MonSubscribe {
+    pub monmap: Option<Epoch>,
+    pub osdmap: Option<Epoch>,
+    pub fsmap: Option<Epoch>,
+}
+
+/// `MMdsBeacon`: sent every `mds_beacon_interval` by each MDS daemon.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MdsBeacon {
+    pub gid: Gid,
+    pub name: String,
+    pub addr: Option<EntityAddr>,
+    /// The file system the daemon prefers (`mds_join_fs`).
+    pub fs: Option<String>,
+    pub want_state: MdsState,
+    pub seq: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OsdBoot {
+    pub id: OsdId,
+    pub addr: EntityAddr,
+    pub host: String,
+    /// Epoch of the newest map the OSD has.
+    pub epoch: Epoch,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OsdFailure {
+    pub target: OsdId,
+    pub reporter: OsdId,
+    /// Seconds the reporter has not heard from the target.
+    pub failed_for_ms: u64,
+    pub epoch: Epoch,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OsdAlive {
+    pub id: OsdId,
+    /// The epoch the OSD wants `up_thru` to reach.
+    pub want: Epoch,
+}
