@@ -73,32 +73,61 @@ impl MonClient {
         }
         let deadline = tokio::time::Instant::now() + timeout;
         let mut last = String::from("none tried");
+        // Monitors that could not be reached during this call are skipped while any
+        // other remains, so a dead monitor costs one connect timeout, not one per round.
+        let mut unreachable = std::collections::HashSet::new();
         for attempt in 0.. {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             if left.is_zero() {
                 break;
             }
+            if unreachable.len() >= self.mons.len() {
+                unreachable.clear();
+            }
             let (peer, addr) = self.pick(attempt).clone();
+            if unreachable.contains(&peer) {
+                continue;
+            }
             let per_try = left.min(Duration::from_secs(3));
             let reply = match self.msgr.connect(&peer, addr, false).await {
                 Ok(conn) => conn.request(Message::MMonCommand(cmd.clone()), per_try).await,
-                Err(e) => Err(e),
+                Err(e) => {
+                    unreachable.insert(peer.clone());
+                    Err(e)
+                }
             };
             match reply {
                 Ok(Message::MMonCommandReply(Ok(r))) => {
                     self.preferred.fetch_add(attempt, Ordering::Relaxed);
                     return Ok(r);
                 }
-                Ok(Message::MMonCommandReply(Err(e))) if e.errno == Errno::EAGAIN => last = format!("{peer}: {}", e.message),
+                Ok(Message::MMonCommandReply(Err(e))) if e.errno == Errno::EAGAIN => {
+                    last = format!("{peer}: {}", e.message);
+                    tokio::time::sleep(Duration::from_millis(50).min(left)).await;
+                }
                 Ok(Message::MMonCommandReply(Err(e))) => return Err(e.into()),
                 Ok(other) => last = format!("{peer} answered {}", other.name()),
                 Err(e) => last = e.to_string(),
             }
-            if attempt % self.mons.len() == self.mons.len() - 1 {
-                tokio::time::sleep(Duration::from_millis(100).min(left)).await;
-            }
         }
         Err(MoncError::Unreachable { secs: timeout.as_secs_f64(), last })
+    }
+
+    /// Sends a one-way message (beacon, boot, failure report) to a monitor, moving on
+    /// to the next monitor when one cannot be reached.
+    pub async fn send(&self, msg: Message) -> Result<(), MoncError> {
+        let mut last = String::from("no monitors configured");
+        for attempt in 0..self.mons.len() {
+            let (peer, addr) = self.pick(attempt).clone();
+            match self.msgr.connect(&peer, addr, false).await.and_then(|c| c.send(msg.clone())) {
+                Ok(()) => {
+                    self.preferred.fetch_add(attempt, Ordering::Relaxed);
+                    return Ok(());
+                }
+                Err(e) => last = e.to_string(),
+            }
+        }
+        Err(MoncError::Unreachable { secs: 0.0, last })
     }
 
     /// Sends a command to one named monitor only (no hunting): `cephr tell mon.X`.

@@ -72,6 +72,10 @@ pub struct Monitor {
     leader: Option<LeaderState>,
     known_clients: Arc<RwLock<BTreeSet<EntityName>>>,
     me: Option<Addr<Monitor>>,
+    /// Commands forwarded to the leader and not yet answered; failed with EAGAIN as
+    /// soon as the leader changes, so clients need not wait on a dead leader.
+    forwards: Vec<Arc<std::sync::Mutex<Option<Responder>>>>,
+    last_leader: u64,
 }
 
 fn now_ms() -> u64 {
@@ -142,6 +146,8 @@ pub async fn start(cfg: Arc<ClusterConfig>, name: &str) -> anyhow::Result<Addr<M
             leader: None,
             known_clients: known,
             me: None,
+            forwards: Vec::new(),
+            last_leader: 0,
         }
     }))
 }
@@ -287,17 +293,24 @@ impl Monitor {
         let fwd = Message::MMonForward { origin, nonce: 0, msg: Box::new(msg) };
         let msgr = self.msgr.clone();
         let timeout = self.cfg.global.command_timeout();
-        actix::spawn(async move {
-            if let Responder::None = resp {
+        if let Responder::None = resp {
+            actix::spawn(async move {
                 let _ = msgr.send(&peer, addr, fwd).await;
-                return;
-            }
+            });
+            return;
+        }
+        let slot = Arc::new(std::sync::Mutex::new(Some(resp)));
+        self.forwards.retain(|s| s.lock().map(|g| g.is_some()).unwrap_or(false));
+        self.forwards.push(slot.clone());
+        actix::spawn(async move {
             let r = match msgr.request(&peer, addr, fwd, timeout).await {
                 Ok(Message::MMonCommandReply(r)) => r,
                 Ok(other) => Err(CmdError::new(Errno::EIO, format!("leader answered {}", other.name()))),
                 Err(e) => Err(CmdError::new(Errno::EAGAIN, format!("leader {peer} unreachable: {e}"))),
             };
-            resp.send(r);
+            if let Some(resp) = slot.lock().ok().and_then(|mut g| g.take()) {
+                resp.send(r);
+            }
         });
     }
 

@@ -103,6 +103,15 @@ impl Monitor {
     }
 
     fn check_role(&mut self) {
+        let leader = self.raw.raft.leader_id;
+        if leader != self.last_leader {
+            self.last_leader = leader;
+            for slot in self.forwards.drain(..) {
+                if let Some(resp) = slot.lock().ok().and_then(|mut g| g.take()) {
+                    resp.send(Err(CmdError::new(Errno::EAGAIN, "monitor leader changed; retry")));
+                }
+            }
+        }
         let leading = self.raw.raft.state == StateRole::Leader;
         if leading && self.leader.is_none() {
             tracing::info!(mon = %self.name, term = self.raw.raft.term, "won leadership");

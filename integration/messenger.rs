@@ -1,0 +1,121 @@
+//! The messenger in one process: two endpoints with certificates from a real
+//! cluster directory exchange requests, replies and one-way messages under fault
+//! rules, across a restart of the serving side.
+mod harness;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use cephr::auth::Identity;
+use cephr::ids::EntityName;
+use cephr::msg::{CommandReply, Message, MonCommand};
+use cephr::net::{FaultRules, Messenger, MsgrOptions, NetError};
+
+fn opts() -> MsgrOptions {
+    MsgrOptions::from_options(&cephr::config::Options::for_profile(cephr::config::Profile::Fast))
+}
+
+fn ident(c: &harness::Cluster, e: &str) -> Identity {
+    Identity::load(&c.key_dir(), &e.parse().expect("name")).expect("identity")
+}
+
+/// Serves `addr` as mon.a: answers every MMonCommand with "pong", echoes MMonRaft
+/// payloads back as one-way messages.
+fn serve(id: &Identity, addr: SocketAddr) -> Messenger {
+    let (m, mut rx) = Messenger::bind(id, addr, true, opts(), FaultRules::default()).expect("bind");
+    tokio::spawn(async move {
+        while let Some(inc) = rx.recv().await {
+            match inc.msg {
+                Message::MMonCommand(_) => inc.reply(Message::MMonCommandReply(Ok(CommandReply::Done("pong".into())))),
+                Message::MMonRaft { data } => {
+                    let _ = inc.conn.send(Message::MMonRaft { data });
+                }
+                _ => {}
+            }
+        }
+    });
+    m
+}
+
+fn ping() -> Message {
+    Message::MMonCommand(MonCommand::Status)
+}
+
+/// That requests are answered, faults cut/drop/delay the named link only, messages
+/// on one connection arrive in order, oversized messages are refused locally, and a
+/// client reconnects by itself after the server restarts on the same address.
+#[test]
+fn t10_requests_faults_order_and_reconnect() {
+    let c = harness::Cluster::create(&["a"]);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+    rt.block_on(async {
+        let mon = EntityName::mon("a");
+        let server = serve(&ident(&c, "mon.a"), "127.0.0.1:0".parse().expect("a"));
+        let addr = server.local_addr();
+        let (client, mut inbox) =
+            Messenger::bind(&ident(&c, "client.admin"), "127.0.0.1:0".parse().expect("a"), false, opts(), FaultRules::default())
+                .expect("client");
+        let t = Duration::from_secs(2);
+
+        eprintln!("--- request/reply");
+        let r = client.request(&mon, addr, ping(), t).await.expect("reply");
+        assert!(matches!(r, Message::MMonCommandReply(Ok(CommandReply::Done(ref s))) if s == "pong"));
+
+        eprintln!("--- cut, then heal");
+        client.set_faults(FaultRules::parse("cut client.admin<->mon.a").expect("rule"));
+        let e = client.request(&mon, addr, ping(), Duration::from_millis(300)).await.unwrap_err();
+        assert!(matches!(e, NetError::Timeout { .. }), "{e}");
+        client.set_faults(FaultRules::parse("drop 1 mon.*->client.*").expect("rule"));
+        assert!(client.request(&mon, addr, ping(), Duration::from_millis(300)).await.is_err(), "replies dropped");
+        client.set_faults(FaultRules::parse("cut client.admin->osd.1").expect("rule"));
+        client.request(&mon, addr, ping(), t).await.expect("other links unaffected");
+
+        eprintln!("--- delay");
+        client.set_faults(FaultRules::parse("delay 150 client.admin->mon.a").expect("rule"));
+        let start = Instant::now();
+        client.request(&mon, addr, ping(), t).await.expect("delayed reply");
+        assert!(start.elapsed() >= Duration::from_millis(150), "delay applied");
+        client.set_faults(FaultRules::default());
+
+        eprintln!("--- ordering of one-way messages");
+        let conn = client.connect(&mon, addr, true).await.expect("conn");
+        for i in 0..500u32 {
+            conn.send(Message::MMonRaft { data: i.to_be_bytes().to_vec() }).expect("send");
+        }
+        for want in 0..500u32 {
+            let inc = tokio::time::timeout(t, inbox.recv()).await.expect("in time").expect("msg");
+            let Message::MMonRaft { data } = inc.msg else { panic!("unexpected {}", inc.msg.name()) };
+            assert_eq!(data, want.to_be_bytes().to_vec(), "in order");
+        }
+
+        eprintln!("--- frame limit");
+        let huge = Message::MMonRaft { data: vec![0u8; 70 << 20] };
+        assert!(matches!(conn.send(huge), Err(NetError::Encode(_))));
+
+        eprintln!("--- server restarts on the same address");
+        server.shutdown();
+        drop(server);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let server = serve(&ident(&c, "mon.a"), addr);
+        let r = client.request(&mon, addr, ping(), Duration::from_secs(5)).await;
+        assert!(r.is_ok(), "reconnected: {r:?}");
+        server.shutdown();
+    });
+}
+
+/// That a client refuses a server whose certificate names another entity than the
+/// one it dialled (no impersonation of monitors).
+#[test]
+fn t20_server_identity_checked() {
+    let c = harness::Cluster::create(&["a", "b", "c"]);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+    rt.block_on(async {
+        let server = serve(&ident(&c, "mon.b"), "127.0.0.1:0".parse().expect("a"));
+        let (client, _rx) =
+            Messenger::bind(&ident(&c, "client.admin"), "127.0.0.1:0".parse().expect("a"), false, opts(), FaultRules::default())
+                .expect("client");
+        let e = client.connect(&EntityName::mon("a"), server.local_addr(), false).await.unwrap_err();
+        assert!(matches!(e, NetError::Connect { .. }), "{e}");
+        client.connect(&EntityName::mon("b"), server.local_addr(), false).await.expect("right name accepted");
+    });
+}
