@@ -95,9 +95,9 @@ options! {
     /// Seconds between client session renewals.
     client_renew_interval: f64 = 20.0, 1.0;
     /// Seconds between OSD heartbeats to peers.
-    osd_heartbeat_interval: f64 = 6.0, 0.3;
+    osd_heartbeat_interval: f64 = 6.0, 0.2;
     /// Seconds without a peer heartbeat before an OSD reports it failed.
-    osd_heartbeat_grace: f64 = 20.0, 1.0;
+    osd_heartbeat_grace: f64 = 20.0, 0.8;
     /// Seconds between OSD beacons to the monitors.
     osd_beacon_report_interval: f64 = 300.0, 1.0;
     /// Seconds without an OSD beacon before the monitors mark it down.
@@ -251,6 +251,9 @@ impl Options {
 pub struct DaemonConf {
     pub addr: SocketAddr,
     pub data: PathBuf,
+    /// CRUSH host bucket of an OSD (default: one host per OSD, `host-<id>`).
+    #[serde(default)]
+    pub host: Option<String>,
 }
 
 /// The whole configuration of one cluster as a daemon or the CLI sees it.

@@ -13,6 +13,7 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_cephr");
 pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub mons: Vec<String>,
+    pub osds: u32,
     procs: BTreeMap<String, Child>,
 }
 
@@ -36,14 +37,48 @@ impl From<Output> for Cli {
 impl Cluster {
     /// Creates (but does not start) a fast-profile cluster with these monitors.
     pub fn create(mons: &[&str]) -> Cluster {
+        Cluster::create_with(mons, 0)
+    }
+
+    /// Creates (but does not start) a fast-profile cluster with monitors and OSDs.
+    pub fn create_with(mons: &[&str], osds: u32) -> Cluster {
         let dir = tempfile::Builder::new().prefix("cephr-it-").tempdir().expect("tempdir");
         let out = Command::new(BIN)
-            .args(["cluster", "create", "--profile", "fast", "--mons", &mons.join(","), "--dir"])
+            .args(["cluster", "create", "--profile", "fast", "--mons", &mons.join(","), "--osds", &osds.to_string(), "--dir"])
             .arg(dir.path())
             .output()
             .expect("run cephr cluster create");
         assert!(out.status.success(), "cluster create: {}", String::from_utf8_lossy(&out.stderr));
-        Cluster { dir, mons: mons.iter().map(|s| s.to_string()).collect(), procs: BTreeMap::new() }
+        Cluster { dir, mons: mons.iter().map(|s| s.to_string()).collect(), osds, procs: BTreeMap::new() }
+    }
+
+    /// Creates and starts monitors and OSDs, waiting until every OSD is up.
+    pub fn start_with(mons: &[&str], osds: u32) -> Cluster {
+        let mut c = Cluster::create_with(mons, osds);
+        for m in mons {
+            c.start_mon(m);
+        }
+        for i in 0..osds {
+            c.start_daemon(&format!("osd.{i}"));
+        }
+        c.wait_for(Duration::from_secs(20), "every OSD up", |c| c.osds_up().len() == osds as usize);
+        c
+    }
+
+    /// Ids of the OSDs the map shows up.
+    pub fn osds_up(&self) -> Vec<u32> {
+        let r = self.cli(&["osd", "tree", "--format", "json"]);
+        let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap_or_default();
+        v["osds"]
+            .as_object()
+            .map(|o| o.values().filter(|x| x["up"] == true).filter_map(|x| x["id"].as_u64().map(|i| i as u32)).collect())
+            .unwrap_or_default()
+    }
+
+    pub fn osd_in(&self, id: u32) -> bool {
+        let r = self.cli(&["osd", "tree", "--format", "json"]);
+        let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap_or_default();
+        v["osds"][id.to_string()]["in_"] == true
     }
 
     /// Creates and starts a cluster, waiting until the monitors answer.
@@ -65,10 +100,16 @@ impl Cluster {
     }
 
     pub fn start_mon(&mut self, id: &str) {
-        let name = format!("mon.{id}");
+        self.start_daemon(&format!("mon.{id}"));
+    }
+
+    /// Starts `mon.X` or `osd.N` as its own process, logging to DIR/NAME.log.
+    pub fn start_daemon(&mut self, name: &str) {
+        let (role, id) = name.split_once('.').expect("kind.id");
+        let name = name.to_string();
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log(&name)).expect("log");
         let child = Command::new(BIN)
-            .args(["--role", "mon", "--id", id, "-c"])
+            .args(["--role", role, "--id", id, "-c"])
             .arg(self.conf())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
@@ -147,11 +188,12 @@ impl Cluster {
 
     pub fn logs_tail(&self) -> String {
         let mut s = String::new();
-        for m in &self.mons {
-            let text = std::fs::read_to_string(self.log(&format!("mon.{m}"))).unwrap_or_default();
+        let names = self.mons.iter().map(|m| format!("mon.{m}")).chain((0..self.osds).map(|i| format!("osd.{i}")));
+        for n in names {
+            let text = std::fs::read_to_string(self.log(&n)).unwrap_or_default();
             let lines: Vec<&str> = text.lines().collect();
             let from = lines.len().saturating_sub(15);
-            s.push_str(&format!("== mon.{m}\n{}\n", lines[from..].join("\n")));
+            s.push_str(&format!("== {n}\n{}\n", lines[from..].join("\n")));
         }
         s
     }

@@ -200,7 +200,7 @@ impl Monitor {
             Message::MMonCommand(cmd) => self.command(from, cmd, resp),
             Message::MMdsBeacon(b) if from == EntityName::mds(&b.name) => self.leader_op(from, Message::MMdsBeacon(b)),
             m @ (Message::MOsdBoot(_) | Message::MOsdFailure(_) | Message::MOsdAlive(_) | Message::MOsdBeacon { .. })
-                if from.kind == EntityKind::Osd =>
+                if osd_sender_matches(&from, &m) =>
             {
                 self.leader_op(from, m)
             }
@@ -359,6 +359,18 @@ impl Monitor {
 
 #[path = "monitor_ready.rs"]
 mod ready;
+
+/// An OSD may only speak for itself.
+fn osd_sender_matches(from: &EntityName, m: &Message) -> bool {
+    let id = match m {
+        Message::MOsdBoot(b) => b.id,
+        Message::MOsdFailure(f) => f.reporter,
+        Message::MOsdAlive(a) => a.id,
+        Message::MOsdBeacon { id, .. } => *id,
+        _ => return false,
+    };
+    from.kind == EntityKind::Osd && from.id == id.to_string()
+}
 
 /// Forwards raft-rs's slog records to tracing.
 struct RaftLog {

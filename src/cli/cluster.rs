@@ -10,7 +10,7 @@ use cephr::error::CmdError;
 use cephr::ids::EntityName;
 
 pub fn run(c: &ClusterCmd) -> anyhow::Result<()> {
-    let ClusterCmd::Create { dir, mons, profile, port_base } = c;
+    let ClusterCmd::Create { dir, mons, profile, port_base, osds } = c;
     let profile: Profile = profile.parse().map_err(|e: cephr::config::ConfigError| CmdError::einval(e.to_string()))?;
     if ![1, 3, 5].contains(&mons.len()) {
         return Err(CmdError::einval(format!("a monitor quorum has 1, 3 or 5 members, not {}", mons.len())).into());
@@ -28,11 +28,22 @@ pub fn run(c: &ClusterCmd) -> anyhow::Result<()> {
     let fsid = uuid::Uuid::new_v4().to_string();
     let keys = dir.join("keys");
     let ca = ClusterCa::create(&keys, &fsid)?;
-    for e in names.iter().chain([&EntityName::client("admin")]) {
+    let osd_names: Vec<EntityName> = (0..*osds).map(EntityName::osd).collect();
+    for e in names.iter().chain(&osd_names).chain([&EntityName::client("admin")]) {
         ca.issue(&keys, e)?;
     }
-    let ports = pick_ports(names.len(), *port_base)?;
-    std::fs::write(&conf, render(&dir, &fsid, profile, mons, &ports))?;
+    let ports = pick_ports(names.len() + osd_names.len(), *port_base)?;
+    let (mon_ports, osd_ports) = ports.split_at(names.len());
+    let mut text = render(&dir, &fsid, profile, mons, mon_ports);
+    for (i, port) in osd_ports.iter().enumerate() {
+        let _ = write!(
+            text,
+            "\n[osd.{i}]\naddr = \"127.0.0.1:{port}\"\ndata = \"{}\"\nhost = \"host-{i}\"\n",
+            dir.join(format!("osd.{i}")).display()
+        );
+    }
+    text.push_str("\n[global]\n");
+    std::fs::write(&conf, text)?;
     println!("created cluster {fsid} in {}", dir.display());
     Ok(())
 }
@@ -65,6 +76,5 @@ fn render(dir: &Path, fsid: &str, profile: Profile, mons: &[String], ports: &[u1
             dir.join(format!("mon.{m}")).display()
         );
     }
-    s.push_str("[global]\n");
     s
 }

@@ -15,25 +15,32 @@ fn init_logging(filter: &str) {
 pub fn run(cli: &Cli, role: Role) -> anyhow::Result<()> {
     let cfg = Arc::new(load_config(cli)?);
     init_logging(&cfg.global.log_level);
-    let ids: Vec<String> = match role {
-        Role::Mon => {
-            let id = cli.id.clone().ok_or_else(|| CmdError::einval("--role mon needs --id"))?;
-            if !cfg.mon.contains_key(&id) {
-                return Err(CmdError::enoent(format!("mon.{id} is not in the configuration")).into());
+    let daemons: Vec<(String, String)> = match role {
+        Role::Mon | Role::Osd => {
+            let kind = if role == Role::Mon { "mon" } else { "osd" };
+            let id = cli.id.clone().ok_or_else(|| CmdError::einval(format!("--role {kind} needs --id")))?;
+            let known = if role == Role::Mon { cfg.mon.contains_key(&id) } else { cfg.osd.contains_key(&id) };
+            if !known {
+                return Err(CmdError::enoent(format!("{kind}.{id} is not in the configuration")).into());
             }
-            vec![id]
+            vec![(kind.to_string(), id)]
         }
-        Role::All => cfg.mon.keys().cloned().collect(),
+        Role::All => cfg
+            .mon
+            .keys()
+            .map(|m| ("mon".to_string(), m.clone()))
+            .chain(cfg.osd.keys().map(|o| ("osd".to_string(), o.clone())))
+            .collect(),
     };
     let sys = actix::System::new();
     sys.block_on(async move {
         let mut arbiters = Vec::new();
-        for id in ids {
+        for (kind, id) in daemons {
             let arb = actix::Arbiter::new();
             let cfg = cfg.clone();
             arb.spawn(async move {
-                if let Err(e) = cephr::roles::mon::start(cfg, &id).await {
-                    tracing::error!("mon.{id} failed to start: {e:#}");
+                if let Err(e) = start_daemon(cfg, &kind, &id).await {
+                    tracing::error!("{kind}.{id} failed to start: {e:#}");
                     std::process::exit(1);
                 }
             });
@@ -43,6 +50,16 @@ pub fn run(cli: &Cli, role: Role) -> anyhow::Result<()> {
         tracing::info!("signal received, exiting");
     });
     Ok(())
+}
+
+async fn start_daemon(cfg: Arc<cephr::config::ClusterConfig>, kind: &str, id: &str) -> anyhow::Result<()> {
+    match kind {
+        "mon" => cephr::roles::mon::start(cfg, id).await.map(|_| ()),
+        _ => {
+            let n: u32 = id.parse().map_err(|_| anyhow::anyhow!("osd id '{id}' is not a number"))?;
+            cephr::roles::osd::start(cfg, n).await.map(|_| ())
+        }
+    }
 }
 
 async fn wait_for_signal() {

@@ -36,7 +36,13 @@ pub fn print(cmd: &Cmd, reply: &CommandReply, fmt: Format, post: &Post) -> anyho
         ),
     };
     if !out.is_empty() {
-        println!("{out}");
+        use std::io::Write;
+        // A closed stdout (`| head`) is not an error of the command.
+        if let Err(e) = writeln!(std::io::stdout(), "{out}") {
+            if e.kind() != std::io::ErrorKind::BrokenPipe {
+                return Err(e.into());
+            }
+        }
     }
     Ok(())
 }

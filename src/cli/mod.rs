@@ -41,6 +41,7 @@ pub struct Cli {
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Role {
     Mon,
+    Osd,
     All,
 }
 
@@ -90,6 +91,9 @@ pub enum ClusterCmd {
         /// First port; default: free ports picked at random.
         #[arg(long)]
         port_base: Option<u16>,
+        /// Number of OSDs (osd.0 ..), each in its own CRUSH host bucket.
+        #[arg(long, default_value_t = 3)]
+        osds: u32,
     },
 }
 

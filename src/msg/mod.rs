@@ -58,6 +58,8 @@ pub enum Message {
     MOsdFailure(OsdFailure),
     MOsdAlive(OsdAlive),
     MOsdBeacon { id: OsdId, epoch: Epoch },
+    /// Heartbeat between OSDs; answered with `reply: true` carrying the same stamp.
+    MOsdPing { from: OsdId, epoch: Epoch, stamp_ms: u64, reply: bool },
 }
 
 impl Message {
@@ -78,6 +80,7 @@ impl Message {
             Message::MOsdFailure(_) => "MOsdFailure",
             Message::MOsdAlive(_) => "MOsdAlive",
             Message::MOsdBeacon { .. } => "MOsdBeacon",
+            Message::MOsdPing { .. } => "MOsdPing",
         }
     }
 }

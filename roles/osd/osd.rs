@@ -1,0 +1,184 @@
+//! The Osd actor: boot, map following, heartbeats and reports to the monitors.
+//! Placement groups, replication and recovery hang off this actor as they arrive.
+use actix::prelude::*;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::heartbeat::Heartbeats;
+use crate::auth::Identity;
+use crate::config::ClusterConfig;
+use crate::ids::{EntityAddr, EntityName, OsdId};
+use crate::maps::OsdMap;
+use crate::monc::MonClient;
+use crate::msg::{Message, MonSubscribe, OsdBoot, OsdFailure};
+use crate::net::{FaultRules, Incoming, Messenger, MsgrOptions};
+
+pub struct Osd {
+    id: OsdId,
+    cfg: Arc<ClusterConfig>,
+    host: String,
+    msgr: Messenger,
+    monc: Arc<MonClient>,
+    map: Option<Arc<OsdMap>>,
+    hb: Heartbeats,
+    last_boot: Option<Instant>,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A new OSDMap epoch reached this daemon.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct NewMap(Arc<OsdMap>);
+
+/// Starts OSD `id` of `cfg` in the current actix arbiter.
+pub async fn start(cfg: Arc<ClusterConfig>, id: OsdId) -> anyhow::Result<Addr<Osd>> {
+    let me = cfg
+        .osd
+        .get(&id.to_string())
+        .ok_or_else(|| anyhow::anyhow!("osd.{id} is not in the configuration"))?
+        .clone();
+    let ident = Identity::load(&cfg.key_dir, &EntityName::osd(id))?;
+    let faults = FaultRules::parse(&cfg.global.ms_inject_faults).map_err(anyhow::Error::msg)?;
+    let (msgr, rx) = Messenger::bind(&ident, me.addr, true, MsgrOptions::from_options(&cfg.global), faults)?;
+    std::fs::create_dir_all(&me.data)?;
+    let monc = MonClient::new(msgr.clone(), &cfg);
+    monc.start_subscription(MonSubscribe { osdmap: Some(0), ..Default::default() });
+    let watch = monc.watch();
+    let host = me.host.clone().unwrap_or_else(|| format!("host-{id}"));
+    tracing::info!(osd = id, addr = %me.addr, %host, "osd starting");
+    Ok(Osd::create(move |ctx| {
+        ctx.add_stream(futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) }));
+        let maps = futures::stream::unfold(watch, |mut w| async move {
+            w.changed().await.ok()?;
+            let m = w.borrow_and_update().osdmap.clone();
+            Some((m, w))
+        });
+        ctx.add_stream(futures::StreamExt::filter_map(maps, |m| async move { m.map(NewMap) }));
+        Osd { id, cfg, host, msgr, monc, map: None, hb: Heartbeats::default(), last_boot: None }
+    }))
+}
+
+impl Actor for Osd {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let g = &self.cfg.global;
+        ctx.run_interval(Duration::from_secs_f64(g.osd_heartbeat_interval), |act, _| act.heartbeat());
+        ctx.run_interval(Duration::from_secs_f64(g.osd_beacon_report_interval), |act, _| act.beacon());
+        ctx.run_interval(Duration::from_millis(500), |act, _| act.maybe_boot());
+        self.maybe_boot();
+    }
+}
+
+impl StreamHandler<Incoming> for Osd {
+    fn handle(&mut self, inc: Incoming, _: &mut Self::Context) {
+        if self.monc.handle_map(&inc.msg) {
+            return;
+        }
+        match inc.msg {
+            Message::MOsdPing { from, stamp_ms, reply, .. } if inc.from == EntityName::osd(from) => {
+                self.hb.heard(from, Instant::now());
+                if !reply {
+                    let epoch = self.epoch();
+                    let pong = Message::MOsdPing { from: self.id, epoch, stamp_ms, reply: true };
+                    let _ = inc.conn.send(pong);
+                }
+            }
+            other => tracing::debug!(from = %inc.from, msg = other.name(), "unexpected message ignored"),
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}
+
+impl StreamHandler<NewMap> for Osd {
+    fn handle(&mut self, NewMap(map): NewMap, _: &mut Self::Context) {
+        tracing::debug!(osd = self.id, epoch = map.epoch, "new osdmap");
+        self.hb.update_peers(&map, self.id, Instant::now());
+        self.map = Some(map);
+        self.maybe_boot();
+    }
+
+    fn finished(&mut self, _: &mut Self::Context) {}
+}
+
+impl Osd {
+    fn epoch(&self) -> u64 {
+        self.map.as_ref().map_or(0, |m| m.epoch)
+    }
+
+    fn my_addr(&self) -> EntityAddr {
+        self.msgr.entity_addr()
+    }
+
+    /// True when the map shows this very instance up.
+    fn booted(&self) -> bool {
+        let me = self.my_addr();
+        self.map
+            .as_ref()
+            .and_then(|m| m.osds.get(&self.id))
+            .is_some_and(|o| o.up && o.addr == Some(me))
+    }
+
+    /// Sends `MOsdBoot` until the map shows this instance up (also after being wrongly
+    /// marked down), at most twice a second.
+    fn maybe_boot(&mut self) {
+        if self.booted() || self.last_boot.is_some_and(|t| t.elapsed() < Duration::from_millis(500)) {
+            return;
+        }
+        if self.map.as_ref().and_then(|m| m.osds.get(&self.id)).is_some_and(|o| !o.up && self.last_boot.is_some()) {
+            tracing::warn!(osd = self.id, epoch = self.epoch(), "map marks me down; booting again");
+        }
+        self.last_boot = Some(Instant::now());
+        let boot = OsdBoot { id: self.id, addr: self.my_addr(), host: self.host.clone(), epoch: self.epoch() };
+        let monc = self.monc.clone();
+        actix::spawn(async move {
+            if let Err(e) = monc.send(Message::MOsdBoot(boot)).await {
+                tracing::debug!("boot not sent: {e}");
+            }
+        });
+    }
+
+    fn heartbeat(&mut self) {
+        let Some(map) = self.map.clone() else { return };
+        if !self.booted() {
+            return;
+        }
+        let stamp_ms = now_ms();
+        for peer in self.hb.peers().collect::<Vec<_>>() {
+            let Some(addr) = map.osds.get(&peer).and_then(|o| o.addr) else { continue };
+            let msgr = self.msgr.clone();
+            let ping = Message::MOsdPing { from: self.id, epoch: map.epoch, stamp_ms, reply: false };
+            actix::spawn(async move {
+                let _ = msgr.send(&EntityName::osd(peer), addr.addr, ping).await;
+            });
+        }
+        let grace = Duration::from_secs_f64(self.cfg.global.osd_heartbeat_grace);
+        for (target, silent) in self.hb.overdue(grace, Instant::now()) {
+            tracing::info!(osd = self.id, target, silent_ms = silent.as_millis() as u64, "reporting peer failed");
+            let f = OsdFailure { target, reporter: self.id, failed_for_ms: silent.as_millis() as u64, epoch: map.epoch };
+            let monc = self.monc.clone();
+            actix::spawn(async move {
+                let _ = monc.send(Message::MOsdFailure(f)).await;
+            });
+        }
+    }
+
+    fn beacon(&mut self) {
+        if !self.booted() {
+            return;
+        }
+        let (monc, id, epoch) = (self.monc.clone(), self.id, self.epoch());
+        actix::spawn(async move {
+            let _ = monc.send(Message::MOsdBeacon { id, epoch }).await;
+        });
+    }
+}
