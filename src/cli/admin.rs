@@ -128,7 +128,7 @@ fn to_command(cmd: &Cmd) -> Result<(MonCommand, Post), CmdError> {
         },
         Cmd::Mds(MdsCmd::Fail { who }) => plain(M::MdsFail { who: who.clone() }),
         Cmd::Osd(o) => match o {
-            OsdCmd::Tree => plain(M::GetMaps),
+            OsdCmd::Tree | OsdCmd::Map { .. } => plain(M::GetMaps),
             OsdCmd::Pool(PoolCmd::Create { pool, pg_num, size, min_size }) => plain(M::OsdPoolCreate {
                 name: pool.clone(),
                 pg_num: *pg_num,

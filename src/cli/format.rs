@@ -77,6 +77,7 @@ fn maps(cmd: &Cmd, m: &Maps, json: bool, post: &Post) -> anyhow::Result<String> 
         }
         (Cmd::Osd(OsdCmd::Tree), _) if json => serde_json::to_string_pretty(&json!({"hosts": osdm.crush.hosts, "osds": osdm.osds}))?,
         (Cmd::Osd(OsdCmd::Tree), _) => osd_tree(osdm),
+        (Cmd::Osd(OsdCmd::Map { pool, object }), _) => osd_map(osdm, pool, object, json)?,
         (_, Post::PoolDetail(_)) if json => serde_json::to_string_pretty(&osdm.pools.values().collect::<Vec<_>>())?,
         (_, Post::PoolDetail(detail)) => pool_ls(osdm, *detail),
         (Cmd::Osd(OsdCmd::Blocklist(BlocklistCmd::Ls)), _) if json => serde_json::to_string_pretty(
@@ -275,6 +276,22 @@ fn osd_tree(m: &OsdMap) -> String {
         }
     }
     o.trim_end().to_string()
+}
+
+fn osd_map(m: &OsdMap, pool: &str, object: &str, json: bool) -> anyhow::Result<String> {
+    let p = m.pool_by_name(pool).ok_or_else(|| CmdError::enoent(format!("pool '{pool}' does not exist")))?;
+    let pg = cephr::crush::object_to_pg(p, object);
+    let pm = cephr::crush::pg_mapping(m, pg);
+    let prim = |p: Option<u32>| p.map_or("-1".to_string(), |x| x.to_string());
+    Ok(if json {
+        serde_json::to_string_pretty(&json!({"epoch": m.epoch, "pool": pool, "pool_id": p.id, "objname": object,
+            "pgid": pg.to_string(), "up": pm.up, "up_primary": pm.up_primary, "acting": pm.acting, "acting_primary": pm.acting_primary}))?
+    } else {
+        format!(
+            "osdmap e{} pool '{pool}' ({}) object '{object}' -> pg {pg} -> up ({:?}, p{}) acting ({:?}, p{})",
+            m.epoch, p.id, pm.up, prim(pm.up_primary), pm.acting, prim(pm.acting_primary)
+        )
+    })
 }
 
 fn pool_ls(m: &OsdMap, detail: bool) -> String {

@@ -143,6 +143,8 @@ pub enum MdsCmd {
 #[derive(Subcommand, Debug)]
 pub enum OsdCmd {
     Tree,
+    /// Where an object goes: its PG and the PG's up and acting sets.
+    Map { pool: String, object: String },
     #[command(subcommand)]
     Pool(PoolCmd),
     Down { id: String },

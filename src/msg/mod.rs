@@ -8,6 +8,7 @@ use crate::ids::{EntityAddr, EntityName, Epoch, Gid, OsdId};
 use crate::maps::{FsMap, MdsState, MonMap, OsdMap};
 
 pub mod command;
+pub mod osd;
 pub use command::{CommandReply, MonCommand};
 
 /// Version of the envelope and message set. A peer speaking another major version is
@@ -60,6 +61,10 @@ pub enum Message {
     MOsdBeacon { id: OsdId, epoch: Epoch },
     /// Heartbeat between OSDs; answered with `reply: true` carrying the same stamp.
     MOsdPing { from: OsdId, epoch: Epoch, stamp_ms: u64, reply: bool },
+    MOsdOp(osd::OsdOpRequest),
+    MOsdOpReply(osd::OsdOpResult),
+    /// Between OSDs: replication, peering and recovery.
+    MOsdPeer(osd::OsdPeerMsg),
 }
 
 impl Message {
@@ -81,6 +86,9 @@ impl Message {
             Message::MOsdAlive(_) => "MOsdAlive",
             Message::MOsdBeacon { .. } => "MOsdBeacon",
             Message::MOsdPing { .. } => "MOsdPing",
+            Message::MOsdOp(_) => "MOsdOp",
+            Message::MOsdOpReply(_) => "MOsdOpReply",
+            Message::MOsdPeer(_) => "MOsdPeer",
         }
     }
 }

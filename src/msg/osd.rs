@@ -1,0 +1,146 @@
+//! OSD wire types: client operations on objects (`MOsdOp`), replication between a
+//! PG's primary and its replicas (`MOsdRepOp`), and peering/recovery messages.
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+
+use crate::error::Errno;
+use crate::ids::{EntityName, Epoch};
+use crate::maps::PgId;
+
+/// One operation on an object; several in one request apply atomically, in order.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum OsdOp {
+    Create { exclusive: bool },
+    WriteFull { data: ByteBuf },
+    Write { off: u64, data: ByteBuf },
+    Append { data: ByteBuf },
+    Truncate { size: u64 },
+    Remove,
+    SetXattr { name: String, value: ByteBuf },
+    RmXattr { name: String },
+    OmapSet { entries: Vec<(String, ByteBuf)> },
+    OmapRm { keys: Vec<String> },
+    OmapClear,
+    Read { off: u64, len: Option<u64> },
+    Stat,
+    GetXattr { name: String },
+    GetXattrs,
+    OmapGet { keys: Vec<String> },
+    OmapList { after: Option<String>, max: u32 },
+}
+
+impl OsdOp {
+    pub fn is_write(&self) -> bool {
+        !matches!(
+            self,
+            OsdOp::Read { .. } | OsdOp::Stat | OsdOp::GetXattr { .. } | OsdOp::GetXattrs | OsdOp::OmapGet { .. } | OsdOp::OmapList { .. }
+        )
+    }
+}
+
+/// What one operation returned.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum OpOut {
+    None,
+    Data(ByteBuf),
+    Stat { size: u64, mtime_ms: u64 },
+    Xattr(Option<ByteBuf>),
+    Pairs(Vec<(String, ByteBuf)>),
+}
+
+/// Identifies a client request across re-sends, so a write is applied once.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ReqId {
+    pub client: EntityName,
+    pub nonce: u64,
+    pub tid: u64,
+}
+
+/// A PG log version: the epoch of the interval that wrote it and a counter.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Eversion {
+    pub epoch: Epoch,
+    pub v: u64,
+}
+
+impl std::fmt::Display for Eversion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}'{}", self.epoch, self.v)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OsdOpRequest {
+    pub reqid: ReqId,
+    pub pg: PgId,
+    pub oid: String,
+    pub ops: Vec<OsdOp>,
+    /// The client's OSDMap epoch when it sent this.
+    pub epoch: Epoch,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OsdError {
+    pub errno: Errno,
+    pub message: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum OsdOpResult {
+    Ok { outs: Vec<OpOut>, version: Eversion },
+    Err(OsdError),
+    /// Not the primary for this PG at `epoch` (or not yet there): refresh the map and resend.
+    Retry { epoch: Epoch, why: String },
+}
+
+/// A PG log entry: which object a write touched, at which version, for whom.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PgLogEntry {
+    pub version: Eversion,
+    pub oid: String,
+    pub reqid: Option<ReqId>,
+    /// The object no longer exists after this entry.
+    pub deleted: bool,
+}
+
+/// What a PG member reports about its copy during peering.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PgInfo {
+    pub pg: Option<PgId>,
+    pub last_update: Eversion,
+    /// Oldest entry still in the log (entries after it are kept).
+    pub log_tail: Eversion,
+    /// Last epoch in which this copy was part of an active acting set.
+    pub last_epoch_started: Epoch,
+}
+
+/// A whole object copy, for recovery and backfill.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ObjectCopy {
+    pub oid: String,
+    pub version: Eversion,
+    /// None: the object is deleted at `version`.
+    pub data: Option<ByteBuf>,
+    pub mtime_ms: u64,
+    pub xattrs: Vec<(String, ByteBuf)>,
+    pub omap: Vec<(String, ByteBuf)>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum OsdPeerMsg {
+    /// Primary → replica: apply this write (already ordered) and acknowledge when durable.
+    RepOp { pg: PgId, epoch: Epoch, entry: PgLogEntry, ops: Vec<OsdOp>, mtime_ms: u64 },
+    RepOpReply { pg: PgId, version: Eversion, ok: bool },
+    /// Primary → member: report your info and log for `pg`.
+    Query { pg: PgId, epoch: Epoch },
+    Notify { pg: PgId, epoch: Epoch, info: PgInfo, log: Vec<PgLogEntry> },
+    /// Primary → member: send these objects (or, with `all`, every object) as copies.
+    Pull { pg: PgId, epoch: Epoch, oids: Vec<String>, all: bool },
+    Push { pg: PgId, epoch: Epoch, objects: Vec<ObjectCopy>, info: PgInfo, log: Vec<PgLogEntry>, complete: bool },
+    PushReply { pg: PgId, epoch: Epoch, ok: bool },
+    /// Primary → member: the PG is active at `epoch` with this info.
+    Activate { pg: PgId, epoch: Epoch, info: PgInfo },
+    /// Objects of a PG, for listing a pool.
+    List { pg: PgId, after: Option<String>, max: u32 },
+    ListReply { objects: Vec<String>, done: bool },
+}
