@@ -9,6 +9,7 @@ pub mod error;
 pub mod ids;
 pub mod maps;
 pub mod monc;
+pub mod objecter;
 pub mod msg;
 pub mod net;
 

@@ -1,7 +1,12 @@
 //! The OSD role: one `Osd` actor per daemon. It boots into the OSDMap, follows map
 //! epochs from the monitors, heartbeats the other up OSDs, reports peers that stop
-//! answering, and beacons to the monitors so a silent OSD is marked down.
+//! answering, and serves the placement groups it is primary or replica for.
 pub mod heartbeat;
+pub mod ops;
 pub mod osd;
+mod osd_pg;
+pub mod pg;
+pub mod store;
+pub mod worker;
 
 pub use osd::{start, Osd};

@@ -5,6 +5,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::heartbeat::Heartbeats;
+use super::pg::Pg;
+use super::store::ObjectStore;
+use super::worker::StoreWorker;
+use crate::maps::PgId;
+use crate::msg::osd::OsdOpRequest;
+use crate::net::ConnHandle;
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use crate::auth::Identity;
 use crate::config::ClusterConfig;
 use crate::ids::{EntityAddr, EntityName, OsdId};
@@ -13,18 +20,40 @@ use crate::monc::MonClient;
 use crate::msg::{Message, MonSubscribe, OsdBoot, OsdFailure};
 use crate::net::{FaultRules, Incoming, Messenger, MsgrOptions};
 
-pub struct Osd {
-    id: OsdId,
-    cfg: Arc<ClusterConfig>,
-    host: String,
-    msgr: Messenger,
-    monc: Arc<MonClient>,
-    map: Option<Arc<OsdMap>>,
-    hb: Heartbeats,
-    last_boot: Option<Instant>,
+/// A client request waiting for, or being served by, this OSD.
+pub(super) struct ClientOp {
+    pub req: OsdOpRequest,
+    pub conn: ConnHandle,
+    pub tid: u64,
 }
 
-fn now_ms() -> u64 {
+/// A write being replicated: the replicas yet to acknowledge and the local commit.
+pub(super) struct Inflight {
+    pub op: ClientOp,
+    pub waiting: BTreeSet<OsdId>,
+    pub local_done: bool,
+    pub error: Option<crate::msg::osd::OsdError>,
+}
+
+pub struct Osd {
+    pub(super) id: OsdId,
+    cfg: Arc<ClusterConfig>,
+    host: String,
+    pub(super) msgr: Messenger,
+    pub(super) monc: Arc<MonClient>,
+    pub(super) map: Option<Arc<OsdMap>>,
+    hb: Heartbeats,
+    last_boot: Option<Instant>,
+    pub(super) store: Arc<ObjectStore>,
+    pub(super) worker: StoreWorker,
+    pub(super) pgs: BTreeMap<PgId, Pg>,
+    pub(super) waiting: BTreeMap<PgId, VecDeque<ClientOp>>,
+    pub(super) inflight: HashMap<(PgId, crate::msg::osd::Eversion), Inflight>,
+    /// Highest `up_thru` this OSD has asked the monitors for.
+    pub(super) alive_sent: u64,
+}
+
+pub(super) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -47,6 +76,8 @@ pub async fn start(cfg: Arc<ClusterConfig>, id: OsdId) -> anyhow::Result<Addr<Os
     let faults = FaultRules::parse(&cfg.global.ms_inject_faults).map_err(anyhow::Error::msg)?;
     let (msgr, rx) = Messenger::bind(&ident, me.addr, true, MsgrOptions::from_options(&cfg.global), faults)?;
     std::fs::create_dir_all(&me.data)?;
+    let store = Arc::new(ObjectStore::open(&me.data)?);
+    let worker = StoreWorker::start(store.clone(), &format!("osd.{id}"))?;
     let monc = MonClient::new(msgr.clone(), &cfg);
     monc.start_subscription(MonSubscribe { osdmap: Some(0), ..Default::default() });
     let watch = monc.watch();
@@ -60,7 +91,22 @@ pub async fn start(cfg: Arc<ClusterConfig>, id: OsdId) -> anyhow::Result<Addr<Os
             Some((m, w))
         });
         ctx.add_stream(futures::StreamExt::filter_map(maps, |m| async move { m.map(NewMap) }));
-        Osd { id, cfg, host, msgr, monc, map: None, hb: Heartbeats::default(), last_boot: None }
+        Osd {
+            id,
+            cfg,
+            host,
+            msgr,
+            monc,
+            map: None,
+            hb: Heartbeats::default(),
+            last_boot: None,
+            store,
+            worker,
+            pgs: BTreeMap::new(),
+            waiting: BTreeMap::new(),
+            inflight: HashMap::new(),
+            alive_sent: 0,
+        }
     }))
 }
 
@@ -77,11 +123,21 @@ impl Actor for Osd {
 }
 
 impl StreamHandler<Incoming> for Osd {
-    fn handle(&mut self, inc: Incoming, _: &mut Self::Context) {
+    fn handle(&mut self, inc: Incoming, ctx: &mut Self::Context) {
         if self.monc.handle_map(&inc.msg) {
             return;
         }
+        let peer_osd = match inc.from.kind {
+            crate::ids::EntityKind::Osd => inc.from.id.parse::<OsdId>().ok(),
+            _ => None,
+        };
         match inc.msg {
+            Message::MOsdOp(req) => self.client_op(ClientOp { req, conn: inc.conn, tid: inc.tid }, ctx),
+            Message::MOsdPeer(crate::msg::osd::OsdPeerMsg::List { pg, after, max }) => {
+                let m = crate::msg::osd::OsdPeerMsg::List { pg, after, max };
+                self.on_peer(peer_osd.unwrap_or(u32::MAX), m, inc.conn, inc.tid, ctx)
+            }
+            Message::MOsdPeer(m) if peer_osd.is_some() => self.on_peer(peer_osd.unwrap_or_default(), m, inc.conn, inc.tid, ctx),
             Message::MOsdPing { from, stamp_ms, reply, .. } if inc.from == EntityName::osd(from) => {
                 self.hb.heard(from, Instant::now());
                 if !reply {
@@ -100,11 +156,12 @@ impl StreamHandler<Incoming> for Osd {
 }
 
 impl StreamHandler<NewMap> for Osd {
-    fn handle(&mut self, NewMap(map): NewMap, _: &mut Self::Context) {
+    fn handle(&mut self, NewMap(map): NewMap, ctx: &mut Self::Context) {
         tracing::debug!(osd = self.id, epoch = map.epoch, "new osdmap");
         self.hb.update_peers(&map, self.id, Instant::now());
-        self.map = Some(map);
+        self.map = Some(map.clone());
         self.maybe_boot();
+        self.update_pgs(&map, ctx);
     }
 
     fn finished(&mut self, _: &mut Self::Context) {}
@@ -120,7 +177,7 @@ impl Osd {
     }
 
     /// True when the map shows this very instance up.
-    fn booted(&self) -> bool {
+    pub(super) fn booted(&self) -> bool {
         let me = self.my_addr();
         self.map
             .as_ref()

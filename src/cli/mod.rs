@@ -4,6 +4,7 @@ mod admin;
 mod cluster;
 mod daemon;
 mod format;
+mod rados;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -75,6 +76,36 @@ pub enum Cmd {
     /// OSDs, pools and the blocklist.
     #[command(subcommand)]
     Osd(OsdCmd),
+    /// Offline look at a stopped OSD's store: `digest` prints every PG's object
+    /// count and content digest (to compare replicas).
+    ObjectstoreTool {
+        #[arg(long = "data")]
+        data: PathBuf,
+        op: String,
+    },
+    /// Objects of a pool, straight to the OSDs.
+    Rados {
+        #[arg(short = 'p', long = "pool")]
+        pool: String,
+        #[command(subcommand)]
+        cmd: RadosCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RadosCmd {
+    /// Store FILE (- for stdin) as OBJECT.
+    Put { object: String, file: String },
+    /// Write OBJECT to FILE (- for stdout).
+    Get { object: String, file: String },
+    Append { object: String, file: String },
+    Rm { object: String },
+    Stat { object: String },
+    Truncate { object: String, size: u64 },
+    Ls,
+    Listomapkeys { object: String },
+    Getomapval { object: String, key: String },
+    Setomapval { object: String, key: String, value: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -187,6 +218,8 @@ pub fn run() -> i32 {
     } else if let Some(cmd) = &cli.cmd {
         match cmd {
             Cmd::Cluster(c) => cluster::run(c),
+            Cmd::Rados { pool, cmd } => rados::run(&cli, pool, cmd),
+            Cmd::ObjectstoreTool { data, op } => objectstore_tool(data, op),
             other => admin::run(&cli, other),
         }
     } else {
@@ -203,6 +236,19 @@ pub fn run() -> i32 {
             errno.code()
         }
     }
+}
+
+fn objectstore_tool(data: &std::path::Path, op: &str) -> anyhow::Result<()> {
+    if op != "digest" {
+        return Err(CmdError::einval(format!("unknown op '{op}' (digest)")).into());
+    }
+    let store = cephr::roles::osd::store::ObjectStore::open(data)?;
+    for pg in store.list_pgs()? {
+        let d = store.pg_digest(pg)?;
+        let combined = d.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, (_, x)| (h ^ x).wrapping_mul(0x100_0000_01b3));
+        println!("{pg} {} {combined:016x}", d.len());
+    }
+    Ok(())
 }
 
 /// Loads the configuration named by -c/CEPHR_CONF.

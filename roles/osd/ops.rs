@@ -1,0 +1,97 @@
+//! Client operations against the local object store: writes become one store
+//! transaction (applied atomically, identically on every replica), reads run against
+//! the committed state. Errors map to errno values the client sees.
+use serde_bytes::ByteBuf;
+
+use super::store::{ObjectStore, StoreError, Transaction, TxOp};
+use crate::error::Errno;
+use crate::maps::PgId;
+use crate::msg::osd::{OpOut, OsdError, OsdOp};
+
+pub fn store_errno(e: &StoreError) -> OsdError {
+    let errno = match e {
+        StoreError::NoObject(_) => Errno::ENOENT,
+        StoreError::Exists(_) => Errno::EEXIST,
+        StoreError::Invalid(_) => Errno::EINVAL,
+        StoreError::Db(_) | StoreError::Corrupt(_) => Errno::EIO,
+    };
+    OsdError { errno, message: e.to_string() }
+}
+
+/// The store ops of the write ops of a request on `oid`.
+pub fn write_txn(oid: &str, ops: &[OsdOp], mtime_ms: u64) -> Transaction {
+    let o = || oid.to_string();
+    let tx = ops
+        .iter()
+        .filter_map(|op| {
+            Some(match op {
+                OsdOp::Create { exclusive } => TxOp::Create { oid: o(), exclusive: *exclusive },
+                OsdOp::WriteFull { data } => TxOp::WriteFull { oid: o(), data: data.to_vec() },
+                OsdOp::Write { off, data } => TxOp::Write { oid: o(), off: *off, data: data.to_vec() },
+                OsdOp::Append { data } => TxOp::Append { oid: o(), data: data.to_vec() },
+                OsdOp::Truncate { size } => TxOp::Truncate { oid: o(), size: *size },
+                OsdOp::Remove => TxOp::Remove { oid: o() },
+                OsdOp::SetXattr { name, value } => TxOp::SetXattr { oid: o(), name: name.clone(), value: value.to_vec() },
+                OsdOp::RmXattr { name } => TxOp::RmXattr { oid: o(), name: name.clone() },
+                OsdOp::OmapSet { entries } => TxOp::OmapSet { oid: o(), entries: entries.clone() },
+                OsdOp::OmapRm { keys } => TxOp::OmapRm { oid: o(), keys: keys.clone() },
+                OsdOp::OmapClear => TxOp::OmapClear { oid: o() },
+                _ => return None,
+            })
+        })
+        .collect();
+    Transaction { ops: tx, mtime_ms }
+}
+
+/// Checks, against the committed state, what would make a write fail, so no
+/// version is handed out for it: missing objects and exclusive creates.
+pub fn precheck(store: &ObjectStore, pg: PgId, oid: &str, ops: &[OsdOp]) -> Result<(), OsdError> {
+    let exists = match store.stat(pg, oid) {
+        Ok(_) => true,
+        Err(StoreError::NoObject(_)) => false,
+        Err(e) => return Err(store_errno(&e)),
+    };
+    let mut exists_now = exists;
+    for op in ops {
+        match op {
+            OsdOp::Create { exclusive: true } if exists_now => {
+                return Err(OsdError { errno: Errno::EEXIST, message: format!("object {oid} already exists") })
+            }
+            OsdOp::Remove | OsdOp::RmXattr { .. } | OsdOp::OmapRm { .. } | OsdOp::OmapClear if !exists_now => {
+                return Err(OsdError { errno: Errno::ENOENT, message: format!("object {oid} does not exist") })
+            }
+            OsdOp::Remove => exists_now = false,
+            op if op.is_write() => exists_now = true,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Runs the read ops of a request (after its writes, if any, are committed).
+pub fn reads(store: &ObjectStore, pg: PgId, oid: &str, ops: &[OsdOp]) -> Result<Vec<OpOut>, OsdError> {
+    let e = |e: StoreError| store_errno(&e);
+    let bufs = |v: Vec<(String, Vec<u8>)>| v.into_iter().map(|(k, v)| (k, ByteBuf::from(v))).collect();
+    ops.iter()
+        .map(|op| {
+            Ok(match op {
+                OsdOp::Read { off, len } => OpOut::Data(ByteBuf::from(store.read(pg, oid, *off, *len).map_err(e)?)),
+                OsdOp::Stat => {
+                    let s = store.stat(pg, oid).map_err(e)?;
+                    OpOut::Stat { size: s.size, mtime_ms: s.mtime_ms }
+                }
+                OsdOp::GetXattr { name } => {
+                    store.stat(pg, oid).map_err(e)?;
+                    OpOut::Xattr(store.xattr_get(pg, oid, name).map_err(e)?.map(ByteBuf::from))
+                }
+                OsdOp::GetXattrs => OpOut::Pairs(bufs(store.xattrs(pg, oid).map_err(e)?)),
+                OsdOp::OmapGet { keys } => OpOut::Pairs(bufs(store.omap_get(pg, oid, keys).map_err(e)?)),
+                OsdOp::OmapList { after, max } => {
+                    store.stat(pg, oid).map_err(e)?;
+                    OpOut::Pairs(bufs(store.omap_list(pg, oid, after.as_deref(), *max as usize).map_err(e)?))
+                }
+                _ => OpOut::None,
+            })
+        })
+        .collect()
+}

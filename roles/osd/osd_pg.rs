@@ -1,0 +1,449 @@
+//! The Osd actor's placement-group work: client ops on the primary, replication to
+//! the acting set (acknowledged only when every acting replica has it durable), and
+//! peering on every interval change: gather infos and logs from the acting set, take
+//! the newest as authoritative, recover the primary and the replicas from the log (or
+//! backfill whole PGs when the log does not reach back), record `up_thru`, activate.
+use actix::prelude::*;
+use std::collections::{BTreeSet, VecDeque};
+
+use super::ops::{precheck, reads, store_errno, write_txn};
+use super::osd::{now_ms, ClientOp, Inflight, Osd};
+use super::pg::{copy_object, install_copy, Pg, Phase};
+use super::store::{StoreError, Transaction, TxOp};
+use crate::ids::{EntityName, OsdId};
+use crate::maps::{OsdMap, PgId};
+use crate::msg::osd::{Eversion, ObjectCopy, OsdError, OsdOp, OsdOpResult, OsdPeerMsg, PgInfo, PgLogEntry};
+use crate::msg::{Message, OsdAlive};
+use crate::net::ConnHandle;
+
+fn reply(op: &ClientOp, r: OsdOpResult) {
+    let _ = op.conn.reply(op.tid, Message::MOsdOpReply(r));
+}
+
+/// Objects changed after `since` in `log`: each object's newest version and whether
+/// that entry deleted it.
+pub fn changed_in(log: &[PgLogEntry], since: Eversion) -> Vec<(String, Eversion, bool)> {
+    let mut newest = std::collections::BTreeMap::new();
+    for e in log.iter().filter(|e| e.version > since) {
+        newest.insert(e.oid.clone(), (e.version, e.deleted));
+    }
+    newest.into_iter().map(|(o, (v, d))| (o, v, d)).collect()
+}
+
+impl Osd {
+    /// Brings every PG this OSD serves in line with a new map: a changed acting set or
+    /// primary starts a new interval (and peering on the primary).
+    pub(super) fn update_pgs(&mut self, map: &OsdMap, ctx: &mut Context<Self>) {
+        if !self.booted() {
+            return;
+        }
+        let me = self.id;
+        for pool in map.pools.values() {
+            for id in crate::crush::pool_pgs(pool) {
+                let m = crate::crush::pg_mapping(map, id);
+                if !m.acting.contains(&me) && !self.pgs.contains_key(&id) {
+                    continue;
+                }
+                let pg = match self.pgs.remove(&id) {
+                    Some(pg) => pg,
+                    None => Pg::load(&self.store, id).unwrap_or_else(|e| {
+                        tracing::error!(pg = %id, "cannot load pg: {e}");
+                        Pg::new(id)
+                    }),
+                };
+                self.pgs.insert(id, pg);
+                let changed = self.pgs.get(&id).is_some_and(|p| {
+                    p.acting != m.acting || p.primary != m.acting_primary || p.interval_since == 0
+                });
+                if changed {
+                    self.new_interval(id, m.acting, m.acting_primary, pool.min_size as usize, map.epoch);
+                } else if self.pgs.get(&id).is_some_and(|p| p.phase == Phase::WaitUpThru) {
+                    self.check_up_thru(id, map);
+                }
+            }
+        }
+        self.drive_all(ctx);
+    }
+
+    fn new_interval(&mut self, id: PgId, acting: Vec<OsdId>, primary: Option<OsdId>, min_size: usize, epoch: u64) {
+        let me = self.id;
+        let Some(pg) = self.pgs.get_mut(&id) else { return };
+        tracing::debug!(pg = %id, ?acting, ?primary, epoch, "new interval");
+        pg.acting = acting;
+        pg.primary = primary;
+        pg.min_size = min_size;
+        pg.interval_since = epoch;
+        pg.peer_info.clear();
+        pg.pushing.clear();
+        pg.busy.clear();
+        let dropped: Vec<Inflight> = self.inflight.extract_if(|(p, _), _| *p == id).map(|(_, v)| v).collect();
+        for f in dropped {
+            reply(&f.op, OsdOpResult::Retry { epoch, why: format!("pg {id} changed interval") });
+        }
+        let Some(pg) = self.pgs.get_mut(&id) else { return };
+        if pg.primary != Some(me) {
+            pg.phase = Phase::Replica;
+        } else if pg.acting.len() < pg.min_size {
+            pg.phase = Phase::Inactive;
+        } else {
+            self.start_peering(id);
+        }
+    }
+
+    fn start_peering(&mut self, id: PgId) {
+        let me = self.id;
+        let Some(pg) = self.pgs.get_mut(&id) else { return };
+        pg.phase = Phase::Peering;
+        let others: Vec<OsdId> = pg.acting.iter().copied().filter(|o| *o != me).collect();
+        pg.peer_info = others.iter().map(|o| (*o, None)).collect();
+        let epoch = pg.interval_since;
+        for o in &others {
+            self.send_peer(*o, OsdPeerMsg::Query { pg: id, epoch });
+        }
+        if others.is_empty() {
+            self.choose_authority(id);
+        }
+    }
+
+    pub(super) fn send_peer(&self, osd: OsdId, m: OsdPeerMsg) {
+        let Some(addr) = self.map.as_ref().and_then(|m| m.osds.get(&osd)).and_then(|o| o.addr) else { return };
+        let msgr = self.msgr.clone();
+        actix::spawn(async move {
+            if let Err(e) = msgr.send(&EntityName::osd(osd), addr.addr, Message::MOsdPeer(m)).await {
+                tracing::debug!(osd, "peer message not sent: {e}");
+            }
+        });
+    }
+
+    fn current(&self, id: PgId, epoch: u64, phase: Phase) -> bool {
+        self.pgs.get(&id).is_some_and(|p| p.interval_since == epoch && p.phase == phase && p.is_primary(self.id))
+    }
+
+    fn on_notify(&mut self, from: OsdId, id: PgId, epoch: u64, info: PgInfo, log: Vec<PgLogEntry>) {
+        if !self.current(id, epoch, Phase::Peering) {
+            return;
+        }
+        let Some(pg) = self.pgs.get_mut(&id) else { return };
+        if let Some(slot) = pg.peer_info.get_mut(&from) {
+            *slot = Some((info, log));
+        }
+        if pg.peer_info.values().all(Option::is_some) {
+            self.choose_authority(id);
+        }
+    }
+
+    /// The newest copy in the acting set is authoritative; the primary pulls from it
+    /// if it is behind, then pushes to every replica that is behind.
+    fn choose_authority(&mut self, id: PgId) {
+        let Some(pg) = self.pgs.get_mut(&id) else { return };
+        let mine = pg.info.last_update;
+        let best = pg
+            .peer_info
+            .iter()
+            .filter_map(|(o, i)| i.as_ref().map(|(info, log)| (*o, info.clone(), log.clone())))
+            .max_by_key(|(_, info, _)| info.last_update);
+        pg.phase = Phase::Recovering;
+        let epoch = pg.interval_since;
+        match best {
+            Some((auth, info, log)) if info.last_update > mine => {
+                let all = mine < info.log_tail;
+                let oids = if all { vec![] } else { changed_in(&log, mine).into_iter().map(|c| c.0).collect() };
+                tracing::info!(pg = %id, auth, %mine, theirs = %info.last_update, all, "pulling from the authoritative copy");
+                self.send_peer(auth, OsdPeerMsg::Pull { pg: id, epoch, oids, all });
+            }
+            _ => self.push_to_replicas(id),
+        }
+    }
+
+    fn copies(&self, id: PgId, wanted: Vec<(String, Eversion, bool)>) -> Result<Vec<ObjectCopy>, StoreError> {
+        wanted.into_iter().map(|(oid, v, _)| copy_object(&self.store, id, &oid, v)).collect()
+    }
+
+    fn all_copies(&self, id: PgId) -> Result<Vec<ObjectCopy>, StoreError> {
+        let mut out = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.store.list_objects(id, after.as_deref(), 1024)?;
+            let done = page.len() < 1024;
+            after = page.last().cloned();
+            for oid in page {
+                out.push(copy_object(&self.store, id, &oid, Eversion::default())?);
+            }
+            if done {
+                return Ok(out);
+            }
+        }
+    }
+
+    fn push_to_replicas(&mut self, id: PgId) {
+        let Some(pg) = self.pgs.get(&id) else { return };
+        let (epoch, info, log) = (pg.interval_since, pg.info.clone(), pg.log_vec());
+        let mut targets = Vec::new();
+        for (osd, theirs) in &pg.peer_info {
+            let Some((ti, _)) = theirs else { continue };
+            if ti.last_update == info.last_update {
+                continue;
+            }
+            let complete = !pg.log_reaches(ti.last_update) || ti.last_update > info.last_update;
+            targets.push((*osd, ti.last_update, complete));
+        }
+        let mut pushing = BTreeSet::new();
+        for (osd, since, complete) in targets {
+            let objects = if complete { self.all_copies(id) } else { self.copies(id, changed_in(&log, since)) };
+            match objects {
+                Ok(objects) => {
+                    tracing::info!(pg = %id, osd, n = objects.len(), complete, "recovering replica");
+                    let m = OsdPeerMsg::Push { pg: id, epoch, objects, info: info.clone(), log: log.clone(), complete };
+                    self.send_peer(osd, m);
+                    pushing.insert(osd);
+                }
+                Err(e) => tracing::error!(pg = %id, "cannot read objects for recovery: {e}"),
+            }
+        }
+        if let Some(pg) = self.pgs.get_mut(&id) {
+            pg.pushing = pushing;
+        }
+        self.maybe_ready(id);
+    }
+
+    fn maybe_ready(&mut self, id: PgId) {
+        if self.pgs.get(&id).is_some_and(|p| p.pushing.is_empty() && p.phase == Phase::Recovering) {
+            if let Some(map) = self.map.clone() {
+                self.check_up_thru(id, &map);
+            }
+        }
+    }
+
+    /// An interval may go read-write only once the monitors recorded `up_thru` for it
+    /// (peering of later intervals relies on that record).
+    fn check_up_thru(&mut self, id: PgId, map: &OsdMap) {
+        let me = self.id;
+        let Some(pg) = self.pgs.get_mut(&id) else { return };
+        let up_thru = map.osds.get(&me).map_or(0, |o| o.up_thru);
+        if up_thru >= pg.interval_since {
+            return self.activate(id);
+        }
+        pg.phase = Phase::WaitUpThru;
+        let want = pg.interval_since;
+        if self.alive_sent < want {
+            self.alive_sent = want;
+            let monc = self.monc.clone();
+            actix::spawn(async move {
+                let _ = monc.send(Message::MOsdAlive(OsdAlive { id: me, want })).await;
+            });
+        }
+    }
+
+    fn activate(&mut self, id: PgId) {
+        let me = self.id;
+        let Some(pg) = self.pgs.get_mut(&id) else { return };
+        pg.phase = Phase::Active;
+        pg.info.last_epoch_started = pg.interval_since;
+        let mut txn = Transaction::default();
+        pg.persist_info(&mut txn);
+        let (info, epoch, others) =
+            (pg.info.clone(), pg.interval_since, pg.acting.iter().copied().filter(|o| *o != me).collect::<Vec<_>>());
+        if let Err(e) = self.store.apply(id, &txn) {
+            tracing::error!(pg = %id, "cannot record activation: {e}");
+        }
+        tracing::debug!(pg = %id, epoch, "active");
+        for o in others {
+            self.send_peer(o, OsdPeerMsg::Activate { pg: id, epoch, info: info.clone() });
+        }
+    }
+
+    /// Installs pushed copies (a whole PG when `complete`) and adopts the sender's log.
+    fn install_push(&mut self, id: PgId, objects: &[ObjectCopy], info: PgInfo, log: Vec<PgLogEntry>, complete: bool) -> bool {
+        let mut txn = Transaction::default();
+        if complete {
+            txn.ops.push(TxOp::RemovePg);
+        }
+        for c in objects {
+            let exists = !complete && self.store.stat(id, &c.oid).is_ok();
+            install_copy(c, exists, &mut txn);
+        }
+        let pg = self.pgs.entry(id).or_insert_with(|| Pg::new(id));
+        pg.adopt(info, log, &mut txn);
+        match self.store.apply(id, &txn) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(pg = %id, "cannot install recovered objects: {e}");
+                false
+            }
+        }
+    }
+
+    pub(super) fn on_peer(&mut self, from: OsdId, m: OsdPeerMsg, conn: ConnHandle, tid: u64, ctx: &mut Context<Self>) {
+        match m {
+            OsdPeerMsg::Query { pg, epoch } => {
+                let p = self.pgs.entry(pg).or_insert_with(|| Pg::new(pg));
+                let (info, log) = (p.info.clone(), p.log_vec());
+                let _ = conn.send(Message::MOsdPeer(OsdPeerMsg::Notify { pg, epoch, info, log }));
+            }
+            OsdPeerMsg::Notify { pg, epoch, info, log } => self.on_notify(from, pg, epoch, info, log),
+            OsdPeerMsg::Pull { pg, epoch, oids, all } => {
+                let log = self.pgs.get(&pg).map(|p| p.log_vec()).unwrap_or_default();
+                let info = self.pgs.get(&pg).map(|p| p.info.clone()).unwrap_or_default();
+                let want = oids.into_iter().map(|o| (o, Eversion::default(), false)).collect();
+                let objects = if all { self.all_copies(pg) } else { self.copies(pg, want) };
+                if let Ok(objects) = objects {
+                    let _ = conn.send(Message::MOsdPeer(OsdPeerMsg::Push { pg, epoch, objects, info, log, complete: all }));
+                }
+            }
+            OsdPeerMsg::Push { pg, epoch, objects, info, log, complete } => {
+                let ok = self.install_push(pg, &objects, info, log, complete);
+                if self.current(pg, epoch, Phase::Recovering) {
+                    if ok {
+                        self.push_to_replicas(pg);
+                    }
+                } else {
+                    let _ = conn.send(Message::MOsdPeer(OsdPeerMsg::PushReply { pg, epoch, ok }));
+                }
+            }
+            OsdPeerMsg::PushReply { pg, epoch, ok } => {
+                if self.current(pg, epoch, Phase::Recovering) && ok {
+                    if let Some(p) = self.pgs.get_mut(&pg) {
+                        p.pushing.remove(&from);
+                    }
+                    self.maybe_ready(pg);
+                }
+            }
+            OsdPeerMsg::Activate { pg, info, .. } => {
+                if let Some(p) = self.pgs.get_mut(&pg) {
+                    p.info.last_epoch_started = info.last_epoch_started;
+                }
+            }
+            OsdPeerMsg::RepOp { pg, epoch, entry, ops, mtime_ms } => self.rep_op(from, pg, epoch, entry, ops, mtime_ms, conn, ctx),
+            OsdPeerMsg::RepOpReply { pg, version, ok } => self.write_progress(pg, version, Some(from), ok, None, ctx),
+            OsdPeerMsg::List { pg, after, max } => {
+                let max = max.clamp(1, 10_000) as usize;
+                let objects = self.store.list_objects(pg, after.as_deref(), max).unwrap_or_default();
+                let done = objects.len() < max;
+                let _ = conn.reply(tid, Message::MOsdPeer(OsdPeerMsg::ListReply { objects, done }));
+            }
+            OsdPeerMsg::ListReply { .. } => {}
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn rep_op(&mut self, from: OsdId, id: PgId, epoch: u64, entry: PgLogEntry, ops: Vec<OsdOp>, mtime: u64, conn: ConnHandle, ctx: &mut Context<Self>) {
+        let pg = self.pgs.entry(id).or_insert_with(|| Pg::new(id));
+        if pg.primary.is_some_and(|p| p != from) && pg.interval_since >= epoch {
+            tracing::debug!(pg = %id, from, "replication from a non-primary ignored");
+            return;
+        }
+        let version = entry.version;
+        let mut txn = write_txn(&entry.oid, &ops, mtime);
+        pg.log_write(entry, &mut txn);
+        let rx = self.worker.submit(id, txn);
+        ctx.spawn(actix::fut::wrap_future(rx).map(move |r, _: &mut Osd, _| {
+            let ok = matches!(r, Ok(Ok(())));
+            let _ = conn.send(Message::MOsdPeer(OsdPeerMsg::RepOpReply { pg: id, version, ok }));
+        }));
+    }
+
+    /// A client op arrived (or is retried from the wait queue).
+    pub(super) fn client_op(&mut self, op: ClientOp, ctx: &mut Context<Self>) {
+        let Some(map) = self.map.clone() else { return self.park(op) };
+        let id = op.req.pg;
+        let primary = crate::crush::pg_mapping(&map, id).acting_primary;
+        if op.req.epoch > map.epoch {
+            return self.park(op);
+        }
+        if primary != Some(self.id) {
+            return reply(&op, OsdOpResult::Retry { epoch: map.epoch, why: format!("osd.{} is not primary of {id}", self.id) });
+        }
+        let ready = self.pgs.get(&id).is_some_and(|p| p.phase == Phase::Active && !p.busy.contains(&op.req.oid));
+        if !ready {
+            return self.park(op);
+        }
+        if op.req.ops.iter().any(OsdOp::is_write) {
+            self.start_write(op, map.epoch, ctx);
+        } else {
+            let r = reads(&self.store, id, &op.req.oid, &op.req.ops);
+            let version = self.pgs.get(&id).map_or_else(Eversion::default, |p| p.info.last_update);
+            reply(&op, r.map_or_else(OsdOpResult::Err, |outs| OsdOpResult::Ok { outs, version }));
+        }
+    }
+
+    fn park(&mut self, op: ClientOp) {
+        self.waiting.entry(op.req.pg).or_default().push_back(op);
+    }
+
+    pub(super) fn drive_all(&mut self, ctx: &mut Context<Self>) {
+        let pgs: Vec<PgId> = self.waiting.keys().copied().collect();
+        for pg in pgs {
+            self.drive(pg, ctx);
+        }
+    }
+
+    fn drive(&mut self, id: PgId, ctx: &mut Context<Self>) {
+        let queued: VecDeque<ClientOp> = self.waiting.remove(&id).unwrap_or_default();
+        for op in queued {
+            self.client_op(op, ctx);
+        }
+    }
+
+    fn start_write(&mut self, op: ClientOp, epoch: u64, ctx: &mut Context<Self>) {
+        let (me, id) = (self.id, op.req.pg);
+        let Some(pg) = self.pgs.get_mut(&id) else { return };
+        if let Some(version) = pg.applied(&op.req.reqid) {
+            return reply(&op, OsdOpResult::Ok { outs: vec![], version });
+        }
+        if let Err(e) = precheck(&self.store, id, &op.req.oid, &op.req.ops) {
+            return reply(&op, OsdOpResult::Err(e));
+        }
+        let version = pg.next_version(epoch);
+        let deleted = matches!(op.req.ops.iter().rev().find(|o| o.is_write()), Some(OsdOp::Remove));
+        let entry = PgLogEntry { version, oid: op.req.oid.clone(), reqid: Some(op.req.reqid.clone()), deleted };
+        let mtime = now_ms();
+        let mut txn = write_txn(&op.req.oid, &op.req.ops, mtime);
+        pg.log_write(entry.clone(), &mut txn);
+        pg.busy.insert(op.req.oid.clone());
+        let others: BTreeSet<OsdId> = pg.acting.iter().copied().filter(|o| *o != me).collect();
+        let writes: Vec<OsdOp> = op.req.ops.iter().filter(|o| o.is_write()).cloned().collect();
+        let interval = pg.interval_since;
+        for o in &others {
+            let m = OsdPeerMsg::RepOp { pg: id, epoch: interval, entry: entry.clone(), ops: writes.clone(), mtime_ms: mtime };
+            self.send_peer(*o, m);
+        }
+        self.inflight.insert((id, version), Inflight { op, waiting: others, local_done: false, error: None });
+        let rx = self.worker.submit(id, txn);
+        ctx.spawn(actix::fut::wrap_future(rx).map(move |r, act: &mut Osd, ctx| {
+            let err = match r {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(store_errno(&e)),
+                Err(_) => Some(store_errno(&StoreError::Db("store thread gone".into()))),
+            };
+            act.write_progress(id, version, None, err.is_none(), err, ctx);
+        }));
+    }
+
+    /// Local commit (`from` None) or a replica's acknowledgement of a write.
+    fn write_progress(&mut self, id: PgId, version: Eversion, from: Option<OsdId>, ok: bool, err: Option<OsdError>, ctx: &mut Context<Self>) {
+        let Some(f) = self.inflight.get_mut(&(id, version)) else { return };
+        match from {
+            None => f.local_done = true,
+            Some(o) => {
+                f.waiting.remove(&o);
+            }
+        }
+        if !ok && f.error.is_none() {
+            f.error = Some(err.unwrap_or(OsdError { errno: crate::error::Errno::EIO, message: "a replica failed the write".into() }));
+        }
+        if !(f.local_done && f.waiting.is_empty()) {
+            return;
+        }
+        let Some(f) = self.inflight.remove(&(id, version)) else { return };
+        if let Some(pg) = self.pgs.get_mut(&id) {
+            pg.busy.remove(&f.op.req.oid);
+        }
+        let r = match f.error {
+            Some(e) => OsdOpResult::Err(e),
+            None => reads(&self.store, id, &f.op.req.oid, &f.op.req.ops)
+                .map_or_else(OsdOpResult::Err, |outs| OsdOpResult::Ok { outs, version }),
+        };
+        reply(&f.op, r);
+        self.drive(id, ctx);
+    }
+}

@@ -1,0 +1,789 @@
+//! The OSD's local object store: objects grouped by placement group, each with byte data,
+//! a size, an mtime, xattrs and an omap, plus per-PG metadata (PG info and PG log), all kept
+//! in one redb database file `<dir>/objects.redb`.
+//!
+//! # Layout
+//!
+//! Every key starts with the PG prefix `pool: u64 BE ‖ seed: u32 BE` (12 bytes), so one PG is
+//! one contiguous key range in every table. The tables are:
+//!
+//! | table     | key                                      | value                             |
+//! |-----------|------------------------------------------|-----------------------------------|
+//! | `pgs`     | pg                                       | empty (the PG exists on this OSD) |
+//! | `objects` | pg ‖ oid bytes                           | header: version, size, mtime      |
+//! | `data`    | pg ‖ oid len u32 BE ‖ oid ‖ chunk u64 BE | up to [`CHUNK_SIZE`] bytes        |
+//! | `xattrs`  | pg ‖ oid len u32 BE ‖ oid ‖ name         | value                             |
+//! | `omap`    | pg ‖ oid len u32 BE ‖ oid ‖ key          | value                             |
+//! | `pgmeta`  | pg ‖ key                                 | value                             |
+//!
+//! `objects` keys hold the raw oid so a PG's objects list in name order. The other per-object
+//! tables length-prefix the oid, so the keys of oid `a` and oid `ab` can never interleave and
+//! an object's chunks, xattrs or omap entries are each one contiguous range, ordered by chunk
+//! index, xattr name or omap key.
+//!
+//! Data is sparse: chunk `i` covers bytes `[i·CHUNK_SIZE, (i+1)·CHUNK_SIZE)`; a missing chunk,
+//! or bytes past the end of a stored chunk but below the object size, read as zeros. No chunk
+//! ever holds bytes at or past the object size (truncation trims them), so growing an object
+//! never resurrects old bytes. A small write rewrites only the chunks it touches and a read
+//! loads only the chunks it covers.
+//!
+//! # Atomicity and durability
+//!
+//! [`ObjectStore::apply_batch`] runs a whole batch in one redb write transaction committed
+//! with `Durability::Immediate` (fsync before returning): group commit. Each transaction of
+//! the batch is first *checked* against a small shadow of the headers it touches (existence,
+//! size, argument limits), which is the only place an op can fail; a failing transaction is
+//! skipped whole and its error returned in its slot. Checked transactions are then applied in
+//! place. A storage or corruption error while applying aborts the whole batch (nothing of it
+//! is committed) and is returned as the outer error. PG metadata ops are part of the same
+//! transaction as object ops, so the PG log and the objects never diverge.
+//!
+//! Records read from disk are validated; malformed ones yield [`StoreError::Corrupt`].
+use std::collections::HashMap;
+use std::ops::Bound;
+use std::path::Path;
+
+use redb::{Database, Durability, ReadableTable, Table, TableDefinition, WriteTransaction};
+
+use crate::maps::PgId;
+
+#[cfg(test)]
+#[path = "store_tests.rs"]
+mod tests;
+
+#[path = "store_bench.rs"]
+mod bench;
+pub use bench::{bench, BenchReport};
+
+/// Size of one data chunk: the unit a write rewrites and a read loads.
+pub const CHUNK_SIZE: u64 = 64 * 1024;
+/// Largest object size (Ceph's `osd_max_object_size` default).
+pub const MAX_OBJECT_SIZE: u64 = 128 * 1024 * 1024;
+/// Longest object name or xattr name, in bytes.
+pub const MAX_NAME_LEN: usize = 4096;
+
+type KvDef = TableDefinition<'static, &'static [u8], &'static [u8]>;
+type KvTable<'t> = Table<'t, &'static [u8], &'static [u8]>;
+type ReadOnlyKv = redb::ReadOnlyTable<&'static [u8], &'static [u8]>;
+
+/// Any readable byte-keyed table: the read-only tables of a read and the tables of a write.
+trait Kv: ReadableTable<&'static [u8], &'static [u8]> {}
+impl<T: ReadableTable<&'static [u8], &'static [u8]>> Kv for T {}
+const PGS: KvDef = TableDefinition::new("pgs");
+const OBJECTS: KvDef = TableDefinition::new("objects");
+const DATA: KvDef = TableDefinition::new("data");
+const XATTRS: KvDef = TableDefinition::new("xattrs");
+const OMAP: KvDef = TableDefinition::new("omap");
+const PGMETA: KvDef = TableDefinition::new("pgmeta");
+
+/// Version byte leading every object header record.
+const HEADER_VERSION: u8 = 1;
+const HEADER_LEN: usize = 17;
+const PG_PREFIX_LEN: usize = 12;
+
+/// Errors of the object store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("object {0} does not exist")]
+    NoObject(String),
+    #[error("object {0} already exists")]
+    Exists(String),
+    #[error("invalid argument: {0}")]
+    Invalid(String),
+    #[error("store: {0}")]
+    Db(String),
+    #[error("store record corrupt: {0}")]
+    Corrupt(String),
+}
+
+macro_rules! db_error_from {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                StoreError::Db(e.to_string())
+            }
+        }
+    )*};
+}
+db_error_from!(redb::DatabaseError, redb::TransactionError, redb::TableError, redb::CommitError, std::io::Error);
+
+impl From<redb::StorageError> for StoreError {
+    fn from(e: redb::StorageError) -> Self {
+        match e {
+            redb::StorageError::Corrupted(m) => StoreError::Corrupt(m),
+            other => StoreError::Db(other.to_string()),
+        }
+    }
+}
+
+/// One operation of a transaction. Ops run in order; see [`ObjectStore::apply_batch`].
+///
+/// Ops that create a missing object: `Create`, `WriteFull`, `Write`, `Append`, `Truncate`,
+/// `SetXattr`, `OmapSet`. Ops that fail with `NoObject` on a missing object: `Remove`,
+/// `RmXattr`, `OmapRm`, `OmapClear`, `SetMtime`. Every op that creates or changes an object
+/// sets its mtime to the transaction's `mtime_ms` (`SetMtime` sets the given one; a
+/// non-exclusive `Create` of an existing object changes nothing).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum TxOp {
+    /// Creates an empty object; `exclusive` and the object exists → `Exists`.
+    Create {
+        oid: String,
+        exclusive: bool,
+    },
+    /// Replaces the whole data; the size becomes `data.len()`.
+    WriteFull {
+        oid: String,
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
+    /// Writes at `off`, zero-filling any gap past the old end. An empty write does not extend.
+    Write {
+        oid: String,
+        off: u64,
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
+    /// Writes at the current end.
+    Append {
+        oid: String,
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
+    /// Sets the size, growing with zeros or dropping the tail.
+    Truncate {
+        oid: String,
+        size: u64,
+    },
+    /// Removes the object with its data, xattrs and omap.
+    Remove {
+        oid: String,
+    },
+    SetXattr {
+        oid: String,
+        name: String,
+        #[serde(with = "serde_bytes")]
+        value: Vec<u8>,
+    },
+    /// Removes an xattr; removing an absent name is not an error.
+    RmXattr {
+        oid: String,
+        name: String,
+    },
+    OmapSet {
+        oid: String,
+        entries: Vec<(String, serde_bytes::ByteBuf)>,
+    },
+    /// Removes omap keys; absent keys are ignored.
+    OmapRm {
+        oid: String,
+        keys: Vec<String>,
+    },
+    OmapClear {
+        oid: String,
+    },
+    SetMtime {
+        oid: String,
+        mtime_ms: u64,
+    },
+    PgMetaSet {
+        key: String,
+        #[serde(with = "serde_bytes")]
+        value: Vec<u8>,
+    },
+    PgMetaRm {
+        key: String,
+    },
+    /// Drops every object and every metadata key of the PG.
+    RemovePg,
+}
+
+impl TxOp {
+    /// The object this op works on, `None` for PG-level ops.
+    pub fn oid(&self) -> Option<&str> {
+        match self {
+            TxOp::Create { oid, .. }
+            | TxOp::WriteFull { oid, .. }
+            | TxOp::Write { oid, .. }
+            | TxOp::Append { oid, .. }
+            | TxOp::Truncate { oid, .. }
+            | TxOp::Remove { oid }
+            | TxOp::SetXattr { oid, .. }
+            | TxOp::RmXattr { oid, .. }
+            | TxOp::OmapSet { oid, .. }
+            | TxOp::OmapRm { oid, .. }
+            | TxOp::OmapClear { oid }
+            | TxOp::SetMtime { oid, .. } => Some(oid),
+            TxOp::PgMetaSet { .. } | TxOp::PgMetaRm { .. } | TxOp::RemovePg => None,
+        }
+    }
+}
+
+/// Ops applied atomically to one PG; `mtime_ms` is the time stamped on changed objects.
+#[derive(Clone, Debug, Default)]
+pub struct Transaction {
+    pub ops: Vec<TxOp>,
+    pub mtime_ms: u64,
+}
+
+/// Size and modification time of an object.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ObjStat {
+    pub size: u64,
+    pub mtime_ms: u64,
+}
+
+/// The object store of one OSD; safe to share between threads.
+pub struct ObjectStore {
+    db: Database,
+}
+
+// ---- Key encoding ----
+
+fn pg_prefix(pg: PgId) -> Vec<u8> {
+    [&pg.pool.to_be_bytes()[..], &pg.seed.to_be_bytes()].concat()
+}
+
+fn decode_pg(key: &[u8]) -> Result<PgId, StoreError> {
+    let bad = || StoreError::Corrupt(format!("pg key of {} bytes", key.len()));
+    let (pool, seed) = key.split_first_chunk::<8>().ok_or_else(bad)?;
+    let seed: [u8; 4] = seed.try_into().map_err(|_| bad())?;
+    Ok(PgId { pool: u64::from_be_bytes(*pool), seed: u32::from_be_bytes(seed) })
+}
+
+fn joined(prefix: &[u8], suffix: &[u8]) -> Vec<u8> {
+    [prefix, suffix].concat()
+}
+
+/// `objects` table key: pg ‖ raw oid (sorts a PG's objects by name).
+fn obj_key(pg: PgId, oid: &str) -> Vec<u8> {
+    joined(&pg_prefix(pg), oid.as_bytes())
+}
+
+/// Prefix of an object's keys in `data`, `xattrs` and `omap`: pg ‖ oid length ‖ oid.
+fn sub_prefix(pg: PgId, oid: &str) -> Vec<u8> {
+    // Names are limited to MAX_NAME_LEN, so the length always fits in u32.
+    [&pg_prefix(pg)[..], &(oid.len() as u32).to_be_bytes(), oid.as_bytes()].concat()
+}
+
+fn chunk_key(prefix: &[u8], idx: u64) -> Vec<u8> {
+    joined(prefix, &idx.to_be_bytes())
+}
+
+/// The chunk index of a `data` key whose object prefix is `sp_len` bytes long.
+fn decode_chunk_idx(key: &[u8], sp_len: usize) -> Result<u64, StoreError> {
+    let idx = key.get(sp_len..).and_then(|b| <[u8; 8]>::try_from(b).ok());
+    idx.map(u64::from_be_bytes).ok_or_else(|| StoreError::Corrupt("malformed data chunk key".into()))
+}
+
+fn utf8(bytes: &[u8], what: &str) -> Result<String, StoreError> {
+    String::from_utf8(bytes.to_vec()).map_err(|_| StoreError::Corrupt(format!("{what} is not UTF-8")))
+}
+
+/// A key range `[lo or (lo, hi)` where `hi` is the end of a prefix (`None`: unbounded).
+struct KeyRange {
+    lo: Vec<u8>,
+    lo_inclusive: bool,
+    hi: Option<Vec<u8>>,
+}
+
+impl KeyRange {
+    /// Every key starting with `prefix`.
+    fn prefix(prefix: Vec<u8>) -> Self {
+        let hi = prefix_end(&prefix);
+        KeyRange { lo: prefix, lo_inclusive: true, hi }
+    }
+
+    /// Keys starting with `prefix` that sort after `prefix ‖ after` (or all, if `None`).
+    fn after(prefix: Vec<u8>, after: Option<&[u8]>) -> Self {
+        let hi = prefix_end(&prefix);
+        let lo = after.map_or_else(|| prefix.clone(), |a| joined(&prefix, a));
+        KeyRange { lo, lo_inclusive: after.is_none(), hi }
+    }
+
+    fn bounds(&self) -> (Bound<&[u8]>, Bound<&[u8]>) {
+        let lo = if self.lo_inclusive { Bound::Included(&self.lo[..]) } else { Bound::Excluded(&self.lo[..]) };
+        let hi = self.hi.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
+        (lo, hi)
+    }
+}
+
+/// The smallest key greater than every key starting with `p`, if any.
+fn prefix_end(p: &[u8]) -> Option<Vec<u8>> {
+    let i = p.iter().rposition(|&b| b < 0xFF)?;
+    let mut v = p[..=i].to_vec();
+    v[i] += 1;
+    Some(v)
+}
+
+// ---- Records ----
+
+fn encode_header(h: &ObjStat) -> Vec<u8> {
+    [&[HEADER_VERSION][..], &h.size.to_be_bytes(), &h.mtime_ms.to_be_bytes()].concat()
+}
+
+fn decode_header(oid: &str, raw: &[u8]) -> Result<ObjStat, StoreError> {
+    let word = |at: usize| raw.get(at..at + 8).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes);
+    match (raw.len(), raw.first(), word(1), word(9)) {
+        (HEADER_LEN, Some(&HEADER_VERSION), Some(size), Some(mtime_ms)) if size <= MAX_OBJECT_SIZE => {
+            Ok(ObjStat { size, mtime_ms })
+        }
+        _ => Err(StoreError::Corrupt(format!("header of {oid}: bad length, version or size"))),
+    }
+}
+
+fn get_header(objects: &impl Kv, pg: PgId, oid: &str) -> Result<Option<ObjStat>, StoreError> {
+    objects.get(&obj_key(pg, oid)[..])?.map(|v| decode_header(oid, v.value())).transpose()
+}
+
+/// Collects `(key suffix as string, value)` pairs of a range, at most `max`.
+fn collect_named(t: &impl Kv, skip: usize, range: &KeyRange, max: usize) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+    let mut out = Vec::new();
+    for item in t.range::<&[u8]>(range.bounds())?.take(max) {
+        let (k, v) = item?;
+        let name = k.value().get(skip..).ok_or_else(|| StoreError::Corrupt("short key".into()))?;
+        out.push((utf8(name, "name")?, v.value().to_vec()));
+    }
+    Ok(out)
+}
+
+// ---- Op checking: the header transition of each object op, shared by the check and apply passes ----
+
+fn check_name(what: &str, name: &str) -> Result<(), StoreError> {
+    if name.is_empty() || name.len() > MAX_NAME_LEN {
+        return Err(StoreError::Invalid(format!("{what} must be 1..={MAX_NAME_LEN} bytes")));
+    }
+    Ok(())
+}
+
+/// `base + len`, checked against [`MAX_OBJECT_SIZE`].
+fn end_of(base: u64, len: usize) -> Result<u64, StoreError> {
+    let end = u64::try_from(len).ok().and_then(|l| base.checked_add(l)).filter(|&e| e <= MAX_OBJECT_SIZE);
+    end.ok_or_else(|| StoreError::Invalid(format!("object size would exceed {MAX_OBJECT_SIZE} bytes")))
+}
+
+/// The header after `op` given the current one (`None`: absent), or why `op` fails.
+fn next_header(op: &TxOp, cur: Option<ObjStat>, now: u64) -> Result<Option<ObjStat>, StoreError> {
+    let oid = op.oid().ok_or_else(|| StoreError::Invalid("not an object op".into()))?;
+    check_name("object name", oid)?;
+    let size = cur.as_ref().map_or(0, |h| h.size);
+    let exists = cur.is_some();
+    let missing = || StoreError::NoObject(oid.to_string());
+    let new_size = match op {
+        TxOp::Create { exclusive, .. } => match cur {
+            Some(_) if *exclusive => return Err(StoreError::Exists(oid.to_string())),
+            Some(h) => return Ok(Some(h)),
+            None => 0,
+        },
+        TxOp::WriteFull { data, .. } => end_of(0, data.len())?,
+        TxOp::Write { off, data, .. } if data.is_empty() => end_of(*off, 0).map(|_| size)?,
+        TxOp::Write { off, data, .. } => end_of(*off, data.len())?.max(size),
+        TxOp::Append { data, .. } => end_of(size, data.len())?,
+        TxOp::Truncate { size: new, .. } => end_of(*new, 0)?,
+        TxOp::Remove { .. } => return if exists { Ok(None) } else { Err(missing()) },
+        TxOp::SetXattr { name, .. } => check_name("xattr name", name).map(|_| size)?,
+        TxOp::RmXattr { name, .. } if exists => check_name("xattr name", name).map(|_| size)?,
+        TxOp::OmapSet { .. } => size,
+        TxOp::OmapRm { .. } | TxOp::OmapClear { .. } if exists => size,
+        TxOp::SetMtime { mtime_ms, .. } if exists => return Ok(Some(ObjStat { size, mtime_ms: *mtime_ms })),
+        _ => return Err(missing()),
+    };
+    Ok(Some(ObjStat { size: new_size, mtime_ms: now }))
+}
+
+/// Decides whether `txn` can apply on top of the current state, reading only headers.
+fn check_txn(objects: &impl Kv, pg: PgId, txn: &Transaction) -> Result<(), StoreError> {
+    let mut shadow: HashMap<&str, Option<ObjStat>> = HashMap::new();
+    let mut wiped = false;
+    for op in &txn.ops {
+        let Some(oid) = op.oid() else {
+            if matches!(op, TxOp::RemovePg) {
+                shadow.clear();
+                wiped = true;
+            }
+            continue;
+        };
+        let cur = match shadow.get(oid) {
+            Some(h) => h.clone(),
+            None if wiped => None,
+            None => get_header(objects, pg, oid)?,
+        };
+        shadow.insert(oid, next_header(op, cur, txn.mtime_ms)?);
+    }
+    Ok(())
+}
+
+// ---- Apply pass ----
+
+fn put(t: &mut KvTable, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+    t.insert(key, value)?;
+    Ok(())
+}
+
+fn del(t: &mut KvTable, key: &[u8]) -> Result<(), StoreError> {
+    t.remove(key)?;
+    Ok(())
+}
+
+fn drop_range(t: &mut KvTable, range: &KeyRange) -> Result<(), StoreError> {
+    Ok(t.retain_in::<&[u8], _>(range.bounds(), |_, _| false)?)
+}
+
+/// The tables of one write transaction.
+struct Tables<'t> {
+    pgs: KvTable<'t>,
+    objects: KvTable<'t>,
+    data: KvTable<'t>,
+    xattrs: KvTable<'t>,
+    omap: KvTable<'t>,
+    meta: KvTable<'t>,
+}
+
+impl<'t> Tables<'t> {
+    fn open(wt: &'t WriteTransaction) -> Result<Self, StoreError> {
+        Ok(Tables {
+            pgs: wt.open_table(PGS)?,
+            objects: wt.open_table(OBJECTS)?,
+            data: wt.open_table(DATA)?,
+            xattrs: wt.open_table(XATTRS)?,
+            omap: wt.open_table(OMAP)?,
+            meta: wt.open_table(PGMETA)?,
+        })
+    }
+
+    fn apply_txn(&mut self, pg: PgId, txn: &Transaction) -> Result<(), StoreError> {
+        for op in &txn.ops {
+            match op {
+                TxOp::PgMetaSet { key, value } => put(&mut self.meta, &joined(&pg_prefix(pg), key.as_bytes()), value)?,
+                TxOp::PgMetaRm { key } => del(&mut self.meta, &joined(&pg_prefix(pg), key.as_bytes()))?,
+                TxOp::RemovePg => {
+                    self.wipe_pg(pg)?;
+                    continue;
+                }
+                _ => self.apply_obj_op(pg, op, txn.mtime_ms)?,
+            }
+            put(&mut self.pgs, &pg_prefix(pg), &[])?;
+        }
+        Ok(())
+    }
+
+    fn wipe_pg(&mut self, pg: PgId) -> Result<(), StoreError> {
+        let range = KeyRange::prefix(pg_prefix(pg));
+        for t in [&mut self.objects, &mut self.data, &mut self.xattrs, &mut self.omap, &mut self.meta] {
+            drop_range(t, &range)?;
+        }
+        del(&mut self.pgs, &pg_prefix(pg))
+    }
+
+    fn apply_obj_op(&mut self, pg: PgId, op: &TxOp, now: u64) -> Result<(), StoreError> {
+        let oid = op.oid().ok_or_else(|| StoreError::Invalid("not an object op".into()))?;
+        let cur = get_header(&self.objects, pg, oid)?;
+        let old_size = cur.as_ref().map_or(0, |h| h.size);
+        let next = next_header(op, cur, now)?;
+        let sp = sub_prefix(pg, oid);
+        self.apply_body(&sp, op, old_size)?;
+        let key = obj_key(pg, oid);
+        match next {
+            Some(h) => self.objects.insert(&key[..], &encode_header(&h)[..])?,
+            None => self.objects.remove(&key[..])?,
+        };
+        Ok(())
+    }
+
+    /// Changes data, xattrs and omap for `op`; `sp` is the object's sub-table prefix.
+    fn apply_body(&mut self, sp: &[u8], op: &TxOp, old_size: u64) -> Result<(), StoreError> {
+        let key = |name: &str| joined(sp, name.as_bytes());
+        match op {
+            TxOp::WriteFull { data, .. } => self.trim_data(sp, 0).and_then(|_| self.write_at(sp, 0, data)),
+            TxOp::Write { off, data, .. } => self.write_at(sp, *off, data),
+            TxOp::Append { data, .. } => self.write_at(sp, old_size, data),
+            TxOp::Truncate { size, .. } if *size < old_size => self.trim_data(sp, *size),
+            TxOp::Remove { .. } => [&mut self.data, &mut self.xattrs, &mut self.omap]
+                .into_iter()
+                .try_for_each(|t| drop_range(t, &KeyRange::prefix(sp.to_vec()))),
+            TxOp::SetXattr { name, value, .. } => put(&mut self.xattrs, &key(name), value),
+            TxOp::RmXattr { name, .. } => del(&mut self.xattrs, &key(name)),
+            TxOp::OmapSet { entries, .. } => entries.iter().try_for_each(|(k, v)| put(&mut self.omap, &key(k), v)),
+            TxOp::OmapRm { keys, .. } => keys.iter().try_for_each(|k| del(&mut self.omap, &key(k))),
+            TxOp::OmapClear { .. } => drop_range(&mut self.omap, &KeyRange::prefix(sp.to_vec())),
+            _ => Ok(()),
+        }
+    }
+
+    /// Writes `data` at `off`, rewriting only the chunks it touches.
+    fn write_at(&mut self, sp: &[u8], off: u64, data: &[u8]) -> Result<(), StoreError> {
+        let mut pos = 0usize;
+        while pos < data.len() {
+            let abs = off + pos as u64;
+            let (idx, in_chunk) = (abs / CHUNK_SIZE, (abs % CHUNK_SIZE) as usize);
+            let n = (CHUNK_SIZE as usize - in_chunk).min(data.len() - pos);
+            let piece = &data[pos..pos + n];
+            let key = chunk_key(sp, idx);
+            if in_chunk == 0 && n == CHUNK_SIZE as usize {
+                self.data.insert(&key[..], piece)?;
+            } else {
+                let mut buf = self.data.get(&key[..])?.map(|v| v.value().to_vec()).unwrap_or_default();
+                buf.resize(buf.len().max(in_chunk + n), 0);
+                buf[in_chunk..in_chunk + n].copy_from_slice(piece);
+                self.data.insert(&key[..], &buf[..])?;
+            }
+            pos += n;
+        }
+        Ok(())
+    }
+
+    /// Drops every data byte at or past `size`.
+    fn trim_data(&mut self, sp: &[u8], size: u64) -> Result<(), StoreError> {
+        let (idx, rem) = (size / CHUNK_SIZE, (size % CHUNK_SIZE) as usize);
+        let mut first_dropped = idx;
+        if rem > 0 {
+            first_dropped = idx + 1;
+            let key = chunk_key(sp, idx);
+            let kept = self.data.get(&key[..])?.and_then(|v| v.value().get(..rem).map(<[u8]>::to_vec));
+            if let Some(kept) = kept {
+                self.data.insert(&key[..], &kept[..])?;
+            }
+        }
+        drop_range(
+            &mut self.data,
+            &KeyRange { lo: chunk_key(sp, first_dropped), lo_inclusive: true, hi: prefix_end(sp) },
+        )
+    }
+}
+
+// ---- Reads ----
+
+/// Reads `[off, end)` of an object's data (already clipped to its size) from the `data` table.
+fn read_data(data: &impl Kv, sp: &[u8], off: u64, end: u64) -> Result<Vec<u8>, StoreError> {
+    if end <= off {
+        return Ok(Vec::new());
+    }
+    let len = usize::try_from(end - off).map_err(|_| StoreError::Invalid("read too large".into()))?;
+    let mut buf = vec![0u8; len];
+    let (lo, hi) = (chunk_key(sp, off / CHUNK_SIZE), chunk_key(sp, (end - 1) / CHUNK_SIZE));
+    for item in data.range::<&[u8]>(&lo[..]..=&hi[..])? {
+        let (k, v) = item?;
+        let chunk = v.value();
+        if chunk.len() as u64 > CHUNK_SIZE {
+            return Err(StoreError::Corrupt("data chunk larger than the chunk size".into()));
+        }
+        let start = decode_chunk_idx(k.value(), sp.len())?.saturating_mul(CHUNK_SIZE);
+        let from = start.max(off);
+        let to = start.saturating_add(chunk.len() as u64).min(end);
+        if from < to {
+            let src = &chunk[(from - start) as usize..(to - start) as usize];
+            buf[(from - off) as usize..(to - off) as usize].copy_from_slice(src);
+        }
+    }
+    Ok(buf)
+}
+
+/// FNV-1a 64 over a stream of bytes and length-delimited fields.
+struct Fnv(u64);
+
+impl Fnv {
+    fn byte(&mut self, x: u8) {
+        self.0 = (self.0 ^ u64::from(x)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    fn bytes(&mut self, b: &[u8]) {
+        b.iter().for_each(|&x| self.byte(x));
+    }
+    fn zeros(&mut self, n: u64) {
+        (0..n).for_each(|_| self.byte(0));
+    }
+    fn field(&mut self, b: &[u8]) {
+        self.bytes(&(b.len() as u64).to_be_bytes());
+        self.bytes(b);
+    }
+}
+
+impl ObjectStore {
+    /// Opens (creating if needed) the store at `dir/objects.redb`.
+    pub fn open(dir: &Path) -> Result<ObjectStore, StoreError> {
+        std::fs::create_dir_all(dir)?;
+        let db = Database::create(dir.join("objects.redb"))?;
+        let mut wt = db.begin_write()?;
+        wt.set_durability(Durability::Immediate);
+        for def in [PGS, OBJECTS, DATA, XATTRS, OMAP, PGMETA] {
+            wt.open_table(def)?;
+        }
+        wt.commit()?;
+        Ok(ObjectStore { db })
+    }
+
+    /// Applies many (pg, txn) in ONE durable commit (group commit). Each txn is atomic: if any
+    /// op of a txn fails, that txn has no effect and its error is returned in its slot, the
+    /// others still commit. Later txns see the effects of earlier ones. An outer error means
+    /// nothing of the batch was committed.
+    pub fn apply_batch(&self, batch: &[(PgId, Transaction)]) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+        self.commit_batch(batch.iter().map(|(pg, t)| (*pg, t)))
+    }
+
+    /// Applies one transaction durably; a failing op leaves no trace.
+    pub fn apply(&self, pg: PgId, txn: &Transaction) -> Result<(), StoreError> {
+        let mut slots = self.commit_batch(std::iter::once((pg, txn)))?;
+        slots.pop().unwrap_or(Ok(()))
+    }
+
+    fn commit_batch<'a>(
+        &self,
+        batch: impl Iterator<Item = (PgId, &'a Transaction)>,
+    ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+        let mut wt = self.db.begin_write()?;
+        wt.set_durability(Durability::Immediate);
+        let mut results = Vec::new();
+        {
+            let mut tables = Tables::open(&wt)?;
+            for (pg, txn) in batch {
+                let checked = check_txn(&tables.objects, pg, txn);
+                if checked.is_ok() {
+                    // A failure here is a storage/corruption error: abort the whole batch.
+                    tables.apply_txn(pg, txn)?;
+                }
+                results.push(checked);
+            }
+        }
+        wt.commit()?;
+        Ok(results)
+    }
+
+    fn read_txn(&self) -> Result<redb::ReadTransaction, StoreError> {
+        Ok(self.db.begin_read()?)
+    }
+
+    /// The header of an existing object and table `def`, from one read snapshot.
+    fn with_object(&self, pg: PgId, oid: &str, def: KvDef) -> Result<(ObjStat, ReadOnlyKv), StoreError> {
+        let rt = self.read_txn()?;
+        let h = get_header(&rt.open_table(OBJECTS)?, pg, oid)?.ok_or_else(|| StoreError::NoObject(oid.to_string()))?;
+        Ok((h, rt.open_table(def)?))
+    }
+
+    pub fn stat(&self, pg: PgId, oid: &str) -> Result<ObjStat, StoreError> {
+        Ok(self.with_object(pg, oid, OBJECTS)?.0)
+    }
+
+    /// Reads `len` bytes (to the end if `None`) from `off`; short or empty past the end.
+    pub fn read(&self, pg: PgId, oid: &str, off: u64, len: Option<u64>) -> Result<Vec<u8>, StoreError> {
+        let (h, data) = self.with_object(pg, oid, DATA)?;
+        let end = len.map_or(h.size, |l| off.saturating_add(l).min(h.size));
+        read_data(&data, &sub_prefix(pg, oid), off, end)
+    }
+
+    pub fn xattr_get(&self, pg: PgId, oid: &str, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let (_, xattrs) = self.with_object(pg, oid, XATTRS)?;
+        let key = joined(&sub_prefix(pg, oid), name.as_bytes());
+        Ok(xattrs.get(&key[..])?.map(|v| v.value().to_vec()))
+    }
+
+    /// Every xattr of the object, sorted by name.
+    pub fn xattrs(&self, pg: PgId, oid: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let (_, xattrs) = self.with_object(pg, oid, XATTRS)?;
+        let sp = sub_prefix(pg, oid);
+        collect_named(&xattrs, sp.len(), &KeyRange::prefix(sp), usize::MAX)
+    }
+
+    /// The requested omap entries that exist, sorted by key, each once.
+    pub fn omap_get(&self, pg: PgId, oid: &str, keys: &[String]) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let (_, omap) = self.with_object(pg, oid, OMAP)?;
+        let sp = sub_prefix(pg, oid);
+        let mut out = Vec::new();
+        let wanted: std::collections::BTreeSet<&String> = keys.iter().collect();
+        for k in wanted {
+            if let Some(v) = omap.get(&joined(&sp, k.as_bytes())[..])? {
+                out.push((k.clone(), v.value().to_vec()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Up to `max` omap entries with keys after `after`, in key order.
+    pub fn omap_list(
+        &self,
+        pg: PgId,
+        oid: &str,
+        after: Option<&str>,
+        max: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let (_, omap) = self.with_object(pg, oid, OMAP)?;
+        let sp = sub_prefix(pg, oid);
+        collect_named(&omap, sp.len(), &KeyRange::after(sp.clone(), after.map(str::as_bytes)), max)
+    }
+
+    /// Up to `max` object names of the PG after `after`, sorted by name.
+    pub fn list_objects(&self, pg: PgId, after: Option<&str>, max: usize) -> Result<Vec<String>, StoreError> {
+        let objects = self.read_txn()?.open_table(OBJECTS)?;
+        let range = KeyRange::after(pg_prefix(pg), after.map(str::as_bytes));
+        let mut out = Vec::new();
+        for item in objects.range::<&[u8]>(range.bounds())?.take(max) {
+            let (k, _) = item?;
+            let name = k.value().get(PG_PREFIX_LEN..).unwrap_or_default();
+            out.push(utf8(name, "object name")?);
+        }
+        Ok(out)
+    }
+
+    /// Every PG a committed transaction touched and no `RemovePg` dropped since, sorted.
+    pub fn list_pgs(&self) -> Result<Vec<PgId>, StoreError> {
+        let pgs = self.read_txn()?.open_table(PGS)?;
+        let mut out = Vec::new();
+        for item in pgs.iter()? {
+            let (k, _) = item?;
+            out.push(decode_pg(k.value())?);
+        }
+        Ok(out)
+    }
+
+    pub fn pg_meta_get(&self, pg: PgId, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let meta = self.read_txn()?.open_table(PGMETA)?;
+        let k = joined(&pg_prefix(pg), key.as_bytes());
+        Ok(meta.get(&k[..])?.map(|v| v.value().to_vec()))
+    }
+
+    /// FNV-1a 64 digest of every object of the PG over name, size, data, xattrs and omap (not
+    /// mtime), as `(oid, digest)` sorted by oid. Streams: never holds more than one chunk.
+    pub fn pg_digest(&self, pg: PgId) -> Result<Vec<(String, u64)>, StoreError> {
+        let rt = self.read_txn()?;
+        let objects = rt.open_table(OBJECTS)?;
+        let tables = [rt.open_table(DATA)?, rt.open_table(XATTRS)?, rt.open_table(OMAP)?];
+        let mut out = Vec::new();
+        for item in objects.range::<&[u8]>(KeyRange::prefix(pg_prefix(pg)).bounds())? {
+            let (k, v) = item?;
+            let oid = utf8(k.value().get(PG_PREFIX_LEN..).unwrap_or_default(), "object name")?;
+            let h = decode_header(&oid, v.value())?;
+            let digest = digest_object(&tables, &sub_prefix(pg, &oid), &oid, h.size)?;
+            out.push((oid, digest));
+        }
+        Ok(out)
+    }
+}
+
+/// Digest of one object; `tables` are `[data, xattrs, omap]`.
+fn digest_object<T: Kv>(tables: &[T; 3], sp: &[u8], oid: &str, size: u64) -> Result<u64, StoreError> {
+    let mut h = Fnv(0xcbf2_9ce4_8422_2325);
+    h.field(oid.as_bytes());
+    h.bytes(&size.to_be_bytes());
+    let mut pos = 0u64;
+    for item in tables[0].range::<&[u8]>(KeyRange::prefix(sp.to_vec()).bounds())? {
+        let (k, v) = item?;
+        let start = decode_chunk_idx(k.value(), sp.len())?.saturating_mul(CHUNK_SIZE);
+        if v.value().len() as u64 > CHUNK_SIZE || start < pos {
+            return Err(StoreError::Corrupt(format!("data chunk of {oid}")));
+        }
+        if start >= size {
+            break;
+        }
+        h.zeros(start - pos);
+        let used = (v.value().len() as u64).min(size - start) as usize;
+        h.bytes(&v.value()[..used]);
+        pos = start + used as u64;
+    }
+    h.zeros(size - pos);
+    for t in &tables[1..] {
+        for item in t.range::<&[u8]>(KeyRange::prefix(sp.to_vec()).bounds())? {
+            let (k, v) = item?;
+            h.field(k.value().get(sp.len()..).unwrap_or_default());
+            h.field(v.value());
+        }
+        h.bytes(b"|");
+    }
+    Ok(h.0)
+}

@@ -1,0 +1,64 @@
+//! The store thread: durable commits run here, off the actor's thread, and every
+//! transaction that queued up while the previous fsync ran goes into the next commit
+//! (group commit), so many writes share one fsync.
+use std::sync::mpsc;
+use std::sync::Arc;
+
+use tokio::sync::oneshot;
+
+use super::store::{ObjectStore, StoreError, Transaction};
+use crate::maps::PgId;
+
+struct Job {
+    pg: PgId,
+    txn: Transaction,
+    done: oneshot::Sender<Result<(), StoreError>>,
+}
+
+#[derive(Clone)]
+pub struct StoreWorker {
+    tx: mpsc::Sender<Job>,
+}
+
+const MAX_BATCH: usize = 64;
+
+impl StoreWorker {
+    pub fn start(store: Arc<ObjectStore>, name: &str) -> std::io::Result<StoreWorker> {
+        let (tx, rx) = mpsc::channel::<Job>();
+        std::thread::Builder::new().name(format!("{name}-store")).spawn(move || {
+            while let Ok(first) = rx.recv() {
+                let mut jobs = vec![first];
+                while jobs.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(j) => jobs.push(j),
+                        Err(_) => break,
+                    }
+                }
+                let batch: Vec<(PgId, Transaction)> = jobs.iter().map(|j| (j.pg, j.txn.clone())).collect();
+                match store.apply_batch(&batch) {
+                    Ok(results) => {
+                        for (j, r) in jobs.into_iter().zip(results) {
+                            let _ = j.done.send(r);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!("store commit failed: {e}");
+                        for j in jobs {
+                            let _ = j.done.send(Err(StoreError::Db(e.to_string())));
+                        }
+                    }
+                }
+            }
+        })?;
+        Ok(StoreWorker { tx })
+    }
+
+    /// Queues a transaction; the receiver resolves once it is durable (or failed).
+    pub fn submit(&self, pg: PgId, txn: Transaction) -> oneshot::Receiver<Result<(), StoreError>> {
+        let (done, rx) = oneshot::channel();
+        if let Err(mpsc::SendError(job)) = self.tx.send(Job { pg, txn, done }) {
+            let _ = job.done.send(Err(StoreError::Db("store thread gone".into())));
+        }
+        rx
+    }
+}

@@ -1,0 +1,121 @@
+//! `cephr rados -p POOL ...`: object commands through the objecter, straight to the
+//! OSDs (the monitors only provide the OSDMap).
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde_bytes::ByteBuf;
+
+use super::{load_config, Cli, RadosCmd};
+use cephr::auth::Identity;
+use cephr::error::{CmdError, Errno};
+use cephr::ids::EntityName;
+use cephr::monc::MonClient;
+use cephr::msg::osd::{OpOut, OsdOp};
+use cephr::msg::MonSubscribe;
+use cephr::net::{FaultRules, Messenger, MsgrOptions};
+use cephr::objecter::{ObjError, Objecter};
+
+fn input(path: &str) -> anyhow::Result<Vec<u8>> {
+    let mut v = Vec::new();
+    if path == "-" {
+        std::io::stdin().read_to_end(&mut v)?;
+    } else {
+        v = std::fs::read(path).map_err(|e| CmdError::new(Errno::ENOENT, format!("{path}: {e}")))?;
+    }
+    Ok(v)
+}
+
+fn output(path: &str, data: &[u8]) -> anyhow::Result<()> {
+    if path == "-" {
+        let mut o = std::io::stdout();
+        if let Err(e) = o.write_all(data).and_then(|_| o.flush()) {
+            if e.kind() != std::io::ErrorKind::BrokenPipe {
+                return Err(e.into());
+            }
+        }
+        Ok(())
+    } else {
+        Ok(std::fs::write(path, data)?)
+    }
+}
+
+fn obj_err(e: ObjError) -> anyhow::Error {
+    CmdError::new(e.errno(), e.to_string()).into()
+}
+
+pub fn run(cli: &Cli, pool: &str, cmd: &RadosCmd) -> anyhow::Result<()> {
+    let cfg = load_config(cli)?;
+    let name: EntityName = cli.name.parse().map_err(|e: cephr::error::ParseError| CmdError::einval(e.to_string()))?;
+    let key_dir = cli.key_dir.clone().unwrap_or_else(|| cfg.key_dir.clone());
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async {
+        let id = Identity::load(&key_dir, &name)
+            .map_err(|e| CmdError::new(Errno::EACCES, format!("cannot load identity {name}: {e}")))?;
+        let bind: SocketAddr = "127.0.0.1:0".parse()?;
+        let (msgr, mut rx) = Messenger::bind(&id, bind, false, MsgrOptions::from_options(&cfg.global), FaultRules::default())?;
+        let monc = MonClient::new(msgr.clone(), &cfg);
+        let m2 = monc.clone();
+        tokio::spawn(async move {
+            while let Some(inc) = rx.recv().await {
+                m2.handle_map(&inc.msg);
+            }
+        });
+        monc.start_subscription(MonSubscribe { osdmap: Some(0), ..Default::default() });
+        let obj = Objecter::new(monc, Duration::from_secs_f64(cfg.global.mon_command_timeout.max(5.0)));
+        let r = execute(&obj, pool, cmd).await;
+        msgr.shutdown();
+        r
+    })
+}
+
+async fn execute(obj: &Objecter, pool: &str, cmd: &RadosCmd) -> anyhow::Result<()> {
+    let one = |oid: &str, ops: Vec<OsdOp>| {
+        let oid = oid.to_string();
+        async move { obj.op(pool, &oid, ops).await.map_err(obj_err) }
+    };
+    match cmd {
+        RadosCmd::Put { object, file } => {
+            obj.write_full(pool, object, input(file)?).await.map_err(obj_err)?;
+        }
+        RadosCmd::Append { object, file } => {
+            one(object, vec![OsdOp::Append { data: ByteBuf::from(input(file)?) }]).await?;
+        }
+        RadosCmd::Get { object, file } => output(file, &obj.read(pool, object, 0, None).await.map_err(obj_err)?)?,
+        RadosCmd::Rm { object } => {
+            one(object, vec![OsdOp::Remove]).await?;
+        }
+        RadosCmd::Truncate { object, size } => {
+            one(object, vec![OsdOp::Truncate { size: *size }]).await?;
+        }
+        RadosCmd::Stat { object } => {
+            let (size, mtime) = obj.stat(pool, object).await.map_err(obj_err)?;
+            println!("{pool}/{object} mtime {:.3}, size {size}", mtime as f64 / 1000.0);
+        }
+        RadosCmd::Ls => {
+            let mut out = String::new();
+            for o in obj.list(pool).await.map_err(obj_err)? {
+                out.push_str(&o);
+                out.push('\n');
+            }
+            output("-", out.as_bytes())?;
+        }
+        RadosCmd::Listomapkeys { object } => {
+            if let Some(OpOut::Pairs(p)) = one(object, vec![OsdOp::OmapList { after: None, max: 100_000 }]).await?.pop() {
+                let keys: String = p.iter().map(|(k, _)| format!("{k}\n")).collect();
+                output("-", keys.as_bytes())?;
+            }
+        }
+        RadosCmd::Getomapval { object, key } => {
+            match one(object, vec![OsdOp::OmapGet { keys: vec![key.clone()] }]).await?.pop() {
+                Some(OpOut::Pairs(p)) if !p.is_empty() => output("-", &p[0].1)?,
+                _ => return Err(CmdError::enoent(format!("no key '{key}' in the omap of {object}")).into()),
+            }
+        }
+        RadosCmd::Setomapval { object, key, value } => {
+            let entries = vec![(key.clone(), ByteBuf::from(value.as_bytes().to_vec()))];
+            one(object, vec![OsdOp::OmapSet { entries }]).await?;
+        }
+    }
+    Ok(())
+}
