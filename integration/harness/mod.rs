@@ -215,3 +215,38 @@ impl Drop for Cluster {
         }
     }
 }
+
+/// An in-process RADOS client (objecter) as `client.admin`, on its own runtime.
+pub struct RadosClient {
+    pub rt: tokio::runtime::Runtime,
+    pub obj: std::sync::Arc<cephr::objecter::Objecter>,
+}
+
+impl Cluster {
+    pub fn rados(&self, timeout: Duration) -> RadosClient {
+        let cfg = cephr::config::ClusterConfig::load(&self.conf(), &[]).expect("config");
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("rt");
+        let obj = rt.block_on(async {
+            let id = cephr::auth::Identity::load(&cfg.key_dir, &"client.admin".parse().expect("n")).expect("id");
+            let opts = cephr::net::MsgrOptions::from_options(&cfg.global);
+            let (msgr, mut rx) = cephr::net::Messenger::bind(&id, "127.0.0.1:0".parse().expect("a"), false, opts, Default::default())
+                .expect("bind");
+            let monc = cephr::monc::MonClient::new(msgr, &cfg);
+            let m2 = monc.clone();
+            tokio::spawn(async move {
+                while let Some(inc) = rx.recv().await {
+                    m2.handle_map(&inc.msg);
+                }
+            });
+            monc.start_subscription(cephr::msg::MonSubscribe { osdmap: Some(0), ..Default::default() });
+            cephr::objecter::Objecter::new(monc, timeout)
+        });
+        RadosClient { rt, obj }
+    }
+
+    /// Per-PG digests of a stopped OSD's store (`objectstore-tool digest`).
+    pub fn osd_digests(&self, id: u32) -> Vec<(cephr::maps::PgId, Vec<(String, u64)>)> {
+        let store = cephr::roles::osd::store::ObjectStore::open(&self.path().join(format!("osd.{id}"))).expect("open store");
+        store.list_pgs().expect("pgs").into_iter().map(|pg| (pg, store.pg_digest(pg).expect("digest"))).collect()
+    }
+}

@@ -49,8 +49,8 @@ pub struct Osd {
     pub(super) pgs: BTreeMap<PgId, Pg>,
     pub(super) waiting: BTreeMap<PgId, VecDeque<ClientOp>>,
     pub(super) inflight: HashMap<(PgId, crate::msg::osd::Eversion), Inflight>,
-    /// Highest `up_thru` this OSD has asked the monitors for.
-    pub(super) alive_sent: u64,
+    /// Highest `up_thru` this OSD has asked the monitors for, and when.
+    pub(super) alive_sent: (u64, Instant),
 }
 
 pub(super) fn now_ms() -> u64 {
@@ -105,7 +105,7 @@ pub async fn start(cfg: Arc<ClusterConfig>, id: OsdId) -> anyhow::Result<Addr<Os
             pgs: BTreeMap::new(),
             waiting: BTreeMap::new(),
             inflight: HashMap::new(),
-            alive_sent: 0,
+            alive_sent: (0, Instant::now()),
         }
     }))
 }
@@ -118,6 +118,7 @@ impl Actor for Osd {
         ctx.run_interval(Duration::from_secs_f64(g.osd_heartbeat_interval), |act, _| act.heartbeat());
         ctx.run_interval(Duration::from_secs_f64(g.osd_beacon_report_interval), |act, _| act.beacon());
         ctx.run_interval(Duration::from_millis(500), |act, _| act.maybe_boot());
+        ctx.run_interval(Duration::from_millis(250), |act, _| act.peering_tick());
         self.maybe_boot();
     }
 }
@@ -159,6 +160,7 @@ impl StreamHandler<NewMap> for Osd {
     fn handle(&mut self, NewMap(map): NewMap, ctx: &mut Self::Context) {
         tracing::debug!(osd = self.id, epoch = map.epoch, "new osdmap");
         self.hb.update_peers(&map, self.id, Instant::now());
+        self.forget_restarted_peers(&map);
         self.map = Some(map.clone());
         self.maybe_boot();
         self.update_pgs(&map, ctx);
@@ -202,6 +204,22 @@ impl Osd {
                 tracing::debug!("boot not sent: {e}");
             }
         });
+    }
+
+    /// A peer whose instance (nonce) changed in the map restarted: its old connection
+    /// is dead even if QUIC has not noticed yet.
+    fn forget_restarted_peers(&self, new: &OsdMap) {
+        let Some(old) = &self.map else { return };
+        for (id, o) in &new.osds {
+            let before = old.osds.get(id).and_then(|x| x.addr);
+            if let (Some(b), Some(a)) = (before, o.addr) {
+                if b != a && *id != self.id {
+                    let msgr = self.msgr.clone();
+                    let peer = EntityName::osd(*id);
+                    actix::spawn(async move { msgr.forget(&peer, b.addr).await });
+                }
+            }
+        }
     }
 
     fn heartbeat(&mut self) {

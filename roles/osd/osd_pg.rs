@@ -94,6 +94,7 @@ impl Osd {
         let me = self.id;
         let Some(pg) = self.pgs.get_mut(&id) else { return };
         pg.phase = Phase::Peering;
+        pg.step_since = std::time::Instant::now();
         let others: Vec<OsdId> = pg.acting.iter().copied().filter(|o| *o != me).collect();
         pg.peer_info = others.iter().map(|o| (*o, None)).collect();
         let epoch = pg.interval_since;
@@ -132,6 +133,33 @@ impl Osd {
         }
     }
 
+    /// Retries peering steps that stalled (a message lost to a peer that restarted):
+    /// queries unanswered after 1 s, recovery unfinished after 10 s, `up_thru` unrecorded.
+    pub(super) fn peering_tick(&mut self) {
+        let stalled: Vec<(PgId, Phase)> = self
+            .pgs
+            .values()
+            .filter(|p| p.is_primary(self.id))
+            .filter(|p| match p.phase {
+                Phase::Peering | Phase::WaitUpThru => p.step_since.elapsed() > std::time::Duration::from_secs(1),
+                Phase::Recovering => p.step_since.elapsed() > std::time::Duration::from_secs(10),
+                _ => false,
+            })
+            .map(|p| (p.id, p.phase))
+            .collect();
+        for (id, phase) in stalled {
+            tracing::debug!(pg = %id, phase = phase.name(), "retrying a stalled peering step");
+            match phase {
+                Phase::WaitUpThru => {
+                    if let Some(map) = self.map.clone() {
+                        self.check_up_thru(id, &map);
+                    }
+                }
+                _ => self.start_peering(id),
+            }
+        }
+    }
+
     /// The newest copy in the acting set is authoritative; the primary pulls from it
     /// if it is behind, then pushes to every replica that is behind.
     fn choose_authority(&mut self, id: PgId) {
@@ -143,6 +171,7 @@ impl Osd {
             .filter_map(|(o, i)| i.as_ref().map(|(info, log)| (*o, info.clone(), log.clone())))
             .max_by_key(|(_, info, _)| info.last_update);
         pg.phase = Phase::Recovering;
+        pg.step_since = std::time::Instant::now();
         let epoch = pg.interval_since;
         match best {
             Some((auth, info, log)) if info.last_update > mine => {
@@ -223,10 +252,13 @@ impl Osd {
         if up_thru >= pg.interval_since {
             return self.activate(id);
         }
-        pg.phase = Phase::WaitUpThru;
+        if pg.phase != Phase::WaitUpThru {
+            pg.phase = Phase::WaitUpThru;
+            pg.step_since = std::time::Instant::now();
+        }
         let want = pg.interval_since;
-        if self.alive_sent < want {
-            self.alive_sent = want;
+        if self.alive_sent.0 < want || self.alive_sent.1.elapsed() > std::time::Duration::from_secs(1) {
+            self.alive_sent = (want, std::time::Instant::now());
             let monc = self.monc.clone();
             actix::spawn(async move {
                 let _ = monc.send(Message::MOsdAlive(OsdAlive { id: me, want })).await;

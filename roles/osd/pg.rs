@@ -59,6 +59,8 @@ pub struct Pg {
     pub pushing: BTreeSet<OsdId>,
     /// Objects with a write in flight (writes to one object are applied in order).
     pub busy: BTreeSet<String>,
+    /// When the current peering step started (stalled steps are retried).
+    pub step_since: std::time::Instant,
 }
 
 fn meta_err(e: impl std::fmt::Display) -> StoreError {
@@ -80,6 +82,7 @@ impl Pg {
             peer_info: BTreeMap::new(),
             pushing: BTreeSet::new(),
             busy: BTreeSet::new(),
+            step_since: std::time::Instant::now(),
         }
     }
 

@@ -265,6 +265,17 @@ impl Messenger {
         Ok(ConnHandle::start(quic, peer.clone(), self.inner.shared.clone()))
     }
 
+    /// Drops the cached connection to `peer` at `addr` (e.g. the map shows a new
+    /// instance there), so the next message dials afresh.
+    pub async fn forget(&self, peer: &EntityName, addr: SocketAddr) {
+        let slot = self.inner.slots.lock().await.remove(&(peer.clone(), addr));
+        if let Some(slot) = slot {
+            if let Some(c) = slot.lock().await.conn.take() {
+                c.close("peer restarted");
+            }
+        }
+    }
+
     /// Sends one message, connecting if needed (no waiting through back-off).
     pub async fn send(&self, peer: &EntityName, addr: SocketAddr, msg: Message) -> Result<(), NetError> {
         self.connect(peer, addr, false).await?.send(msg)
