@@ -121,3 +121,34 @@ fn t30_errors() {
     let r = c.cli(&["rados", "-p", "p", "get", "missing", "-"]);
     assert_eq!(r.stderr.trim(), "Error ENOENT: object missing does not exist");
 }
+
+/// Seed 002 with real daemons (pool size 2, min_size 1): A goes down, B alone
+/// accepts a write, B goes down, A returns alone. A must not serve its older copy
+/// (B's interval was recorded read-write through `up_thru`): reads wait instead. When
+/// B returns, the acknowledged write is there.
+#[test]
+fn t40_seed002_no_stale_read_no_lost_write() {
+    let mut c = Cluster::start_with(&["a"], 2);
+    assert_eq!(c.cli(&["osd", "pool", "create", "p", "--size", "2", "--min-size", "1", "--pg-num", "4"]).code, 0);
+    let cl = c.rados(Duration::from_secs(20));
+    cl.rt.block_on(async { cl.obj.write_full("p", "x", b"v1".to_vec()).await.expect("v1") });
+    eprintln!("--- A (osd.0) down; B alone takes v2");
+    c.kill9("osd.0");
+    c.wait_for(Duration::from_secs(10), "osd.0 down", |c| c.osds_up() == vec![1]);
+    cl.rt.block_on(async { cl.obj.write_full("p", "x", b"v2".to_vec()).await.expect("v2 acknowledged") });
+    eprintln!("--- B (osd.1) down; A back alone");
+    c.kill9("osd.1");
+    c.wait_for(Duration::from_secs(10), "osd.1 down", |c| c.osds_up().is_empty());
+    c.start_daemon("osd.0");
+    c.wait_for(Duration::from_secs(10), "osd.0 up", |c| c.osds_up() == vec![0]);
+    let quick = c.rados(Duration::from_secs(3));
+    let r = quick.rt.block_on(async { quick.obj.read("p", "x", 0, None).await });
+    match r {
+        Ok(v) => panic!("served {:?} while B's newer copy is away", String::from_utf8_lossy(&v)),
+        Err(e) => assert!(matches!(e, cephr::objecter::ObjError::Timeout { .. }), "{e}"),
+    }
+    eprintln!("--- B back: v2 is read");
+    c.start_daemon("osd.1");
+    let v = cl.rt.block_on(async { cl.obj.read("p", "x", 0, None).await }).expect("read");
+    assert_eq!(v, b"v2".to_vec());
+}

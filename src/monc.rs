@@ -130,6 +130,23 @@ impl MonClient {
         Err(MoncError::Unreachable { secs: 0.0, last })
     }
 
+    /// A request any monitor can answer (e.g. old maps), trying each in turn.
+    pub async fn request(&self, msg: Message, timeout: Duration) -> Result<Message, MoncError> {
+        let mut last = String::from("no monitors configured");
+        for attempt in 0..self.mons.len() {
+            let (peer, addr) = self.pick(attempt).clone();
+            let r = match self.msgr.connect(&peer, addr, false).await {
+                Ok(c) => c.request(msg.clone(), timeout).await,
+                Err(e) => Err(e),
+            };
+            match r {
+                Ok(m) => return Ok(m),
+                Err(e) => last = e.to_string(),
+            }
+        }
+        Err(MoncError::Unreachable { secs: timeout.as_secs_f64(), last })
+    }
+
     /// Sends a command to one named monitor only (no hunting): `cephr tell mon.X`.
     pub async fn tell(&self, mon: &EntityName, cmd: MonCommand) -> Result<CommandReply, MoncError> {
         let Some((peer, addr)) = self.mons.iter().find(|(n, _)| n == mon).cloned() else {

@@ -172,6 +172,9 @@ impl StreamHandler<Incoming> for Monitor {
         match msg {
             Message::MMonRaft { data } if from.kind == EntityKind::Mon => self.step(&from, &data),
             Message::MMonSubscribe(want) => self.subscribe(conn, want),
+            Message::MMonGetOsdMaps { first, last } => {
+                let _ = conn.reply(tid, self.old_osdmaps(first, last));
+            }
             Message::MMonForward { origin, msg, .. } if from.kind == EntityKind::Mon => {
                 self.dispatch(origin, *msg, Responder::Conn { conn, tid })
             }

@@ -67,7 +67,11 @@ impl Monitor {
                     continue;
                 }
             };
+            let before = self.state.osdmap.epoch;
             let r = self.state.apply(&p.op, &self.params);
+            if self.state.osdmap.epoch != before {
+                self.archive_osdmap();
+            }
             if p.origin == self.name {
                 if let Some((resp, _)) = self.waiting.remove(&p.id) {
                     resp.send(r);
@@ -75,6 +79,31 @@ impl Monitor {
             }
         }
         self.after_apply();
+    }
+
+    fn archive_osdmap(&mut self) {
+        let m = &self.state.osdmap;
+        match rmp_serde::to_vec_named(m) {
+            Ok(b) => {
+                if let Err(e) = self.raw.store().archive_osdmap(m.epoch, &b) {
+                    tracing::error!("cannot archive osdmap e{}: {e}", m.epoch);
+                }
+            }
+            Err(e) => tracing::error!("cannot encode osdmap: {e}"),
+        }
+    }
+
+    /// Old OSDMap epochs from the archive (at most 200 per answer).
+    pub(super) fn old_osdmaps(&self, first: u64, last: u64) -> Message {
+        let maps = self
+            .raw
+            .store()
+            .archived_osdmaps(first, last, 200)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|b| rmp_serde::from_slice(b).ok())
+            .collect();
+        Message::MOsdMaps(maps)
     }
 
     /// Publishes what changed: new epochs to subscribers, the auth view to the messenger.

@@ -11,6 +11,10 @@ use std::path::Path;
 
 const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
+/// Every OSDMap epoch this monitor applied, for OSDs computing past intervals.
+const ARCHIVE: TableDefinition<u64, &[u8]> = TableDefinition::new("osdmap_archive");
+/// Epochs kept in the archive.
+const ARCHIVE_KEEP: u64 = 5000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -81,6 +85,35 @@ impl MonStore {
             tx.open_table(LOG).map_err(db)?;
         }
         tx.commit().map_err(db)
+    }
+
+    /// Records one OSDMap epoch (encoded) in the archive, trimming the oldest.
+    pub fn archive_osdmap(&self, epoch: u64, encoded: &[u8]) -> Result<(), StoreError> {
+        let tx = self.db.begin_write().map_err(db)?;
+        {
+            let mut t = tx.open_table(ARCHIVE).map_err(db)?;
+            t.insert(epoch, encoded).map_err(db)?;
+            if epoch > ARCHIVE_KEEP {
+                t.retain_in(..epoch - ARCHIVE_KEEP, |_, _| false).map_err(db)?;
+            }
+        }
+        tx.commit().map_err(db)
+    }
+
+    /// Archived epochs in `first..=last` (at most `max`), oldest first.
+    pub fn archived_osdmaps(&self, first: u64, last: u64, max: usize) -> Result<Vec<Vec<u8>>, StoreError> {
+        let tx = self.db.begin_read().map_err(db)?;
+        let t = match tx.open_table(ARCHIVE) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(vec![]),
+            Err(e) => return Err(db(e)),
+        };
+        let mut out = Vec::new();
+        for r in t.range(first..=last).map_err(db)?.take(max) {
+            let (_, v) = r.map_err(db)?;
+            out.push(v.value().to_vec());
+        }
+        Ok(out)
     }
 
     pub fn snapshot_index(&self) -> u64 {

@@ -49,6 +49,12 @@ pub struct Osd {
     pub(super) pgs: BTreeMap<PgId, Pg>,
     pub(super) waiting: BTreeMap<PgId, VecDeque<ClientOp>>,
     pub(super) inflight: HashMap<(PgId, crate::msg::osd::Eversion), Inflight>,
+    /// OSDMap epochs seen or fetched, for past intervals.
+    pub(super) history: BTreeMap<u64, Arc<OsdMap>>,
+    /// Epochs the monitors could not provide (skipped when computing intervals).
+    pub(super) history_gaps: BTreeSet<u64>,
+    pub(super) fetching: bool,
+    pub(super) me: Option<Addr<Osd>>,
     /// Highest `up_thru` this OSD has asked the monitors for, and when.
     pub(super) alive_sent: (u64, Instant),
 }
@@ -64,6 +70,22 @@ pub(super) fn now_ms() -> u64 {
 #[derive(Message)]
 #[rtype(result = "()")]
 struct NewMap(Arc<OsdMap>);
+
+/// Old OSDMap epochs fetched from the monitors.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(super) struct HistoryArrived {
+    pub first: u64,
+    pub last: u64,
+    pub maps: Option<Vec<OsdMap>>,
+}
+
+impl Handler<HistoryArrived> for Osd {
+    type Result = ();
+    fn handle(&mut self, m: HistoryArrived, _: &mut Self::Context) {
+        self.history_arrived(m.first, m.last, m.maps);
+    }
+}
 
 /// Starts OSD `id` of `cfg` in the current actix arbiter.
 pub async fn start(cfg: Arc<ClusterConfig>, id: OsdId) -> anyhow::Result<Addr<Osd>> {
@@ -106,6 +128,10 @@ pub async fn start(cfg: Arc<ClusterConfig>, id: OsdId) -> anyhow::Result<Addr<Os
             waiting: BTreeMap::new(),
             inflight: HashMap::new(),
             alive_sent: (0, Instant::now()),
+            history: BTreeMap::new(),
+            history_gaps: BTreeSet::new(),
+            fetching: false,
+            me: None,
         }
     }))
 }
@@ -114,6 +140,7 @@ impl Actor for Osd {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        self.me = Some(ctx.address());
         let g = &self.cfg.global;
         ctx.run_interval(Duration::from_secs_f64(g.osd_heartbeat_interval), |act, _| act.heartbeat());
         ctx.run_interval(Duration::from_secs_f64(g.osd_beacon_report_interval), |act, _| act.beacon());
@@ -161,6 +188,10 @@ impl StreamHandler<NewMap> for Osd {
         tracing::debug!(osd = self.id, epoch = map.epoch, "new osdmap");
         self.hb.update_peers(&map, self.id, Instant::now());
         self.forget_restarted_peers(&map);
+        self.history.insert(map.epoch, map.clone());
+        while self.history.len() > 3000 {
+            self.history.pop_first();
+        }
         self.map = Some(map.clone());
         self.maybe_boot();
         self.update_pgs(&map, ctx);

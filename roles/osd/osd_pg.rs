@@ -102,7 +102,7 @@ impl Osd {
             self.send_peer(*o, OsdPeerMsg::Query { pg: id, epoch });
         }
         if others.is_empty() {
-            self.choose_authority(id);
+            self.check_prior(id);
         }
     }
 
@@ -129,7 +129,94 @@ impl Osd {
             *slot = Some((info, log));
         }
         if pg.peer_info.values().all(Option::is_some) {
-            self.choose_authority(id);
+            self.check_prior(id);
+        }
+    }
+
+    /// Before choosing the authoritative copy: every interval since the PG last went
+    /// active that may have accepted writes must be represented by a member we heard
+    /// from. Members outside the acting set (strays) are queried too; if some such
+    /// interval has no member up, the PG stays down.
+    pub(super) fn check_prior(&mut self, id: PgId) {
+        let me = self.id;
+        let Some(map) = self.map.clone() else { return };
+        let Some(pg) = self.pgs.get(&id) else { return };
+        let les = pg.peer_info.values().flatten().map(|(i, _)| i.last_epoch_started).chain([pg.info.last_epoch_started]).max();
+        let since = les.unwrap_or(0).max(1);
+        let missing: Vec<u64> =
+            (since..=map.epoch).filter(|e| !self.history.contains_key(e) && !self.history_gaps.contains(e)).collect();
+        if let (Some(first), Some(last)) = (missing.first(), missing.last()) {
+            return self.fetch_history(*first, *last);
+        }
+        let maps: Vec<&OsdMap> = self.history.range(since..=map.epoch).map(|(_, m)| m.as_ref()).collect();
+        let iv = super::peering::past_intervals(&maps, id);
+        let ps = super::peering::prior_set(&iv, since, |o| map.osds.get(&o).is_some_and(|x| x.up));
+        let Some(pg) = self.pgs.get_mut(&id) else { return };
+        if ps.down {
+            if pg.phase != Phase::Down {
+                tracing::warn!(pg = %id, since, "down: an interval that may have accepted writes has no member up");
+            }
+            pg.phase = Phase::Down;
+            pg.step_since = std::time::Instant::now();
+            return;
+        }
+        let strays: Vec<OsdId> = ps.probe.into_iter().filter(|o| *o != me && !pg.peer_info.contains_key(o)).collect();
+        if strays.is_empty() {
+            return self.choose_authority(id);
+        }
+        let epoch = pg.interval_since;
+        for s in &strays {
+            pg.peer_info.insert(*s, None);
+        }
+        for s in strays {
+            tracing::debug!(pg = %id, stray = s, "querying a member of a past interval");
+            self.send_peer(s, OsdPeerMsg::Query { pg: id, epoch });
+        }
+    }
+
+    fn fetch_history(&mut self, first: u64, last: u64) {
+        if self.fetching {
+            return;
+        }
+        self.fetching = true;
+        let (monc, me) = (self.monc.clone(), self.me.clone());
+        actix::spawn(async move {
+            let q = Message::MMonGetOsdMaps { first, last };
+            let maps = match monc.request(q, std::time::Duration::from_secs(5)).await {
+                Ok(Message::MOsdMaps(m)) => Some(m),
+                _ => None,
+            };
+            if let Some(me) = me {
+                me.do_send(super::osd::HistoryArrived { first, last, maps });
+            }
+        });
+    }
+
+    /// Old maps arrived: record them (and what the monitors lack), then resume the
+    /// peering of every PG that was waiting for them.
+    pub(super) fn history_arrived(&mut self, first: u64, last: u64, maps: Option<Vec<OsdMap>>) {
+        self.fetching = false;
+        let Some(maps) = maps else { return };
+        let complete = maps.len() < 200;
+        let newest = maps.last().map_or(first, |m| m.epoch);
+        for m in maps {
+            self.history.insert(m.epoch, std::sync::Arc::new(m));
+        }
+        if complete {
+            for e in first..=last.min(newest.max(last)) {
+                if !self.history.contains_key(&e) {
+                    self.history_gaps.insert(e);
+                }
+            }
+        }
+        let waiting: Vec<PgId> = self
+            .pgs
+            .values()
+            .filter(|p| p.phase == Phase::Peering && p.is_primary(self.id) && p.peer_info.values().all(Option::is_some))
+            .map(|p| p.id)
+            .collect();
+        for id in waiting {
+            self.check_prior(id);
         }
     }
 
@@ -141,7 +228,7 @@ impl Osd {
             .values()
             .filter(|p| p.is_primary(self.id))
             .filter(|p| match p.phase {
-                Phase::Peering | Phase::WaitUpThru => p.step_since.elapsed() > std::time::Duration::from_secs(1),
+                Phase::Peering | Phase::WaitUpThru | Phase::Down => p.step_since.elapsed() > std::time::Duration::from_secs(1),
                 Phase::Recovering => p.step_since.elapsed() > std::time::Duration::from_secs(10),
                 _ => false,
             })
@@ -208,7 +295,7 @@ impl Osd {
         let Some(pg) = self.pgs.get(&id) else { return };
         let (epoch, info, log) = (pg.interval_since, pg.info.clone(), pg.log_vec());
         let mut targets = Vec::new();
-        for (osd, theirs) in &pg.peer_info {
+        for (osd, theirs) in pg.peer_info.iter().filter(|(o, _)| pg.acting.contains(o)) {
             let Some((ti, _)) = theirs else { continue };
             if ti.last_update == info.last_update {
                 continue;
@@ -308,6 +395,10 @@ impl Osd {
     pub(super) fn on_peer(&mut self, from: OsdId, m: OsdPeerMsg, conn: ConnHandle, tid: u64, ctx: &mut Context<Self>) {
         match m {
             OsdPeerMsg::Query { pg, epoch } => {
+                if !self.pgs.contains_key(&pg) {
+                    let loaded = Pg::load(&self.store, pg).unwrap_or_else(|_| Pg::new(pg));
+                    self.pgs.insert(pg, loaded);
+                }
                 let p = self.pgs.entry(pg).or_insert_with(|| Pg::new(pg));
                 let (info, log) = (p.info.clone(), p.log_vec());
                 let _ = conn.send(Message::MOsdPeer(OsdPeerMsg::Notify { pg, epoch, info, log }));

@@ -28,6 +28,8 @@ pub enum Phase {
     Inactive,
     /// Not primary: serves the primary's replication and peering requests.
     Replica,
+    /// An interval that may have accepted writes has no member up: wait for one.
+    Down,
 }
 
 impl Phase {
@@ -39,6 +41,7 @@ impl Phase {
             Phase::Active => "active",
             Phase::Inactive => "inactive",
             Phase::Replica => "replica",
+            Phase::Down => "down",
         }
     }
 }

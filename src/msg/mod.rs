@@ -47,6 +47,9 @@ pub enum Message {
         data: Vec<u8>,
     },
     MMonSubscribe(MonSubscribe),
+    /// Old OSDMap epochs (for past intervals); answered with `MOsdMaps`.
+    MMonGetOsdMaps { first: Epoch, last: Epoch },
+    MOsdMaps(Vec<OsdMap>),
     MMonMap(MonMap),
     MOsdMap(OsdMap),
     MFsMap(FsMap),
@@ -77,6 +80,8 @@ impl Message {
             Message::MMonForward { .. } => "MMonForward",
             Message::MMonRaft { .. } => "MMonRaft",
             Message::MMonSubscribe(_) => "MMonSubscribe",
+            Message::MMonGetOsdMaps { .. } => "MMonGetOsdMaps",
+            Message::MOsdMaps(_) => "MOsdMaps",
             Message::MMonMap(_) => "MMonMap",
             Message::MOsdMap(_) => "MOsdMap",
             Message::MFsMap(_) => "MFsMap",
