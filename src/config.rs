@@ -100,6 +100,8 @@ options! {
     osd_heartbeat_grace: f64 = 20.0, 0.8;
     /// Seconds between OSD beacons to the monitors.
     osd_beacon_report_interval: f64 = 300.0, 1.0;
+    /// Seconds between a primary's full PG state reports to the monitors (changes go at once).
+    osd_pg_stat_report_interval: f64 = 5.0, 0.5;
     /// Seconds without an OSD beacon before the monitors mark it down.
     mon_osd_report_timeout: f64 = 900.0, 5.0;
     /// Seconds an OSD stays down before it is marked out.

@@ -48,6 +48,30 @@ pub fn checks(st: &MonState, mon: &MonStatus) -> Vec<HealthCheck> {
     out
 }
 
+/// PG availability and redundancy warnings from the primaries' reports.
+pub fn pg_checks(pgs: &[crate::msg::osd::PgStat]) -> Vec<HealthCheck> {
+    let mut out = Vec::new();
+    let inactive = pgs.iter().filter(|p| !p.state.starts_with("active")).count();
+    if inactive > 0 {
+        let down = pgs.iter().filter(|p| p.state.contains("down")).count();
+        out.push(check(
+            "PG_AVAILABILITY",
+            HealthStatus::Warn,
+            format!("Reduced data availability: {inactive} pgs inactive, {down} pgs down"),
+        ));
+    }
+    let degraded: Vec<_> = pgs.iter().filter(|p| p.state.contains("degraded")).collect();
+    if !degraded.is_empty() {
+        let objs: u64 = degraded.iter().map(|p| p.degraded_objects).sum();
+        out.push(check(
+            "PG_DEGRADED",
+            HealthStatus::Warn,
+            format!("Degraded data redundancy: {objs} objects degraded, {} pgs degraded", degraded.len()),
+        ));
+    }
+    out
+}
+
 pub fn overall(checks: &[HealthCheck]) -> HealthStatus {
     if checks.iter().any(|c| c.severity == HealthStatus::Err) {
         HealthStatus::Err

@@ -76,6 +76,9 @@ pub struct Monitor {
     /// soon as the leader changes, so clients need not wait on a dead leader.
     forwards: Vec<Arc<std::sync::Mutex<Option<Responder>>>>,
     last_leader: u64,
+    /// Latest PG reports from primaries (volatile, like Ceph's mgr; rebuilt within
+    /// one report interval after a leader change).
+    pg_stats: HashMap<crate::maps::PgId, crate::msg::osd::PgStat>,
 }
 
 fn now_ms() -> u64 {
@@ -148,6 +151,7 @@ pub async fn start(cfg: Arc<ClusterConfig>, name: &str) -> anyhow::Result<Addr<M
             me: None,
             forwards: Vec::new(),
             last_leader: 0,
+            pg_stats: HashMap::new(),
         }
     }))
 }
@@ -202,7 +206,11 @@ impl Monitor {
         match msg {
             Message::MMonCommand(cmd) => self.command(from, cmd, resp),
             Message::MMdsBeacon(b) if from == EntityName::mds(&b.name) => self.leader_op(from, Message::MMdsBeacon(b)),
-            m @ (Message::MOsdBoot(_) | Message::MOsdFailure(_) | Message::MOsdAlive(_) | Message::MOsdBeacon { .. })
+            m @ (Message::MOsdBoot(_)
+            | Message::MOsdFailure(_)
+            | Message::MOsdAlive(_)
+            | Message::MOsdBeacon { .. }
+            | Message::MPgStats { .. })
                 if osd_sender_matches(&from, &m) =>
             {
                 self.leader_op(from, m)
@@ -242,6 +250,7 @@ impl Monitor {
         match &cmd {
             MonCommand::Status => return resp.send(Ok(CommandReply::Status(Box::new(self.status())))),
             MonCommand::MonStat => return resp.send(Ok(CommandReply::MonStat(self.mon_status()))),
+            MonCommand::PgDump => return resp.send(Ok(CommandReply::PgDump(self.pg_dump()))),
             _ => {}
         }
         if let Some(r) = commands::read(&self.state, &cmd) {
@@ -282,6 +291,12 @@ impl Monitor {
                 MonOp::OsdMarkDown { ids, now_ms: now_ms() }
             }
             Message::MOsdAlive(alive) => MonOp::OsdAlive { alive },
+            Message::MPgStats { stats, .. } => {
+                for st in stats {
+                    self.pg_stats.insert(st.pg, st);
+                }
+                return;
+            }
             _ => return,
         };
         self.propose_if_changes(op);
@@ -370,6 +385,7 @@ fn osd_sender_matches(from: &EntityName, m: &Message) -> bool {
         Message::MOsdFailure(f) => f.reporter,
         Message::MOsdAlive(a) => a.id,
         Message::MOsdBeacon { id, .. } => *id,
+        Message::MPgStats { osd, .. } => *osd,
         _ => return false,
     };
     from.kind == EntityKind::Osd && from.id == id.to_string()

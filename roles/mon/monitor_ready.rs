@@ -269,10 +269,45 @@ impl Monitor {
         }
     }
 
+    /// Every PG of every pool with its latest report from its current acting primary;
+    /// PGs nobody reported for the current mapping are `unknown`.
+    pub(super) fn pg_dump(&self) -> Vec<crate::msg::osd::PgStat> {
+        let m = &self.state.osdmap;
+        let mut out = Vec::new();
+        for pool in m.pools.values() {
+            for pg in crate::crush::pool_pgs(pool) {
+                let pm = crate::crush::pg_mapping(m, pg);
+                let fresh = self.pg_stats.get(&pg).filter(|s| s.primary == pm.acting_primary && s.acting == pm.acting);
+                out.push(fresh.cloned().unwrap_or(crate::msg::osd::PgStat {
+                    pg,
+                    state: "unknown".into(),
+                    acting: pm.acting,
+                    primary: pm.acting_primary,
+                    last_update: Default::default(),
+                    num_objects: 0,
+                    degraded_objects: 0,
+                    misplaced_objects: 0,
+                    epoch: 0,
+                }));
+            }
+        }
+        out
+    }
+
     pub(super) fn status(&self) -> StatusReport {
         let mon = self.mon_status();
-        let checks = health::checks(&self.state, &mon);
+        let pgs = self.pg_dump();
+        let mut checks = health::checks(&self.state, &mon);
+        checks.extend(health::pg_checks(&pgs));
+        let mut pg_states = std::collections::BTreeMap::new();
+        for p in &pgs {
+            *pg_states.entry(p.state.clone()).or_insert(0) += 1;
+        }
         StatusReport {
+            pg_states,
+            num_objects: pgs.iter().map(|p| p.num_objects).sum(),
+            degraded_objects: pgs.iter().map(|p| p.degraded_objects).sum(),
+            misplaced_objects: pgs.iter().map(|p| p.misplaced_objects).sum(),
             fsid: self.state.monmap.fsid.clone(),
             health: health::overall(&checks),
             checks,

@@ -44,8 +44,9 @@ pub fn write_txn(oid: &str, ops: &[OsdOp], mtime_ms: u64) -> Transaction {
 }
 
 /// Checks, against the committed state, what would make a write fail, so no
-/// version is handed out for it: missing objects and exclusive creates.
-pub fn precheck(store: &ObjectStore, pg: PgId, oid: &str, ops: &[OsdOp]) -> Result<(), OsdError> {
+/// version is handed out for it: missing objects and exclusive creates. Returns
+/// whether the object exists before and after the request.
+pub fn precheck(store: &ObjectStore, pg: PgId, oid: &str, ops: &[OsdOp]) -> Result<(bool, bool), OsdError> {
     let exists = match store.stat(pg, oid) {
         Ok(_) => true,
         Err(StoreError::NoObject(_)) => false,
@@ -65,7 +66,7 @@ pub fn precheck(store: &ObjectStore, pg: PgId, oid: &str, ops: &[OsdOp]) -> Resu
             _ => {}
         }
     }
-    Ok(())
+    Ok((exists, exists_now))
 }
 
 /// Runs the read ops of a request (after its writes, if any, are committed).

@@ -30,6 +30,8 @@ pub(super) struct ClientOp {
 /// A write being replicated: the replicas yet to acknowledge and the local commit.
 pub(super) struct Inflight {
     pub op: ClientOp,
+    /// Change in the PG's object count once the write commits.
+    pub objects_delta: i64,
     pub waiting: BTreeSet<OsdId>,
     pub local_done: bool,
     pub error: Option<crate::msg::osd::OsdError>,
@@ -55,6 +57,8 @@ pub struct Osd {
     pub(super) history_gaps: BTreeSet<u64>,
     pub(super) fetching: bool,
     pub(super) me: Option<Addr<Osd>>,
+    /// PG states last reported to the monitors, and when all were last sent.
+    pub(super) reported: (BTreeMap<PgId, String>, Instant),
     /// Highest `up_thru` this OSD has asked the monitors for, and when.
     pub(super) alive_sent: (u64, Instant),
 }
@@ -132,6 +136,7 @@ pub async fn start(cfg: Arc<ClusterConfig>, id: OsdId) -> anyhow::Result<Addr<Os
             history_gaps: BTreeSet::new(),
             fetching: false,
             me: None,
+            reported: (BTreeMap::new(), Instant::now()),
         }
     }))
 }
@@ -146,6 +151,7 @@ impl Actor for Osd {
         ctx.run_interval(Duration::from_secs_f64(g.osd_beacon_report_interval), |act, _| act.beacon());
         ctx.run_interval(Duration::from_millis(500), |act, _| act.maybe_boot());
         ctx.run_interval(Duration::from_millis(250), |act, _| act.peering_tick());
+        ctx.run_interval(Duration::from_millis(100), |act, _| act.report_pgs());
         self.maybe_boot();
     }
 }
@@ -276,6 +282,43 @@ impl Osd {
                 let _ = monc.send(Message::MOsdFailure(f)).await;
             });
         }
+    }
+
+    /// Sends the states of the PGs this OSD is primary for: at once when one changed,
+    /// else every `osd_pg_stat_report_interval`.
+    fn report_pgs(&mut self) {
+        let Some(map) = self.map.clone() else { return };
+        if !self.booted() {
+            return;
+        }
+        let mut stats = Vec::new();
+        let mut states = BTreeMap::new();
+        for pg in self.pgs.values().filter(|p| p.is_primary(self.id)) {
+            let size = map.pools.get(&pg.id.pool).map_or(1, |p| p.size as usize);
+            let state = pg.state_name(size);
+            let missing = size.saturating_sub(pg.acting.len()) as u64 + pg.pushing.len() as u64;
+            states.insert(pg.id, state.clone());
+            stats.push(crate::msg::osd::PgStat {
+                pg: pg.id,
+                state,
+                acting: pg.acting.clone(),
+                primary: pg.primary,
+                last_update: pg.info.last_update,
+                num_objects: pg.num_objects,
+                degraded_objects: pg.num_objects * missing,
+                misplaced_objects: 0,
+                epoch: map.epoch,
+            });
+        }
+        let period = Duration::from_secs_f64(self.cfg.global.osd_pg_stat_report_interval);
+        if states == self.reported.0 && self.reported.1.elapsed() < period {
+            return;
+        }
+        self.reported = (states, Instant::now());
+        let (monc, osd) = (self.monc.clone(), self.id);
+        actix::spawn(async move {
+            let _ = monc.send(Message::MPgStats { osd, stats }).await;
+        });
     }
 
     fn beacon(&mut self) {

@@ -83,7 +83,10 @@ impl Osd {
         let Some(pg) = self.pgs.get_mut(&id) else { return };
         if pg.primary != Some(me) {
             pg.phase = Phase::Replica;
-        } else if pg.acting.len() < pg.min_size {
+            return;
+        }
+        pg.recount(&self.store);
+        if pg.acting.len() < pg.min_size {
             pg.phase = Phase::Inactive;
         } else {
             self.start_peering(id);
@@ -384,7 +387,10 @@ impl Osd {
         let pg = self.pgs.entry(id).or_insert_with(|| Pg::new(id));
         pg.adopt(info, log, &mut txn);
         match self.store.apply(id, &txn) {
-            Ok(()) => true,
+            Ok(()) => {
+                pg.recount(&self.store);
+                true
+            }
             Err(e) => {
                 tracing::error!(pg = %id, "cannot install recovered objects: {e}");
                 false
@@ -513,9 +519,10 @@ impl Osd {
         if let Some(version) = pg.applied(&op.req.reqid) {
             return reply(&op, OsdOpResult::Ok { outs: vec![], version });
         }
-        if let Err(e) = precheck(&self.store, id, &op.req.oid, &op.req.ops) {
-            return reply(&op, OsdOpResult::Err(e));
-        }
+        let objects_delta = match precheck(&self.store, id, &op.req.oid, &op.req.ops) {
+            Err(e) => return reply(&op, OsdOpResult::Err(e)),
+            Ok((before, after)) => after as i64 - before as i64,
+        };
         let version = pg.next_version(epoch);
         let deleted = matches!(op.req.ops.iter().rev().find(|o| o.is_write()), Some(OsdOp::Remove));
         let entry = PgLogEntry { version, oid: op.req.oid.clone(), reqid: Some(op.req.reqid.clone()), deleted };
@@ -530,7 +537,7 @@ impl Osd {
             let m = OsdPeerMsg::RepOp { pg: id, epoch: interval, entry: entry.clone(), ops: writes.clone(), mtime_ms: mtime };
             self.send_peer(*o, m);
         }
-        self.inflight.insert((id, version), Inflight { op, waiting: others, local_done: false, error: None });
+        self.inflight.insert((id, version), Inflight { op, objects_delta, waiting: others, local_done: false, error: None });
         let rx = self.worker.submit(id, txn);
         ctx.spawn(actix::fut::wrap_future(rx).map(move |r, act: &mut Osd, ctx| {
             let err = match r {
@@ -560,6 +567,9 @@ impl Osd {
         let Some(f) = self.inflight.remove(&(id, version)) else { return };
         if let Some(pg) = self.pgs.get_mut(&id) {
             pg.busy.remove(&f.op.req.oid);
+            if f.error.is_none() {
+                pg.num_objects = pg.num_objects.saturating_add_signed(f.objects_delta);
+            }
         }
         let r = match f.error {
             Some(e) => OsdOpResult::Err(e),

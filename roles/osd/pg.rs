@@ -64,6 +64,8 @@ pub struct Pg {
     pub busy: BTreeSet<String>,
     /// When the current peering step started (stalled steps are retried).
     pub step_since: std::time::Instant,
+    /// Objects in the local copy (kept by the primary for its reports).
+    pub num_objects: u64,
 }
 
 fn meta_err(e: impl std::fmt::Display) -> StoreError {
@@ -86,6 +88,7 @@ impl Pg {
             pushing: BTreeSet::new(),
             busy: BTreeSet::new(),
             step_since: std::time::Instant::now(),
+            num_objects: 0,
         }
     }
 
@@ -124,6 +127,35 @@ impl Pg {
                 }
             }
         }
+    }
+
+    /// Ceph's name for the PG's state as its primary sees it.
+    pub fn state_name(&self, pool_size: usize) -> String {
+        let undersized = self.acting.len() < pool_size;
+        match self.phase {
+            Phase::Active if undersized => "active+undersized+degraded".into(),
+            Phase::Active => "active+clean".into(),
+            Phase::Peering | Phase::WaitUpThru => "peering".into(),
+            Phase::Recovering => "recovering+degraded".into(),
+            Phase::Inactive => "undersized+peered".into(),
+            Phase::Down => "down".into(),
+            Phase::Replica => "replica".into(),
+        }
+    }
+
+    /// Counts the local objects again (after recovery or on becoming primary).
+    pub fn recount(&mut self, store: &ObjectStore) {
+        let mut n = 0u64;
+        let mut after: Option<String> = None;
+        while let Ok(page) = store.list_objects(self.id, after.as_deref(), 4096) {
+            n += page.len() as u64;
+            let done = page.len() < 4096;
+            after = page.last().cloned();
+            if done {
+                break;
+            }
+        }
+        self.num_objects = n;
     }
 
     pub fn is_primary(&self, me: OsdId) -> bool {

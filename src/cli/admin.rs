@@ -127,6 +127,7 @@ fn to_command(cmd: &Cmd) -> Result<(MonCommand, Post), CmdError> {
             FsCmd::Rm { fs, yes } => plain(M::FsRm { name: fs.clone(), confirm: *yes }),
         },
         Cmd::Mds(MdsCmd::Fail { who }) => plain(M::MdsFail { who: who.clone() }),
+        Cmd::Pg(_) => plain(M::PgDump),
         Cmd::Osd(o) => match o {
             OsdCmd::Tree | OsdCmd::Map { .. } => plain(M::GetMaps),
             OsdCmd::Pool(PoolCmd::Create { pool, pg_num, size, min_size }) => plain(M::OsdPoolCreate {
@@ -149,7 +150,7 @@ fn to_command(cmd: &Cmd) -> Result<(MonCommand, Post), CmdError> {
                 BlocklistCmd::Rm { addr: a } => plain(M::OsdBlocklistRm { addr: addr(a)? }),
             },
         },
-        Cmd::Cluster(_) | Cmd::Rados { .. } | Cmd::ObjectstoreTool { .. } => Err(CmdError::einval("not a monitor command")),
+        Cmd::Cluster(_) | Cmd::Rados { .. } | Cmd::ObjectstoreTool { .. } | Cmd::Bench(_) => Err(CmdError::einval("not a monitor command")),
     }
 }
 

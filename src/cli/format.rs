@@ -29,6 +29,9 @@ pub fn print(cmd: &Cmd, reply: &CommandReply, fmt: Format, post: &Post) -> anyho
             .trim_end()
             .to_string(),
         CommandReply::Maps(m) => maps(cmd, m, json, post)?,
+        CommandReply::PgDump(p) if json => serde_json::to_string_pretty(p)?,
+        CommandReply::PgDump(p) if matches!(cmd, Cmd::Pg(super::PgCmd::Stat)) => pg_stat(p),
+        CommandReply::PgDump(p) => pg_dump(p),
         CommandReply::Local(l) if json => serde_json::to_string_pretty(l)?,
         CommandReply::Local(l) => format!(
             "mon.{} {} (leader {}) term {} applied {} monmap e{} osdmap e{} fsmap e{}",
@@ -127,8 +130,42 @@ fn status(s: &StatusReport) -> String {
     let om = &s.osdmap;
     let _ = writeln!(o, "    osd: {} osds: {} up, {} in; epoch e{}", om.osds.len(), om.num_up(), om.num_in(), om.epoch);
     let pgs: u32 = om.pools.values().map(|p| p.pg_num).sum();
-    let _ = write!(o, "\n  data:\n    pools:   {} pools, {pgs} pgs\n    fsmap:   e{}", om.pools.len(), s.fsmap.epoch);
+    let _ = writeln!(o, "\n  data:\n    pools:   {} pools, {pgs} pgs\n    objects: {}", om.pools.len(), s.num_objects);
+    if s.degraded_objects > 0 || s.misplaced_objects > 0 {
+        let _ = writeln!(o, "    usage:   {} objects degraded, {} misplaced", s.degraded_objects, s.misplaced_objects);
+    }
+    let states: Vec<String> = s.pg_states.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    let _ = write!(o, "    pgs:     {}\n    fsmap:   e{}", states.join(", "), s.fsmap.epoch);
     o
+}
+
+fn pg_stat(p: &[cephr::msg::osd::PgStat]) -> String {
+    let mut by: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for s in p {
+        *by.entry(s.state.as_str()).or_insert(0) += 1;
+    }
+    let states: Vec<String> = by.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    let objs: u64 = p.iter().map(|s| s.num_objects).sum();
+    let deg: u64 = p.iter().map(|s| s.degraded_objects).sum();
+    format!("{} pgs: {}; {objs} objects; {deg} degraded", p.len(), states.join(", "))
+}
+
+fn pg_dump(p: &[cephr::msg::osd::PgStat]) -> String {
+    let mut o = String::from("PG_STAT  STATE                       OBJECTS  DEGRADED  LAST_UPDATE  ACTING   PRIMARY\n");
+    for s in p {
+        let prim = s.primary.map_or("-1".to_string(), |x| x.to_string());
+        let _ = writeln!(
+            o,
+            "{:<8} {:<27} {:>7}  {:>8}  {:<11}  {:<8} {prim}",
+            s.pg.to_string(),
+            s.state,
+            s.num_objects,
+            s.degraded_objects,
+            s.last_update.to_string(),
+            format!("{:?}", s.acting)
+        );
+    }
+    o.trim_end().to_string()
 }
 
 fn mon_stat(m: &MonStatus) -> String {

@@ -1,6 +1,7 @@
 //! Command-line front end: argument parsing (clap), daemon start-up, and the admin
 //! commands, which talk to the monitors as `client.admin` (or `--name`).
 mod admin;
+mod bench;
 mod cluster;
 mod daemon;
 mod format;
@@ -76,6 +77,9 @@ pub enum Cmd {
     /// OSDs, pools and the blocklist.
     #[command(subcommand)]
     Osd(OsdCmd),
+    /// Placement group states.
+    #[command(subcommand)]
+    Pg(PgCmd),
     /// Offline look at a stopped OSD's store: `digest` prints every PG's object
     /// count and content digest (to compare replicas).
     ObjectstoreTool {
@@ -83,12 +87,38 @@ pub enum Cmd {
         data: PathBuf,
         op: String,
     },
+    /// Benchmarks that print figures.
+    #[command(subcommand)]
+    Bench(BenchCmd),
     /// Objects of a pool, straight to the OSDs.
     Rados {
         #[arg(short = 'p', long = "pool")]
         pool: String,
         #[command(subcommand)]
         cmd: RadosCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PgCmd {
+    /// Summary: PGs by state, objects, degraded objects.
+    Stat,
+    /// Every PG: state, acting set, primary, last update, objects.
+    Dump,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCmd {
+    /// Write then read objects of one size with N in flight (like `rados bench`).
+    Rados {
+        #[arg(short = 'p', long = "pool")]
+        pool: String,
+        #[arg(long, default_value = "4M")]
+        size: String,
+        #[arg(long, default_value_t = 16)]
+        threads: usize,
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
     },
 }
 
@@ -220,6 +250,9 @@ pub fn run() -> i32 {
             Cmd::Cluster(c) => cluster::run(c),
             Cmd::Rados { pool, cmd } => rados::run(&cli, pool, cmd),
             Cmd::ObjectstoreTool { data, op } => objectstore_tool(data, op),
+            Cmd::Bench(BenchCmd::Rados { pool, size, threads, seconds }) => {
+                bench::run(&cli, bench::BenchArgs { pool, size, threads: *threads, seconds: *seconds })
+            }
             other => admin::run(&cli, other),
         }
     } else {

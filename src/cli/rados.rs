@@ -44,12 +44,13 @@ fn obj_err(e: ObjError) -> anyhow::Error {
     CmdError::new(e.errno(), e.to_string()).into()
 }
 
-pub fn run(cli: &Cli, pool: &str, cmd: &RadosCmd) -> anyhow::Result<()> {
+/// A runtime with an objecter as the CLI's entity, subscribed to the OSDMap.
+pub fn connect(cli: &Cli) -> anyhow::Result<(tokio::runtime::Runtime, std::sync::Arc<Objecter>, Messenger)> {
     let cfg = load_config(cli)?;
     let name: EntityName = cli.name.parse().map_err(|e: cephr::error::ParseError| CmdError::einval(e.to_string()))?;
     let key_dir = cli.key_dir.clone().unwrap_or_else(|| cfg.key_dir.clone());
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    rt.block_on(async {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let (obj, msgr) = rt.block_on(async {
         let id = Identity::load(&key_dir, &name)
             .map_err(|e| CmdError::new(Errno::EACCES, format!("cannot load identity {name}: {e}")))?;
         let bind: SocketAddr = "127.0.0.1:0".parse()?;
@@ -63,10 +64,16 @@ pub fn run(cli: &Cli, pool: &str, cmd: &RadosCmd) -> anyhow::Result<()> {
         });
         monc.start_subscription(MonSubscribe { osdmap: Some(0), ..Default::default() });
         let obj = Objecter::new(monc, Duration::from_secs_f64(cfg.global.mon_command_timeout.max(5.0)));
-        let r = execute(&obj, pool, cmd).await;
-        msgr.shutdown();
-        r
-    })
+        Ok::<_, anyhow::Error>((obj, msgr))
+    })?;
+    Ok((rt, obj, msgr))
+}
+
+pub fn run(cli: &Cli, pool: &str, cmd: &RadosCmd) -> anyhow::Result<()> {
+    let (rt, obj, msgr) = connect(cli)?;
+    let r = rt.block_on(execute(&obj, pool, cmd));
+    msgr.shutdown();
+    r
 }
 
 async fn execute(obj: &Objecter, pool: &str, cmd: &RadosCmd) -> anyhow::Result<()> {

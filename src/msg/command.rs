@@ -14,6 +14,8 @@ pub enum MonCommand {
     LocalStatus,
     /// All maps, for the read-only listing commands the CLI formats itself.
     GetMaps,
+    /// Every PG's latest reported state (unknown when no primary reported it).
+    PgDump,
     FsNew { name: String, metadata_pool: String, data_pool: String },
     FsSet { name: String, var: String, val: String },
     FsFail { name: String },
@@ -40,6 +42,7 @@ impl MonCommand {
             MonCommand::Status
                 | MonCommand::MonStat
                 | MonCommand::LocalStatus
+                | MonCommand::PgDump
                 | MonCommand::GetMaps
                 | MonCommand::AuthLs
                 | MonCommand::AuthGet { .. }
@@ -55,6 +58,7 @@ pub enum CommandReply {
     MonStat(MonStatus),
     Maps(Box<Maps>),
     Local(LocalStatus),
+    PgDump(Vec<crate::msg::osd::PgStat>),
     Auth(Vec<AuthEntry>),
 }
 
@@ -96,6 +100,11 @@ pub struct HealthCheck {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StatusReport {
     pub fsid: String,
+    /// PG state → number of PGs.
+    pub pg_states: std::collections::BTreeMap<String, u64>,
+    pub num_objects: u64,
+    pub degraded_objects: u64,
+    pub misplaced_objects: u64,
     pub health: HealthStatus,
     pub checks: Vec<HealthCheck>,
     pub mon: MonStatus,

@@ -68,6 +68,8 @@ pub enum Message {
     MOsdOpReply(osd::OsdOpResult),
     /// Between OSDs: replication, peering and recovery.
     MOsdPeer(osd::OsdPeerMsg),
+    /// A primary's periodic report of its PGs' states.
+    MPgStats { osd: OsdId, stats: Vec<osd::PgStat> },
 }
 
 impl Message {
@@ -94,6 +96,7 @@ impl Message {
             Message::MOsdOp(_) => "MOsdOp",
             Message::MOsdOpReply(_) => "MOsdOpReply",
             Message::MOsdPeer(_) => "MOsdPeer",
+            Message::MPgStats { .. } => "MPgStats",
         }
     }
 }

@@ -144,3 +144,19 @@ pub enum OsdPeerMsg {
     List { pg: PgId, after: Option<String>, max: u32 },
     ListReply { objects: Vec<String>, done: bool },
 }
+
+/// A primary's report on one PG (`MPgStats`), kept by the monitor leader.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PgStat {
+    pub pg: PgId,
+    /// Ceph's spelling: `active+clean`, `active+undersized+degraded`, `peering`, `down`...
+    pub state: String,
+    pub acting: Vec<crate::ids::OsdId>,
+    pub primary: Option<crate::ids::OsdId>,
+    pub last_update: Eversion,
+    pub num_objects: u64,
+    pub degraded_objects: u64,
+    pub misplaced_objects: u64,
+    /// The OSDMap epoch the reporter had.
+    pub epoch: Epoch,
+}
