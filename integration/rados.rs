@@ -152,3 +152,32 @@ fn t40_seed002_no_stale_read_no_lost_write() {
     let v = cl.rt.block_on(async { cl.obj.read("p", "x", 0, None).await }).expect("read");
     assert_eq!(v, b"v2".to_vec());
 }
+
+/// That OSDs enforce a client's `osd` caps: a client allowed to read one pool can
+/// read it, but cannot write to it or read any other pool.
+#[test]
+fn t50_osd_caps_enforced() {
+    let c = Cluster::start_with(&["a"], 1);
+    for p in ["p", "q"] {
+        assert_eq!(c.cli(&["osd", "pool", "create", p, "--size", "1", "--min-size", "1", "--pg-num", "4"]).code, 0);
+    }
+    let r = c.cli(&["auth", "add", "client.ro", "--caps", "mon=allow r", "--caps", "osd=allow r pool=p"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let input = c.path().join("in");
+    std::fs::write(&input, b"data").expect("write");
+    let f = input.to_str().unwrap_or_default();
+    for p in ["p", "q"] {
+        assert_eq!(c.cli(&["rados", "-p", p, "put", "x", f]).code, 0, "admin writes {p}");
+    }
+    let ro = |args: &[&str]| {
+        let mut a = vec!["-n", "client.ro"];
+        a.extend_from_slice(args);
+        c.cli(&a)
+    };
+    let r = ro(&["rados", "-p", "p", "get", "x", "-"]);
+    assert_eq!((r.code, r.stdout.as_str()), (0, "data"), "{}", r.stderr);
+    let r = ro(&["rados", "-p", "p", "put", "y", f]);
+    assert_eq!(r.stderr.trim(), "Error EACCES: client.ro may not write to pool 'p'");
+    let r = ro(&["rados", "-p", "q", "get", "x", "-"]);
+    assert_eq!(r.stderr.trim(), "Error EACCES: client.ro may not read from pool 'q'");
+}

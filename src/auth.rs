@@ -216,6 +216,13 @@ pub fn allows_mon_write(caps: &std::collections::BTreeMap<String, String>) -> bo
         .is_some_and(|g| g.iter().any(|g| g.perm.w))
 }
 
+/// Whether `caps` allow `write` (else read) access to objects of `pool`.
+pub fn allows_osd(caps: &std::collections::BTreeMap<String, String>, pool: &str, write: bool) -> bool {
+    caps.get("osd").and_then(|s| parse_caps("osd", s).ok()).is_some_and(|g| {
+        g.iter().any(|g| g.pool.as_deref().is_none_or(|p| p == pool) && if write { g.perm.w } else { g.perm.r })
+    })
+}
+
 /// Whether `caps` allow reading monitor state.
 pub fn allows_mon_read(caps: &std::collections::BTreeMap<String, String>) -> bool {
     caps.get("mon")

@@ -31,6 +31,7 @@ pub struct MapSet {
     pub monmap: Option<Arc<MonMap>>,
     pub osdmap: Option<Arc<OsdMap>>,
     pub fsmap: Option<Arc<FsMap>>,
+    pub auth: Option<Arc<crate::msg::AuthDb>>,
 }
 
 pub struct MonClient {
@@ -188,6 +189,13 @@ impl MonClient {
                 }
                 n
             }),
+            Message::MAuthDb(m) => self.maps.send_if_modified(|s| {
+                let n = newer(s.auth.as_ref().map(|x| x.epoch), m.epoch);
+                if n {
+                    s.auth = Some(Arc::new(m.clone()));
+                }
+                n
+            }),
             _ => return false,
         };
         true
@@ -213,6 +221,7 @@ impl MonClient {
                     monmap: want.monmap.map(|_| have.monmap.as_ref().map_or(0, |m| m.epoch)),
                     osdmap: want.osdmap.map(|_| have.osdmap.as_ref().map_or(0, |m| m.epoch)),
                     fsmap: want.fsmap.map(|_| have.fsmap.as_ref().map_or(0, |m| m.epoch)),
+                    auth: want.auth.map(|_| have.auth.as_ref().map_or(0, |m| m.epoch)),
                 };
                 if conn.send(Message::MMonSubscribe(sub)).is_ok() {
                     tracing::debug!(mon = %peer, "subscribed");

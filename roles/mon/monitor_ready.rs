@@ -191,7 +191,10 @@ impl Monitor {
     }
 
     /// Answers a subscription at once with every newer map, then on each new epoch.
-    pub(super) fn subscribe(&mut self, conn: ConnHandle, want: MonSubscribe) {
+    pub(super) fn subscribe(&mut self, conn: ConnHandle, mut want: MonSubscribe) {
+        if !conn.peer().is_daemon() {
+            want.auth = None; // clients never see other clients' caps
+        }
         let mut s = Subscriber { conn, want };
         push_maps(&self.state, &mut s);
         self.subs.insert(s.conn.id(), s);
@@ -350,6 +353,11 @@ fn push_maps(st: &MonState, s: &mut Subscriber) {
     if let Some(have) = w.osdmap.as_mut().filter(|h| **h < st.osdmap.epoch) {
         *have = st.osdmap.epoch;
         let _ = s.conn.send(Message::MOsdMap(st.osdmap.clone()));
+    }
+    if let Some(have) = w.auth.as_mut().filter(|h| **h < st.auth_epoch) {
+        *have = st.auth_epoch;
+        let db = crate::msg::AuthDb { epoch: st.auth_epoch, entries: st.auth.clone() };
+        let _ = s.conn.send(Message::MAuthDb(db));
     }
     if let Some(have) = w.fsmap.as_mut().filter(|h| **h < st.fsmap.epoch) {
         *have = st.fsmap.epoch;

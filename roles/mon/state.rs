@@ -64,6 +64,9 @@ pub struct MonState {
     pub fsmap: FsMap,
     /// Client entity → capabilities (service → capability string).
     pub auth: BTreeMap<EntityName, BTreeMap<String, String>>,
+    /// Bumped on every change of `auth`.
+    #[serde(default)]
+    pub auth_epoch: u64,
 }
 
 impl MonState {
@@ -76,7 +79,7 @@ impl MonState {
             ["mon", "osd", "mds"].iter().map(|s| (s.to_string(), "allow *".to_string())).collect();
         let mut auth = BTreeMap::new();
         auth.insert(EntityName::client("admin"), all);
-        MonState { monmap, osdmap, fsmap, auth }
+        MonState { monmap, osdmap, fsmap, auth, auth_epoch: 1 }
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -144,6 +147,9 @@ impl MonState {
                     fs.mdsmap.epoch = e;
                 }
             }
+        }
+        if self.auth != before.auth {
+            self.auth_epoch = before.auth_epoch + 1;
         }
         if self.monmap != before.monmap {
             self.monmap.epoch = before.monmap.epoch + 1;

@@ -105,7 +105,7 @@ pub async fn start(cfg: Arc<ClusterConfig>, id: OsdId) -> anyhow::Result<Addr<Os
     let store = Arc::new(ObjectStore::open(&me.data)?);
     let worker = StoreWorker::start(store.clone(), &format!("osd.{id}"))?;
     let monc = MonClient::new(msgr.clone(), &cfg);
-    monc.start_subscription(MonSubscribe { osdmap: Some(0), ..Default::default() });
+    monc.start_subscription(MonSubscribe { osdmap: Some(0), auth: Some(0), ..Default::default() });
     let watch = monc.watch();
     let host = me.host.clone().unwrap_or_else(|| format!("host-{id}"));
     tracing::info!(osd = id, addr = %me.addr, %host, "osd starting");

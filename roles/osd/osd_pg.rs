@@ -471,9 +471,32 @@ impl Osd {
         }));
     }
 
+    /// Checks a client's `osd` caps for the op's pool (daemons pass).
+    fn authorize(&self, op: &ClientOp, map: &OsdMap) -> Result<(), OsdOpResult> {
+        let who = op.conn.peer();
+        if who.is_daemon() {
+            return Ok(());
+        }
+        let Some(db) = self.monc.watch().borrow().auth.clone() else {
+            return Err(OsdOpResult::Retry { epoch: map.epoch, why: "auth database not received yet".into() });
+        };
+        let pool = map.pools.get(&op.req.pg.pool).map(|p| p.name.clone()).unwrap_or_default();
+        let write = op.req.ops.iter().any(OsdOp::is_write);
+        match db.entries.get(who) {
+            Some(caps) if crate::auth::allows_osd(caps, &pool, write) => Ok(()),
+            _ => Err(OsdOpResult::Err(OsdError {
+                errno: crate::error::Errno::EACCES,
+                message: format!("{who} may not {} pool '{pool}'", if write { "write to" } else { "read from" }),
+            })),
+        }
+    }
+
     /// A client op arrived (or is retried from the wait queue).
     pub(super) fn client_op(&mut self, op: ClientOp, ctx: &mut Context<Self>) {
         let Some(map) = self.map.clone() else { return self.park(op) };
+        if let Err(r) = self.authorize(&op, &map) {
+            return reply(&op, r);
+        }
         let id = op.req.pg;
         let primary = crate::crush::pg_mapping(&map, id).acting_primary;
         if op.req.epoch > map.epoch {

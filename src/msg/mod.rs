@@ -53,6 +53,7 @@ pub enum Message {
     MMonMap(MonMap),
     MOsdMap(OsdMap),
     MFsMap(FsMap),
+    MAuthDb(AuthDb),
 
     // --- mds ---
     MMdsBeacon(MdsBeacon),
@@ -87,6 +88,7 @@ impl Message {
             Message::MMonMap(_) => "MMonMap",
             Message::MOsdMap(_) => "MOsdMap",
             Message::MFsMap(_) => "MFsMap",
+            Message::MAuthDb(_) => "MAuthDb",
             Message::MMdsBeacon(_) => "MMdsBeacon",
             Message::MOsdBoot(_) => "MOsdBoot",
             Message::MOsdFailure(_) => "MOsdFailure",
@@ -108,6 +110,16 @@ pub struct MonSubscribe {
     pub monmap: Option<Epoch>,
     pub osdmap: Option<Epoch>,
     pub fsmap: Option<Epoch>,
+    /// The auth database (client caps), for daemons only.
+    #[serde(default)]
+    pub auth: Option<Epoch>,
+}
+
+/// Client capabilities as the monitors record them, pushed to daemons.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AuthDb {
+    pub epoch: Epoch,
+    pub entries: std::collections::BTreeMap<EntityName, std::collections::BTreeMap<String, String>>,
 }
 
 /// `MMdsBeacon`: sent every `mds_beacon_interval` by each MDS daemon.
