@@ -181,3 +181,42 @@ fn t50_osd_caps_enforced() {
     let r = ro(&["rados", "-p", "q", "get", "x", "-"]);
     assert_eq!(r.stderr.trim(), "Error EACCES: client.ro may not read from pool 'q'");
 }
+
+/// That a returning primary too far behind for log recovery asks for `pg_temp` (the
+/// up-to-date OSD serves while it is backfilled), the override is cleared once the
+/// backfill is done, and both copies end identical.
+#[test]
+fn t60_backfill_through_pg_temp() {
+    let mut c = Cluster::start_with(&["a"], 2);
+    assert_eq!(c.cli(&["osd", "pool", "create", "p", "--size", "2", "--min-size", "1", "--pg-num", "1"]).code, 0);
+    let m = c.json(&["osd", "map", "p", "anything"]);
+    let primary = m["acting_primary"].as_u64().expect("primary") as u32;
+    let other = 1 - primary;
+    let cl = c.rados(Duration::from_secs(20));
+    eprintln!("--- kill the primary osd.{primary}; 1100 writes go to osd.{other} alone");
+    c.kill9(&format!("osd.{primary}"));
+    c.wait_for(Duration::from_secs(10), "primary down", |c| c.osds_up() == vec![other]);
+    cl.rt.block_on(async {
+        for i in 0..1100u32 {
+            cl.obj.write_full("p", &format!("o{i}"), i.to_le_bytes().to_vec()).await.expect("write");
+        }
+    });
+    eprintln!("--- restart osd.{primary}: pg_temp, backfill, pg_temp cleared");
+    c.start_daemon(&format!("osd.{primary}"));
+    c.wait_for(Duration::from_secs(20), "backfill done and pg_temp cleared", |c| {
+        let log = std::fs::read_to_string(c.log(&format!("osd.{other}"))).unwrap_or_default();
+        let d = c.json(&["osd", "dump"]);
+        log.contains("clearing pg_temp") && d["pg_temp"].as_object().is_some_and(|t| t.is_empty())
+    });
+    let log = std::fs::read_to_string(c.log(&format!("osd.{primary}"))).unwrap_or_default();
+    assert!(log.contains("requesting pg_temp"), "the returning primary asked for pg_temp");
+    cl.rt.block_on(async {
+        for i in (0..1100u32).step_by(37) {
+            assert_eq!(cl.obj.read("p", &format!("o{i}"), 0, None).await.expect("read"), i.to_le_bytes().to_vec());
+        }
+    });
+    c.wait_for(Duration::from_secs(10), "active+clean", |c| c.cli(&["pg", "stat"]).stdout.contains("1 active+clean"));
+    c.kill9("osd.0");
+    c.kill9("osd.1");
+    assert_eq!(c.osd_digests(0), c.osd_digests(1));
+}

@@ -210,6 +210,7 @@ impl Monitor {
             | Message::MOsdFailure(_)
             | Message::MOsdAlive(_)
             | Message::MOsdBeacon { .. }
+            | Message::MOsdPgTemp { .. }
             | Message::MPgStats { .. })
                 if osd_sender_matches(&from, &m) =>
             {
@@ -291,6 +292,7 @@ impl Monitor {
                 MonOp::OsdMarkDown { ids, now_ms: now_ms() }
             }
             Message::MOsdAlive(alive) => MonOp::OsdAlive { alive },
+            Message::MOsdPgTemp { entries, .. } => MonOp::PgTemp { entries },
             Message::MPgStats { stats, .. } => {
                 for st in stats {
                     self.pg_stats.insert(st.pg, st);
@@ -385,7 +387,7 @@ fn osd_sender_matches(from: &EntityName, m: &Message) -> bool {
         Message::MOsdFailure(f) => f.reporter,
         Message::MOsdAlive(a) => a.id,
         Message::MOsdBeacon { id, .. } => *id,
-        Message::MPgStats { osd, .. } => *osd,
+        Message::MPgStats { osd, .. } | Message::MOsdPgTemp { osd, .. } => *osd,
         _ => return false,
     };
     from.kind == EntityKind::Osd && from.id == id.to_string()

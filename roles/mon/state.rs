@@ -23,6 +23,8 @@ pub enum MonOp {
     OsdBoot { boot: OsdBoot, now_ms: u64 },
     OsdAlive { alive: OsdAlive },
     OsdMarkDown { ids: Vec<OsdId>, now_ms: u64 },
+    /// Set (non-empty) or clear (empty) temporary acting sets.
+    PgTemp { entries: Vec<(crate::maps::PgId, Vec<OsdId>)> },
     /// Leader's periodic check: `unresponsive` OSDs missed their report interval.
     OsdTick { unresponsive: Vec<OsdId>, now_ms: u64 },
 }
@@ -124,6 +126,17 @@ impl MonState {
             MonOp::OsdMarkDown { ids, now_ms } => {
                 for id in ids {
                     osd_monitor::mark_down(&mut self.osdmap, *id, *now_ms);
+                }
+                done("ok")
+            }
+            MonOp::PgTemp { entries } => {
+                for (pg, acting) in entries {
+                    let known = self.osdmap.pools.get(&pg.pool).is_some_and(|p| pg.seed < p.pg_num);
+                    if acting.is_empty() || !known {
+                        self.osdmap.pg_temp.remove(pg);
+                    } else if acting.iter().all(|o| self.osdmap.osds.contains_key(o)) {
+                        self.osdmap.pg_temp.insert(*pg, acting.clone());
+                    }
                 }
                 done("ok")
             }

@@ -264,6 +264,14 @@ impl Osd {
         pg.step_since = std::time::Instant::now();
         let epoch = pg.interval_since;
         match best {
+            Some((auth, info, _)) if info.last_update > mine && mine < info.log_tail && pg.acting.contains(&auth) => {
+                // Too far behind for the log: let the up-to-date copy be acting primary
+                // (pg_temp) while this one is backfilled, instead of blocking I/O.
+                let mut temp = vec![auth];
+                temp.extend(pg.acting.iter().copied().filter(|o| *o != auth));
+                tracing::info!(pg = %id, auth, ?temp, "primary lacks data beyond the log: requesting pg_temp");
+                self.request_pg_temp(vec![(id, temp)]);
+            }
             Some((auth, info, log)) if info.last_update > mine => {
                 let all = mine < info.log_tail;
                 let oids = if all { vec![] } else { changed_in(&log, mine).into_iter().map(|c| c.0).collect() };
@@ -356,6 +364,13 @@ impl Osd {
         }
     }
 
+    pub(super) fn request_pg_temp(&self, entries: Vec<(PgId, Vec<OsdId>)>) {
+        let (monc, osd) = (self.monc.clone(), self.id);
+        actix::spawn(async move {
+            let _ = monc.send(Message::MOsdPgTemp { osd, entries }).await;
+        });
+    }
+
     fn activate(&mut self, id: PgId) {
         let me = self.id;
         let Some(pg) = self.pgs.get_mut(&id) else { return };
@@ -371,6 +386,11 @@ impl Osd {
         tracing::debug!(pg = %id, epoch, "active");
         for o in others {
             self.send_peer(o, OsdPeerMsg::Activate { pg: id, epoch, info: info.clone() });
+        }
+        // Every acting copy is now current: hand the PG back to its CRUSH primary.
+        if self.map.as_ref().is_some_and(|m| m.pg_temp.contains_key(&id)) {
+            tracing::info!(pg = %id, "backfill done: clearing pg_temp");
+            self.request_pg_temp(vec![(id, vec![])]);
         }
     }
 

@@ -129,7 +129,7 @@ fn to_command(cmd: &Cmd) -> Result<(MonCommand, Post), CmdError> {
         Cmd::Mds(MdsCmd::Fail { who }) => plain(M::MdsFail { who: who.clone() }),
         Cmd::Pg(_) => plain(M::PgDump),
         Cmd::Osd(o) => match o {
-            OsdCmd::Tree | OsdCmd::Map { .. } => plain(M::GetMaps),
+            OsdCmd::Tree | OsdCmd::Dump | OsdCmd::Map { .. } => plain(M::GetMaps),
             OsdCmd::Pool(PoolCmd::Create { pool, pg_num, size, min_size }) => plain(M::OsdPoolCreate {
                 name: pool.clone(),
                 pg_num: *pg_num,

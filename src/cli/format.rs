@@ -80,6 +80,8 @@ fn maps(cmd: &Cmd, m: &Maps, json: bool, post: &Post) -> anyhow::Result<String> 
         }
         (Cmd::Osd(OsdCmd::Tree), _) if json => serde_json::to_string_pretty(&json!({"hosts": osdm.crush.hosts, "osds": osdm.osds}))?,
         (Cmd::Osd(OsdCmd::Tree), _) => osd_tree(osdm),
+        (Cmd::Osd(OsdCmd::Dump), _) if json => serde_json::to_string_pretty(osdm)?,
+        (Cmd::Osd(OsdCmd::Dump), _) => osd_dump(osdm),
         (Cmd::Osd(OsdCmd::Map { pool, object }), _) => osd_map(osdm, pool, object, json)?,
         (_, Post::PoolDetail(_)) if json => serde_json::to_string_pretty(&osdm.pools.values().collect::<Vec<_>>())?,
         (_, Post::PoolDetail(detail)) => pool_ls(osdm, *detail),
@@ -329,6 +331,24 @@ fn osd_map(m: &OsdMap, pool: &str, object: &str, json: bool) -> anyhow::Result<S
             m.epoch, p.id, pm.up, prim(pm.up_primary), pm.acting, prim(pm.acting_primary)
         )
     })
+}
+
+fn osd_dump(m: &OsdMap) -> String {
+    let mut o = format!("epoch {}\nfsid {}\n", m.epoch, m.fsid);
+    o.push_str(&pool_ls(m, true));
+    o.push('\n');
+    for x in m.osds.values() {
+        let st = format!("{} {}", if x.up { "up" } else { "down" }, if x.in_ { "in" } else { "out" });
+        let addr = x.addr.map(|a| a.to_string()).unwrap_or_default();
+        let _ = writeln!(o, "osd.{} {st} weight {:.5} up_from {} up_thru {} down_at {} {addr}", x.id, w(x.weight), x.up_from, x.up_thru, x.down_at);
+    }
+    for (pg, a) in &m.pg_temp {
+        let _ = writeln!(o, "pg_temp {pg} {a:?}");
+    }
+    for (a, until) in &m.blocklist {
+        let _ = writeln!(o, "blocklist {a} expires {}", until / 1000);
+    }
+    o.trim_end().to_string()
 }
 
 fn pool_ls(m: &OsdMap, detail: bool) -> String {

@@ -204,6 +204,8 @@ pub enum MdsCmd {
 #[derive(Subcommand, Debug)]
 pub enum OsdCmd {
     Tree,
+    /// The whole OSDMap: OSDs, pools, pg_temp, blocklist.
+    Dump,
     /// Where an object goes: its PG and the PG's up and acting sets.
     Map { pool: String, object: String },
     #[command(subcommand)]

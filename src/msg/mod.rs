@@ -63,6 +63,8 @@ pub enum Message {
     MOsdFailure(OsdFailure),
     MOsdAlive(OsdAlive),
     MOsdBeacon { id: OsdId, epoch: Epoch },
+    /// A primary asks for (non-empty) or clears (empty) `pg_temp` acting sets.
+    MOsdPgTemp { osd: OsdId, entries: Vec<(crate::maps::PgId, Vec<OsdId>)> },
     /// Heartbeat between OSDs; answered with `reply: true` carrying the same stamp.
     MOsdPing { from: OsdId, epoch: Epoch, stamp_ms: u64, reply: bool },
     MOsdOp(osd::OsdOpRequest),
@@ -94,6 +96,7 @@ impl Message {
             Message::MOsdFailure(_) => "MOsdFailure",
             Message::MOsdAlive(_) => "MOsdAlive",
             Message::MOsdBeacon { .. } => "MOsdBeacon",
+            Message::MOsdPgTemp { .. } => "MOsdPgTemp",
             Message::MOsdPing { .. } => "MOsdPing",
             Message::MOsdOp(_) => "MOsdOp",
             Message::MOsdOpReply(_) => "MOsdOpReply",
