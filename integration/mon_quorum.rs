@@ -126,7 +126,8 @@ fn t30_subscription_follows_epochs_across_monitor_loss() {
                 m2.handle_map(&inc.msg);
             }
         });
-        let want = cephr::msg::MonSubscribe { monmap: Some(0), osdmap: Some(0), fsmap: Some(0) };
+        // A client asking for the auth database must not get it (daemons only).
+        let want = cephr::msg::MonSubscribe { monmap: Some(0), osdmap: Some(0), fsmap: Some(0), auth: Some(0) };
         monc.start_subscription(want);
         let w = monc.watch();
         (monc, w)
@@ -158,5 +159,6 @@ fn t30_subscription_follows_epochs_across_monitor_loss() {
     let e = epoch(&watch);
     c.wait_for(Duration::from_secs(15), "pool create with a,c", |c| c.cli(&["osd", "pool", "create", "late"]).code == 0);
     wait_epoch(&mut watch, e + 1).expect("epoch after second monitor loss");
+    assert!(watch.borrow().auth.is_none(), "clients are never sent the auth database");
     drop(monc);
 }
