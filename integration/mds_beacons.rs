@@ -31,19 +31,9 @@ fn spawn_mds(rt: &tokio::runtime::Runtime, c: &Cluster, name: &str) -> FakeMds {
     let s2 = silent.clone();
     let name2 = name.to_string();
     let addr = rt.block_on(async move {
-        let id = cephr::auth::Identity::load(&cfg.key_dir, &entity).expect("id");
-        let opts = cephr::net::MsgrOptions::from_options(&cfg.global);
-        let (msgr, mut rx) =
-            cephr::net::Messenger::bind(&id, "127.0.0.1:0".parse().expect("a"), false, opts, Default::default()).expect("bind");
-        let me = msgr.entity_addr();
-        let monc = cephr::monc::MonClient::new(msgr, &cfg);
-        let m2 = monc.clone();
-        tokio::spawn(async move {
-            while let Some(inc) = rx.recv().await {
-                m2.handle_map(&inc.msg);
-            }
-        });
-        monc.start_subscription(MonSubscribe { fsmap: Some(0), ..Default::default() });
+        let want = MonSubscribe { fsmap: Some(0), ..Default::default() };
+        let monc = cephr::monc::MonClient::start_client(&cfg, &cfg.key_dir, &entity, want).expect("client");
+        let me = monc.messenger().entity_addr();
         tokio::spawn(async move {
             let mut seq = 0;
             let mut want = MdsState::Boot;

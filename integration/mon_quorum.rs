@@ -109,29 +109,12 @@ fn t30_subscription_follows_epochs_across_monitor_loss() {
     let mut c = Cluster::start(&["a", "b", "c"]);
     let cfg = cephr::config::ClusterConfig::load(&c.conf(), &[]).expect("config");
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("rt");
-    let (monc, mut watch) = rt.block_on(async {
-        let id = cephr::auth::Identity::load(&cfg.key_dir, &"client.admin".parse().expect("name")).expect("id");
-        let (msgr, mut rx) = cephr::net::Messenger::bind(
-            &id,
-            "127.0.0.1:0".parse().expect("addr"),
-            false,
-            cephr::net::MsgrOptions::from_options(&cfg.global),
-            Default::default(),
-        )
-        .expect("bind");
-        let monc = cephr::monc::MonClient::new(msgr, &cfg);
-        let m2 = monc.clone();
-        tokio::spawn(async move {
-            while let Some(inc) = rx.recv().await {
-                m2.handle_map(&inc.msg);
-            }
-        });
-        // A client asking for the auth database must not get it (daemons only).
-        let want = cephr::msg::MonSubscribe { monmap: Some(0), osdmap: Some(0), fsmap: Some(0), auth: Some(0) };
-        monc.start_subscription(want);
-        let w = monc.watch();
-        (monc, w)
-    });
+    // A client asking for the auth database must not get it (daemons only).
+    let want = cephr::msg::MonSubscribe { monmap: Some(0), osdmap: Some(0), fsmap: Some(0), auth: Some(0) };
+    let monc = rt
+        .block_on(async { cephr::monc::MonClient::start_client(&cfg, &cfg.key_dir, &"client.admin".parse().expect("n"), want) })
+        .expect("client");
+    let mut watch = monc.watch();
     let epoch = |w: &tokio::sync::watch::Receiver<cephr::monc::MapSet>| w.borrow().osdmap.as_ref().map_or(0, |m| m.epoch);
     let wait_epoch = |w: &mut tokio::sync::watch::Receiver<cephr::monc::MapSet>, min: u64| {
         rt.block_on(async {

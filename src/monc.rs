@@ -23,6 +23,8 @@ pub enum MoncError {
     Command(#[from] CmdError),
     #[error("no monitor answered within {secs:.0} s (last error: {last})")]
     Unreachable { secs: f64, last: String },
+    #[error("cannot start a client: {0}")]
+    Setup(String),
 }
 
 /// The newest maps this client has seen.
@@ -52,6 +54,34 @@ impl MonClient {
             preferred: AtomicUsize::new(rand::random::<usize>()),
             maps: watch::channel(MapSet::default()).0,
         })
+    }
+
+    /// A client process's MonClient: binds a client-only messenger as `entity` (keys
+    /// from `key_dir`), feeds every map pushed to it into `watch()`, and subscribes to
+    /// `want`. For processes whose only incoming traffic is maps and replies (the CLI,
+    /// tools, tests); daemons bind their own messenger and call `handle_map`.
+    /// Must be called inside a tokio runtime.
+    pub fn start_client(
+        cfg: &ClusterConfig,
+        key_dir: &std::path::Path,
+        entity: &EntityName,
+        want: MonSubscribe,
+    ) -> Result<Arc<MonClient>, MoncError> {
+        let setup = |e: &dyn std::fmt::Display| MoncError::Setup(format!("{entity}: {e}"));
+        let id = crate::auth::Identity::load(key_dir, entity).map_err(|e| setup(&e))?;
+        let bind = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        let opts = crate::net::MsgrOptions::from_options(&cfg.global);
+        let (msgr, mut rx) =
+            Messenger::bind(&id, bind, false, opts, crate::net::FaultRules::default()).map_err(|e| setup(&e))?;
+        let monc = MonClient::new(msgr, cfg);
+        let feed = monc.clone();
+        tokio::spawn(async move {
+            while let Some(inc) = rx.recv().await {
+                feed.handle_map(&inc.msg);
+            }
+        });
+        monc.start_subscription(want);
+        Ok(monc)
     }
 
     pub fn messenger(&self) -> &Messenger {

@@ -226,21 +226,11 @@ impl Cluster {
     pub fn rados(&self, timeout: Duration) -> RadosClient {
         let cfg = cephr::config::ClusterConfig::load(&self.conf(), &[]).expect("config");
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("rt");
-        let obj = rt.block_on(async {
-            let id = cephr::auth::Identity::load(&cfg.key_dir, &"client.admin".parse().expect("n")).expect("id");
-            let opts = cephr::net::MsgrOptions::from_options(&cfg.global);
-            let (msgr, mut rx) = cephr::net::Messenger::bind(&id, "127.0.0.1:0".parse().expect("a"), false, opts, Default::default())
-                .expect("bind");
-            let monc = cephr::monc::MonClient::new(msgr, &cfg);
-            let m2 = monc.clone();
-            tokio::spawn(async move {
-                while let Some(inc) = rx.recv().await {
-                    m2.handle_map(&inc.msg);
-                }
-            });
-            monc.start_subscription(cephr::msg::MonSubscribe { osdmap: Some(0), ..Default::default() });
-            cephr::objecter::Objecter::new(monc, timeout)
-        });
+        let want = cephr::msg::MonSubscribe { osdmap: Some(0), ..Default::default() };
+        let monc = rt
+            .block_on(async { cephr::monc::MonClient::start_client(&cfg, &cfg.key_dir, &"client.admin".parse().expect("n"), want) })
+            .expect("client");
+        let obj = cephr::objecter::Objecter::new(monc, timeout);
         RadosClient { rt, obj }
     }
 

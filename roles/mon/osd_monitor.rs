@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 
 use crate::error::CmdError;
 use crate::ids::{OsdId, PoolId};
-use crate::maps::{FailureDomain, OsdInfo, OsdMap, Pool, WEIGHT_ONE};
+use crate::maps::{FailureDomain, OsdInfo, OsdMap, Pool};
 use crate::msg::{OsdAlive, OsdBoot, OsdFailure};
 
 /// Tunables of the OSD monitor.
@@ -57,19 +57,7 @@ pub fn handle_boot(map: &mut OsdMap, boot: &OsdBoot, now_ms: u64) -> bool {
 }
 
 fn new_osd(boot: &OsdBoot) -> OsdInfo {
-    OsdInfo {
-        id: boot.id,
-        addr: None,
-        up: false,
-        in_: true,
-        weight: WEIGHT_ONE,
-        up_from: 0,
-        up_thru: 0,
-        down_at: 0,
-        down_stamp_ms: None,
-        auto_out: false,
-        host: boot.host.clone(),
-    }
+    OsdInfo::new(boot.id, &boot.host)
 }
 
 /// Marks an up OSD down at the epoch being made, stamping the time for down→out.
@@ -232,6 +220,7 @@ impl FailureReports {
 
 #[cfg(test)]
 mod tests {
+    use crate::maps::WEIGHT_ONE;
     use super::*;
     use crate::error::Errno;
     use crate::ids::EntityAddr;

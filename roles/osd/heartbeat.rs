@@ -67,17 +67,10 @@ mod tests {
             m.osds.insert(
                 id,
                 OsdInfo {
-                    id,
                     addr: Some(EntityAddr { addr: "127.0.0.1:1".parse().unwrap(), nonce: id as u64 + 1 }),
                     up: up.contains(&id),
-                    in_: true,
-                    weight: crate::maps::WEIGHT_ONE,
                     up_from: 1,
-                    up_thru: 0,
-                    down_at: 0,
-                    down_stamp_ms: None,
-                    auto_out: false,
-                    host: format!("h{id}"),
+                    ..OsdInfo::new(id, &format!("h{id}"))
                 },
             );
         }

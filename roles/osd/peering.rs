@@ -75,7 +75,7 @@ pub fn prior_set(intervals: &[PastInterval], since: Epoch, is_up: impl Fn(OsdId)
 mod tests {
     use super::*;
     use crate::ids::EntityAddr;
-    use crate::maps::{FailureDomain, OsdInfo, Pool, WEIGHT_ONE};
+    use crate::maps::{FailureDomain, OsdInfo, Pool};
 
     const A: OsdId = 0;
     const B: OsdId = 1;
@@ -86,17 +86,10 @@ mod tests {
             m.osds.insert(
                 id,
                 OsdInfo {
-                    id,
                     addr: Some(EntityAddr { addr: "127.0.0.1:1".parse().unwrap(), nonce: 1 }),
                     up: true,
-                    in_: true,
-                    weight: WEIGHT_ONE,
                     up_from: 1,
-                    up_thru: 0,
-                    down_at: 0,
-                    down_stamp_ms: None,
-                    auto_out: false,
-                    host: format!("h{id}"),
+                    ..OsdInfo::new(id, &format!("h{id}"))
                 },
             );
             m.crush_place(id, &format!("h{id}"));

@@ -36,6 +36,7 @@ pub fn run(cli: &Cli, cmd: &Cmd) -> anyhow::Result<()> {
         r.map_err(|e| match e {
             MoncError::Command(c) => anyhow::Error::from(c),
             MoncError::Unreachable { .. } => CmdError::new(Errno::ETIMEDOUT, e.to_string()).into(),
+            MoncError::Setup(_) => CmdError::new(Errno::EACCES, e.to_string()).into(),
         })
     })?;
     if let Post::IssueCert(entity) = &post {

@@ -1,19 +1,17 @@
 //! `cephr rados -p POOL ...`: object commands through the objecter, straight to the
 //! OSDs (the monitors only provide the OSDMap).
 use std::io::{Read, Write};
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde_bytes::ByteBuf;
 
 use super::{load_config, Cli, RadosCmd};
-use cephr::auth::Identity;
 use cephr::error::{CmdError, Errno};
 use cephr::ids::EntityName;
 use cephr::monc::MonClient;
 use cephr::msg::osd::{OpOut, OsdOp};
 use cephr::msg::MonSubscribe;
-use cephr::net::{FaultRules, Messenger, MsgrOptions};
+use cephr::net::Messenger;
 use cephr::objecter::{ObjError, Objecter};
 
 fn input(path: &str) -> anyhow::Result<Vec<u8>> {
@@ -50,22 +48,12 @@ pub fn connect(cli: &Cli) -> anyhow::Result<(tokio::runtime::Runtime, std::sync:
     let name: EntityName = cli.name.parse().map_err(|e: cephr::error::ParseError| CmdError::einval(e.to_string()))?;
     let key_dir = cli.key_dir.clone().unwrap_or_else(|| cfg.key_dir.clone());
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    let (obj, msgr) = rt.block_on(async {
-        let id = Identity::load(&key_dir, &name)
-            .map_err(|e| CmdError::new(Errno::EACCES, format!("cannot load identity {name}: {e}")))?;
-        let bind: SocketAddr = "127.0.0.1:0".parse()?;
-        let (msgr, mut rx) = Messenger::bind(&id, bind, false, MsgrOptions::from_options(&cfg.global), FaultRules::default())?;
-        let monc = MonClient::new(msgr.clone(), &cfg);
-        let m2 = monc.clone();
-        tokio::spawn(async move {
-            while let Some(inc) = rx.recv().await {
-                m2.handle_map(&inc.msg);
-            }
-        });
-        monc.start_subscription(MonSubscribe { osdmap: Some(0), ..Default::default() });
-        let obj = Objecter::new(monc, Duration::from_secs_f64(cfg.global.mon_command_timeout.max(5.0)));
-        Ok::<_, anyhow::Error>((obj, msgr))
-    })?;
+    let want = MonSubscribe { osdmap: Some(0), ..Default::default() };
+    let monc = rt
+        .block_on(async { MonClient::start_client(&cfg, &key_dir, &name, want) })
+        .map_err(|e| CmdError::new(Errno::EACCES, e.to_string()))?;
+    let msgr = monc.messenger().clone();
+    let obj = Objecter::new(monc, Duration::from_secs_f64(cfg.global.mon_command_timeout.max(5.0)));
     Ok((rt, obj, msgr))
 }
 

@@ -30,6 +30,25 @@ pub struct OsdInfo {
     pub host: String,
 }
 
+impl OsdInfo {
+    /// A new OSD as it first enters the map: down, in, weight 1.0, under `host`.
+    pub fn new(id: OsdId, host: &str) -> OsdInfo {
+        OsdInfo {
+            id,
+            addr: None,
+            up: false,
+            in_: true,
+            weight: WEIGHT_ONE,
+            up_from: 0,
+            up_thru: 0,
+            down_at: 0,
+            down_stamp_ms: None,
+            auto_out: false,
+            host: host.to_string(),
+        }
+    }
+}
+
 /// Which level of the hierarchy replicas must be spread over.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FailureDomain {
