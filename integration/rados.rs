@@ -19,9 +19,9 @@ fn t10_writer_survives_osd_kill_and_replicas_converge() {
     let mut c = Cluster::start_with(&["a"], 3);
     assert_eq!(c.cli(&["osd", "pool", "create", "data", "--pg-num", "16", "--size", "3", "--min-size", "2"]).code, 0);
     let cl = c.rados(Duration::from_secs(30));
-    eprintln!("--- 200 objects");
+    eprintln!("--- 700 objects");
     cl.rt.block_on(async {
-        for i in 0..200 {
+        for i in 0..700 {
             cl.obj.write_full("data", &format!("o{i}"), content(i, 0)).await.expect("write");
         }
     });
@@ -29,7 +29,7 @@ fn t10_writer_survives_osd_kill_and_replicas_converge() {
     let acked: Arc<Mutex<Vec<u32>>> = Arc::default();
     let (obj, a2) = (cl.obj.clone(), acked.clone());
     let writer = cl.rt.spawn(async move {
-        for i in 200..500u32 {
+        for i in 700..1000u32 {
             obj.write_full("data", &format!("o{i}"), content(i, 0)).await.expect("write acknowledged eventually");
             a2.lock().expect("lock").push(i);
         }
@@ -40,14 +40,14 @@ fn t10_writer_survives_osd_kill_and_replicas_converge() {
     assert_eq!(acked.lock().expect("lock").len(), 300, "the writer went on");
     eprintln!("--- every acknowledged object reads back");
     cl.rt.block_on(async {
-        for i in 0..500 {
+        for i in 0..1000 {
             assert_eq!(cl.obj.read("data", &format!("o{i}"), 0, None).await.expect("read"), content(i, 0), "o{i}");
         }
     });
     eprintln!("--- osd out 1, then overwrite half while it is out");
     assert_eq!(c.cli(&["osd", "out", "1"]).code, 0);
     cl.rt.block_on(async {
-        for i in (0..500).step_by(2) {
+        for i in (0..1000).step_by(2) {
             cl.obj.write_full("data", &format!("o{i}"), content(i, 1)).await.expect("write while out");
         }
     });
@@ -56,7 +56,7 @@ fn t10_writer_survives_osd_kill_and_replicas_converge() {
     c.wait_for(Duration::from_secs(15), "osd.1 up", |c| c.osds_up().contains(&1));
     assert_eq!(c.cli(&["osd", "in", "1"]).code, 0);
     cl.rt.block_on(async {
-        for i in 0..500 {
+        for i in 0..1000 {
             let want = content(i, if i % 2 == 0 { 1 } else { 0 });
             let got = cl.obj.read("data", &format!("o{i}"), 0, None).await.expect("read after recovery");
             assert_eq!(got, want, "o{i}");
@@ -68,7 +68,7 @@ fn t10_writer_survives_osd_kill_and_replicas_converge() {
         c.kill9(&format!("osd.{i}"));
     }
     let d0 = c.osd_digests(0);
-    assert_eq!(d0.iter().map(|(_, d)| d.len()).sum::<usize>(), 500);
+    assert_eq!(d0.iter().map(|(_, d)| d.len()).sum::<usize>(), 1000);
     for i in 1..3 {
         assert_eq!(c.osd_digests(i), d0, "osd.{i} equals osd.0");
     }
@@ -120,6 +120,36 @@ fn t30_errors() {
     });
     let r = c.cli(&["rados", "-p", "p", "get", "missing", "-"]);
     assert_eq!(r.stderr.trim(), "Error ENOENT: object missing does not exist");
+    eprintln!("--- malformed requests straight to the OSD");
+    cl.rt.block_on(async {
+        use cephr::msg::osd::{OsdOp, OsdOpRequest, OsdOpResult, ReqId};
+        use cephr::msg::Message;
+        let cfg = cephr::config::ClusterConfig::load(&c.conf(), &[]).expect("config");
+        let want = cephr::msg::MonSubscribe::default();
+        let monc = cephr::monc::MonClient::start_client(&cfg, &cfg.key_dir, &"client.admin".parse().expect("n"), want).expect("client");
+        let osd = cfg.osd["0"].addr;
+        let pool = c.json(&["osd", "dump"])["pools"].as_object().and_then(|p| p.keys().next().cloned()).unwrap_or_default();
+        let pool: u64 = pool.parse().expect("pool id");
+        let bad = [
+            (cephr::maps::PgId { pool: 999, seed: 0 }, "x", vec![OsdOp::Stat], "pool 999 does not exist"),
+            (cephr::maps::PgId { pool, seed: 77 }, "x", vec![OsdOp::Stat], "does not exist"),
+            (cephr::maps::PgId { pool, seed: 0 }, "", vec![OsdOp::Stat], "object"),
+        ];
+        for (tid, (pg, oid, ops, want)) in bad.into_iter().enumerate() {
+            let req = OsdOpRequest {
+                reqid: ReqId { client: "client.admin".parse().expect("n"), nonce: 1, tid: tid as u64 },
+                pg,
+                oid: oid.into(),
+                ops,
+                epoch: 0,
+            };
+            let r = monc.messenger().request(&"osd.0".parse().expect("n"), osd, Message::MOsdOp(req), Duration::from_secs(5)).await;
+            match r {
+                Ok(Message::MOsdOpReply(OsdOpResult::Err(e))) => assert!(e.message.contains(want), "{}", e.message),
+                other => panic!("expected an error for {pg}/{oid:?}, got {other:?}"),
+            }
+        }
+    });
 }
 
 /// Seed 002 with real daemons (pool size 2, min_size 1): A goes down, B alone

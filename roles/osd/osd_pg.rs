@@ -30,6 +30,23 @@ pub fn changed_in(log: &[PgLogEntry], since: Eversion) -> Vec<(String, Eversion,
     newest.into_iter().map(|(o, (v, d))| (o, v, d)).collect()
 }
 
+/// A request naming a pool or PG that does not exist at an epoch the client has
+/// seen, or an empty object name, or no ops: answered with an error, not a retry.
+fn bad_target(map: &OsdMap, op: &ClientOp) -> Option<OsdError> {
+    let err = |errno, message: String| Some(OsdError { errno, message });
+    let r = &op.req;
+    match map.pools.get(&r.pg.pool) {
+        None => err(crate::error::Errno::ENOENT, format!("pool {} does not exist", r.pg.pool)),
+        Some(p) if r.pg.seed >= p.pg_num => err(crate::error::Errno::EINVAL, format!("pg {} does not exist", r.pg)),
+        Some(p) if crate::crush::object_to_pg(p, &r.oid) != r.pg => {
+            err(crate::error::Errno::EINVAL, format!("object {} does not belong to pg {}", r.oid, r.pg))
+        }
+        _ if r.oid.is_empty() || r.oid.len() > 4096 => err(crate::error::Errno::EINVAL, "object name must be 1..=4096 bytes".into()),
+        _ if r.ops.is_empty() => err(crate::error::Errno::EINVAL, "request carries no operation".into()),
+        _ => None,
+    }
+}
+
 impl Osd {
     /// Brings every PG this OSD serves in line with a new map: a changed acting set or
     /// primary starts a new interval (and peering on the primary).
@@ -521,6 +538,9 @@ impl Osd {
         let primary = crate::crush::pg_mapping(&map, id).acting_primary;
         if op.req.epoch > map.epoch {
             return self.park(op);
+        }
+        if let Some(e) = bad_target(&map, &op) {
+            return reply(&op, OsdOpResult::Err(e));
         }
         if primary != Some(self.id) {
             return reply(&op, OsdOpResult::Retry { epoch: map.epoch, why: format!("osd.{} is not primary of {id}", self.id) });

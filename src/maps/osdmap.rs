@@ -66,11 +66,34 @@ pub struct Pool {
     pub failure_domain: FailureDomain,
 }
 
-/// Placement group id: pool and seed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+/// Placement group id: pool and seed. Written as `POOL.SEEDHEX` (e.g. `1.1a`) on
+/// the wire and in JSON, so it can key maps everywhere.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PgId {
     pub pool: PoolId,
     pub seed: u32,
+}
+
+impl std::str::FromStr for PgId {
+    type Err = crate::error::ParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || crate::error::ParseError::new("pg id", s, "expected POOL.SEEDHEX, e.g. 1.1a");
+        let (p, x) = s.split_once('.').ok_or_else(bad)?;
+        Ok(PgId { pool: p.parse().map_err(|_| bad())?, seed: u32::from_str_radix(x, 16).map_err(|_| bad())? })
+    }
+}
+
+impl Serialize for PgId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for PgId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 impl std::fmt::Display for PgId {
