@@ -210,6 +210,15 @@ fn t50_osd_caps_enforced() {
     assert_eq!(r.stderr.trim(), "Error EACCES: client.ro may not write to pool 'p'");
     let r = ro(&["rados", "-p", "q", "get", "x", "-"]);
     assert_eq!(r.stderr.trim(), "Error EACCES: client.ro may not read from pool 'q'");
+    eprintln!("--- a blocklisted instance is refused");
+    let cl = c.rados(Duration::from_secs(5));
+    cl.rt.block_on(async { cl.obj.read("p", "x", 0, None).await }).expect("read before");
+    let me = cl.rt.block_on(async { cl.obj.instance() });
+    assert_eq!(c.cli(&["osd", "blocklist", "add", &me.to_string(), "600"]).code, 0);
+    let e = cl.rt.block_on(async { cl.obj.write_full("p", "x", b"late".to_vec()).await }).unwrap_err();
+    assert_eq!(e.errno(), cephr::error::Errno::EBLOCKLISTED, "{e}");
+    let r = c.cli(&["rados", "-p", "p", "get", "x", "-"]);
+    assert_eq!(r.stdout, "data", "the blocklisted write did not land");
 }
 
 /// That a returning primary too far behind for log recovery asks for `pg_temp` (the

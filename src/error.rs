@@ -41,6 +41,8 @@ pub enum Errno {
     EDQUOT,
     ESTALE,
     ENOTCONN,
+    /// Ceph's EBLOCKLISTED (ESHUTDOWN): the instance is blocklisted.
+    EBLOCKLISTED,
 }
 
 impl Errno {
@@ -66,6 +68,7 @@ impl Errno {
             Errno::EDQUOT => 122,
             Errno::ESTALE => 116,
             Errno::ENOTCONN => 107,
+            Errno::EBLOCKLISTED => 108,
         }
     }
 }

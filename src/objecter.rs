@@ -48,6 +48,11 @@ impl Objecter {
         Arc::new(Objecter { monc, next_tid: AtomicU64::new(1), timeout })
     }
 
+    /// This client instance as blocklists name it.
+    pub fn instance(&self) -> crate::ids::EntityAddr {
+        self.monc.messenger().entity_addr()
+    }
+
     async fn osdmap(&self, newer_than: u64, wait: Duration) -> Option<Arc<OsdMap>> {
         let mut w = self.monc.watch();
         let got = match tokio::time::timeout(wait, w.wait_for(|m| m.osdmap.as_ref().is_some_and(|o| o.epoch > newer_than))).await {

@@ -508,9 +508,17 @@ impl Osd {
         }));
     }
 
-    /// Checks a client's `osd` caps for the op's pool (daemons pass).
+    /// Refuses blocklisted instances (any entity), then checks a client's `osd`
+    /// caps for the op's pool (daemons pass).
     fn authorize(&self, op: &ClientOp, map: &OsdMap) -> Result<(), OsdOpResult> {
         let who = op.conn.peer();
+        let instance = crate::ids::EntityAddr { addr: op.conn.remote(), nonce: op.req.reqid.nonce };
+        if map.is_blocklisted(&instance, now_ms()) {
+            return Err(OsdOpResult::Err(OsdError {
+                errno: crate::error::Errno::EBLOCKLISTED,
+                message: format!("{who} at {instance} is blocklisted"),
+            }));
+        }
         if who.is_daemon() {
             return Ok(());
         }

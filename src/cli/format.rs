@@ -137,7 +137,10 @@ fn status(s: &StatusReport) -> String {
         let _ = writeln!(o, "    usage:   {} objects degraded, {} misplaced", s.degraded_objects, s.misplaced_objects);
     }
     let states: Vec<String> = s.pg_states.iter().map(|(k, n)| format!("{n} {k}")).collect();
-    let _ = write!(o, "    pgs:     {}\n    fsmap:   e{}", states.join(", "), s.fsmap.epoch);
+    if !states.is_empty() {
+        let _ = writeln!(o, "    pgs:     {}", states.join(", "));
+    }
+    let _ = write!(o, "    fsmap:   e{}", s.fsmap.epoch);
     o
 }
 
