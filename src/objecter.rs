@@ -156,7 +156,7 @@ impl Objecter {
             if tokio::time::Instant::now() >= deadline {
                 return Err(ObjError::Timeout { secs: self.timeout.as_secs_f64(), last });
             }
-            let Some(map) = self.osdmap(0, Duration::ZERO).await else { continue };
+            let Some(map) = self.osdmap(0, Duration::from_millis(100)).await else { continue };
             let m = crate::crush::pg_mapping(&map, pg);
             let Some(addr) = m.acting_primary.and_then(|o| map.osds.get(&o)).and_then(|o| o.addr) else {
                 last = format!("pg {pg} has no primary");
