@@ -7,6 +7,25 @@ use std::str::FromStr;
 
 use crate::error::ParseError;
 
+/// Serializes a type as its `Display` text and parses it back with `FromStr`, so it
+/// reads naturally in JSON and can key maps in every format.
+#[macro_export]
+macro_rules! serde_as_text {
+    ($t:ty) => {
+        impl serde::Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+        impl<'de> serde::Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                s.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
 /// The four kinds of entity that talk on the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum EntityKind {
@@ -98,18 +117,7 @@ impl FromStr for EntityName {
     }
 }
 
-impl Serialize for EntityName {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for EntityName {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
+serde_as_text!(EntityName);
 
 /// A process instance: where it listens (or connects from) plus a random nonce chosen
 /// at start. Blocklisting works on this, so a restarted daemon is a new instance.
@@ -149,18 +157,7 @@ impl FromStr for EntityAddr {
     }
 }
 
-impl Serialize for EntityAddr {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for EntityAddr {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
+serde_as_text!(EntityAddr);
 
 pub type OsdId = u32;
 pub type PoolId = u64;

@@ -13,5 +13,13 @@ pub mod objecter;
 pub mod msg;
 pub mod net;
 
+/// Wall-clock milliseconds since the Unix epoch (0 if the clock is before it).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 #[path = "../roles/mod.rs"]
 pub mod roles;

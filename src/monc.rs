@@ -36,6 +36,24 @@ pub struct MapSet {
     pub auth: Option<Arc<crate::msg::AuthDb>>,
 }
 
+/// Replaces `slot` with `m` when `m`'s epoch is newer; maps only move forward.
+fn take_newer<T: Clone + HasEpoch>(slot: &mut Option<Arc<T>>, m: &T) -> bool {
+    let newer = slot.as_ref().is_none_or(|x| m.epoch() > x.epoch());
+    if newer {
+        *slot = Some(Arc::new(m.clone()));
+    }
+    newer
+}
+
+trait HasEpoch {
+    fn epoch(&self) -> u64;
+}
+
+macro_rules! has_epoch {
+    ($($t:ty),*) => { $(impl HasEpoch for $t { fn epoch(&self) -> u64 { self.epoch } })* };
+}
+has_epoch!(MonMap, OsdMap, FsMap, crate::msg::AuthDb);
+
 pub struct MonClient {
     msgr: Messenger,
     mons: Vec<(EntityName, SocketAddr)>,
@@ -194,38 +212,18 @@ impl MonClient {
         self.maps.subscribe()
     }
 
+    /// The newest maps held now (cheap: clones of `Arc`s).
+    pub fn current(&self) -> MapSet {
+        self.maps.borrow().clone()
+    }
+
     /// Takes a pushed map if it is newer than the one held; true when `msg` was a map.
     pub fn handle_map(&self, msg: &Message) -> bool {
-        let newer = |have: Option<u64>, e: u64| have.is_none_or(|h| e > h);
         match msg {
-            Message::MMonMap(m) => self.maps.send_if_modified(|s| {
-                let n = newer(s.monmap.as_ref().map(|x| x.epoch), m.epoch);
-                if n {
-                    s.monmap = Some(Arc::new(m.clone()));
-                }
-                n
-            }),
-            Message::MOsdMap(m) => self.maps.send_if_modified(|s| {
-                let n = newer(s.osdmap.as_ref().map(|x| x.epoch), m.epoch);
-                if n {
-                    s.osdmap = Some(Arc::new(m.clone()));
-                }
-                n
-            }),
-            Message::MFsMap(m) => self.maps.send_if_modified(|s| {
-                let n = newer(s.fsmap.as_ref().map(|x| x.epoch), m.epoch);
-                if n {
-                    s.fsmap = Some(Arc::new(m.clone()));
-                }
-                n
-            }),
-            Message::MAuthDb(m) => self.maps.send_if_modified(|s| {
-                let n = newer(s.auth.as_ref().map(|x| x.epoch), m.epoch);
-                if n {
-                    s.auth = Some(Arc::new(m.clone()));
-                }
-                n
-            }),
+            Message::MMonMap(m) => self.maps.send_if_modified(|s| take_newer(&mut s.monmap, m)),
+            Message::MOsdMap(m) => self.maps.send_if_modified(|s| take_newer(&mut s.osdmap, m)),
+            Message::MFsMap(m) => self.maps.send_if_modified(|s| take_newer(&mut s.fsmap, m)),
+            Message::MAuthDb(m) => self.maps.send_if_modified(|s| take_newer(&mut s.auth, m)),
             _ => return false,
         };
         true

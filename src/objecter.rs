@@ -59,7 +59,7 @@ impl Objecter {
             Ok(Ok(m)) => m.osdmap.clone(),
             _ => None,
         };
-        got.or_else(|| self.monc.watch().borrow().osdmap.clone())
+        got.or_else(|| self.monc.current().osdmap)
     }
 
     /// Runs `ops` on object `oid` of `pool` and returns one output per op.

@@ -81,12 +81,7 @@ pub struct Monitor {
     pg_stats: HashMap<crate::maps::PgId, crate::msg::osd::PgStat>,
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+use crate::now_ms;
 
 /// Starts monitor `name` of `cfg` in the current actix arbiter.
 pub async fn start(cfg: Arc<ClusterConfig>, name: &str) -> anyhow::Result<Addr<Monitor>> {

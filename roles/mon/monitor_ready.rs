@@ -6,7 +6,8 @@ use raft::prelude::{Entry, EntryType, Message as RaftMsg};
 use raft::StateRole;
 use std::time::{Duration, Instant};
 
-use super::{now_ms, LeaderState, Monitor, Proposal, Subscriber};
+use super::{LeaderState, Monitor, Proposal, Subscriber};
+use crate::now_ms;
 use crate::error::{CmdError, Errno};
 use crate::ids::EntityName;
 use crate::msg::command::{LocalStatus, MonStatus, StatusReport};

@@ -63,12 +63,7 @@ pub struct Osd {
     pub(super) alive_sent: (u64, Instant),
 }
 
-pub(super) fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+use crate::now_ms;
 
 /// A new OSDMap epoch reached this daemon.
 #[derive(Message)]

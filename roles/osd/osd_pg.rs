@@ -7,8 +7,9 @@ use actix::prelude::*;
 use std::collections::{BTreeSet, VecDeque};
 
 use super::ops::{precheck, reads, store_errno, write_txn};
-use super::osd::{now_ms, ClientOp, Inflight, Osd};
-use super::pg::{copy_object, install_copy, Pg, Phase};
+use super::osd::{ClientOp, Inflight, Osd};
+use crate::now_ms;
+use super::pg::{changed_in, copy_object, install_copy, object_names, Pg, Phase};
 use super::store::{StoreError, Transaction, TxOp};
 use crate::ids::{EntityName, OsdId};
 use crate::maps::{OsdMap, PgId};
@@ -20,15 +21,6 @@ fn reply(op: &ClientOp, r: OsdOpResult) {
     let _ = op.conn.reply(op.tid, Message::MOsdOpReply(r));
 }
 
-/// Objects changed after `since` in `log`: each object's newest version and whether
-/// that entry deleted it.
-pub fn changed_in(log: &[PgLogEntry], since: Eversion) -> Vec<(String, Eversion, bool)> {
-    let mut newest = std::collections::BTreeMap::new();
-    for e in log.iter().filter(|e| e.version > since) {
-        newest.insert(e.oid.clone(), (e.version, e.deleted));
-    }
-    newest.into_iter().map(|(o, (v, d))| (o, v, d)).collect()
-}
 
 /// A request naming a pool or PG that does not exist at an epoch the client has
 /// seen, or an empty object name, or no ops: answered with an error, not a retry.
@@ -61,17 +53,14 @@ impl Osd {
                 if !m.acting.contains(&me) && !self.pgs.contains_key(&id) {
                     continue;
                 }
-                let pg = match self.pgs.remove(&id) {
-                    Some(pg) => pg,
-                    None => Pg::load(&self.store, id).unwrap_or_else(|e| {
+                let store = &self.store;
+                let p = self.pgs.entry(id).or_insert_with(|| {
+                    Pg::load(store, id).unwrap_or_else(|e| {
                         tracing::error!(pg = %id, "cannot load pg: {e}");
                         Pg::new(id)
-                    }),
-                };
-                self.pgs.insert(id, pg);
-                let changed = self.pgs.get(&id).is_some_and(|p| {
-                    p.acting != m.acting || p.primary != m.acting_primary || p.interval_since == 0
+                    })
                 });
+                let changed = p.acting != m.acting || p.primary != m.acting_primary || p.interval_since == 0;
                 if changed {
                     self.new_interval(id, m.acting, m.acting_primary, pool.min_size as usize, map.epoch);
                 } else if self.pgs.get(&id).is_some_and(|p| p.phase == Phase::WaitUpThru) {
@@ -304,19 +293,7 @@ impl Osd {
     }
 
     fn all_copies(&self, id: PgId) -> Result<Vec<ObjectCopy>, StoreError> {
-        let mut out = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let page = self.store.list_objects(id, after.as_deref(), 1024)?;
-            let done = page.len() < 1024;
-            after = page.last().cloned();
-            for oid in page {
-                out.push(copy_object(&self.store, id, &oid, Eversion::default())?);
-            }
-            if done {
-                return Ok(out);
-            }
-        }
+        object_names(&self.store, id)?.iter().map(|oid| copy_object(&self.store, id, oid, Eversion::default())).collect()
     }
 
     fn push_to_replicas(&mut self, id: PgId) {
@@ -438,11 +415,8 @@ impl Osd {
     pub(super) fn on_peer(&mut self, from: OsdId, m: OsdPeerMsg, conn: ConnHandle, tid: u64, ctx: &mut Context<Self>) {
         match m {
             OsdPeerMsg::Query { pg, epoch } => {
-                if !self.pgs.contains_key(&pg) {
-                    let loaded = Pg::load(&self.store, pg).unwrap_or_else(|_| Pg::new(pg));
-                    self.pgs.insert(pg, loaded);
-                }
-                let p = self.pgs.entry(pg).or_insert_with(|| Pg::new(pg));
+                let store = &self.store;
+                let p = self.pgs.entry(pg).or_insert_with(|| Pg::load(store, pg).unwrap_or_else(|_| Pg::new(pg)));
                 let (info, log) = (p.info.clone(), p.log_vec());
                 let _ = conn.send(Message::MOsdPeer(OsdPeerMsg::Notify { pg, epoch, info, log }));
             }
@@ -522,7 +496,7 @@ impl Osd {
         if who.is_daemon() {
             return Ok(());
         }
-        let Some(db) = self.monc.watch().borrow().auth.clone() else {
+        let Some(db) = self.monc.current().auth else {
             return Err(OsdOpResult::Retry { epoch: map.epoch, why: "auth database not received yet".into() });
         };
         let pool = map.pools.get(&op.req.pg.pool).map(|p| p.name.clone()).unwrap_or_default();
@@ -543,7 +517,7 @@ impl Osd {
             return reply(&op, r);
         }
         let id = op.req.pg;
-        let primary = crate::crush::pg_mapping(&map, id).acting_primary;
+        let primary = self.pgs.get(&id).and_then(|p| p.primary);
         if op.req.epoch > map.epoch {
             return self.park(op);
         }

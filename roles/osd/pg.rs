@@ -99,12 +99,10 @@ impl Pg {
             pg.info = rmp_serde::from_slice(&b).map_err(meta_err)?;
         }
         let mut entries = Vec::new();
-        for slot in 0..LOG_KEEP {
-            if let Some(b) = store.pg_meta_get(id, &slot_key(slot))? {
-                let e: PgLogEntry = rmp_serde::from_slice(&b).map_err(meta_err)?;
-                if e.version > pg.info.log_tail && e.version <= pg.info.last_update {
-                    entries.push(e);
-                }
+        for (_, b) in store.pg_meta_prefixed(id, LOG_PREFIX)? {
+            let e: PgLogEntry = rmp_serde::from_slice(&b).map_err(meta_err)?;
+            if e.version > pg.info.log_tail && e.version <= pg.info.last_update {
+                entries.push(e);
             }
         }
         entries.sort_by_key(|e| e.version);
@@ -145,17 +143,7 @@ impl Pg {
 
     /// Counts the local objects again (after recovery or on becoming primary).
     pub fn recount(&mut self, store: &ObjectStore) {
-        let mut n = 0u64;
-        let mut after: Option<String> = None;
-        while let Ok(page) = store.list_objects(self.id, after.as_deref(), 4096) {
-            n += page.len() as u64;
-            let done = page.len() < 4096;
-            after = page.last().cloned();
-            if done {
-                break;
-            }
-        }
-        self.num_objects = n;
+        self.num_objects = object_names(store, self.id).map_or(0, |v| v.len() as u64);
     }
 
     pub fn is_primary(&self, me: OsdId) -> bool {
@@ -203,15 +191,6 @@ impl Pg {
         self.persist_info(txn);
     }
 
-    /// Objects a copy at `since` lacks, from the log: each object's newest entry.
-    pub fn changed_since(&self, since: Eversion) -> Vec<(String, Eversion, bool)> {
-        let mut newest: BTreeMap<&str, (Eversion, bool)> = BTreeMap::new();
-        for e in self.log.iter().filter(|e| e.version > since) {
-            newest.insert(&e.oid, (e.version, e.deleted));
-        }
-        newest.into_iter().map(|(o, (v, d))| (o.to_string(), v, d)).collect()
-    }
-
     /// Whether a copy at `last_update` can be brought current from the log alone.
     pub fn log_reaches(&self, last_update: Eversion) -> bool {
         last_update >= self.info.log_tail
@@ -222,8 +201,33 @@ impl Pg {
     }
 }
 
+const LOG_PREFIX: &str = "log.";
+
 fn slot_key(slot: u64) -> String {
-    format!("log.{slot:04}")
+    format!("{LOG_PREFIX}{slot:04}")
+}
+
+/// Every object name of a PG in the local store, in order.
+pub fn object_names(store: &ObjectStore, pg: PgId) -> Result<Vec<String>, StoreError> {
+    let mut out: Vec<String> = Vec::new();
+    loop {
+        let page = store.list_objects(pg, out.last().map(String::as_str), 4096)?;
+        let done = page.len() < 4096;
+        out.extend(page);
+        if done {
+            return Ok(out);
+        }
+    }
+}
+
+/// Objects changed after `since` in `log`: each object's newest version and whether
+/// that entry deleted it.
+pub fn changed_in(log: &[PgLogEntry], since: Eversion) -> Vec<(String, Eversion, bool)> {
+    let mut newest: BTreeMap<&str, (Eversion, bool)> = BTreeMap::new();
+    for e in log.iter().filter(|e| e.version > since) {
+        newest.insert(&e.oid, (e.version, e.deleted));
+    }
+    newest.into_iter().map(|(o, (v, d))| (o.to_string(), v, d)).collect()
 }
 
 /// A full copy of one object from the local store (None data: it does not exist).
@@ -295,7 +299,7 @@ mod tests {
         assert_eq!(back.info, pg.info);
         assert_eq!(back.log_vec(), pg.log_vec());
         assert!(back.log_reaches(Eversion { epoch: 1, v: 5 }) && !back.log_reaches(Eversion { epoch: 1, v: 4 }));
-        let ch = back.changed_since(Eversion { epoch: 1, v: LOG_KEEP });
+        let ch = changed_in(&back.log_vec(), Eversion { epoch: 1, v: LOG_KEEP });
         assert_eq!(ch.len(), 5);
         assert!(ch.iter().all(|(_, v, _)| v.v > LOG_KEEP));
     }

@@ -732,6 +732,19 @@ impl ObjectStore {
         Ok(out)
     }
 
+    /// Every metadata entry of the PG whose key starts with `prefix`, in key order.
+    pub fn pg_meta_prefixed(&self, pg: PgId, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let meta = self.read_txn()?.open_table(PGMETA)?;
+        let start = joined(&pg_prefix(pg), prefix.as_bytes());
+        let mut out = Vec::new();
+        for item in meta.range::<&[u8]>(KeyRange::prefix(start).bounds())? {
+            let (k, v) = item?;
+            let key = utf8(k.value().get(PG_PREFIX_LEN..).unwrap_or_default(), "meta key")?;
+            out.push((key, v.value().to_vec()));
+        }
+        Ok(out)
+    }
+
     pub fn pg_meta_get(&self, pg: PgId, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let meta = self.read_txn()?.open_table(PGMETA)?;
         let k = joined(&pg_prefix(pg), key.as_bytes());

@@ -360,11 +360,14 @@ fn pool_ls(m: &OsdMap, detail: bool) -> String {
         .map(|p| {
             if detail {
                 format!(
-                    "pool {} '{}' replicated size {} min_size {} pg_num {} failure_domain {:?}",
-                    p.id, p.name, p.size, p.min_size, p.pg_num, p.failure_domain
+                    "pool {} '{}' replicated size {} min_size {} pg_num {} failure_domain {}",
+                    p.id,
+                    p.name,
+                    p.size,
+                    p.min_size,
+                    p.pg_num,
+                    p.failure_domain.name()
                 )
-                .to_lowercase()
-                .replace(&p.name.to_lowercase(), &p.name)
             } else {
                 p.name.clone()
             }

@@ -56,6 +56,15 @@ pub enum FailureDomain {
     Osd,
 }
 
+impl FailureDomain {
+    pub fn name(&self) -> &'static str {
+        match self {
+            FailureDomain::Host => "host",
+            FailureDomain::Osd => "osd",
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pool {
     pub id: PoolId,
@@ -83,18 +92,7 @@ impl std::str::FromStr for PgId {
     }
 }
 
-impl Serialize for PgId {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for PgId {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
+crate::serde_as_text!(PgId);
 
 impl std::fmt::Display for PgId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
