@@ -137,7 +137,8 @@ async fn writer(quic: quinn::Connection, mut rx: mpsc::UnboundedReceiver<Outgoin
         if let Some(d) = out.delay {
             tokio::time::sleep(d).await;
         }
-        if let Err(e) = stream.write_all(&out.frame).await {
+        // Hand the buffer to quinn as is (write_all would copy it once more).
+        if let Err(e) = stream.write_chunk(bytes::Bytes::from(out.frame)).await {
             tracing::debug!(%peer, "write failed: {e}");
             quic.close(quinn::VarInt::from_u32(2), b"write failed");
             return;

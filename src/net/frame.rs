@@ -13,11 +13,14 @@ pub enum FrameError {
     Stream(String),
 }
 
+/// Encodes straight into the frame buffer (length patched in afterwards): the payload of a
+/// large message is copied once here and never again on the way out.
 pub fn encode(env: &Envelope) -> Result<Vec<u8>, FrameError> {
-    let body = rmp_serde::to_vec_named(env).map_err(|e| FrameError::Malformed(e.to_string()))?;
-    let mut out = Vec::with_capacity(body.len() + 4);
-    out.extend_from_slice(&(body.len() as u32).to_be_bytes());
-    out.extend_from_slice(&body);
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(&[0u8; 4]);
+    rmp_serde::encode::write_named(&mut out, env).map_err(|e| FrameError::Malformed(e.to_string()))?;
+    let len = u32::try_from(out.len() - 4).map_err(|_| FrameError::Oversized { len: out.len() as u64, max: u32::MAX as u64 })?;
+    out[..4].copy_from_slice(&len.to_be_bytes());
     Ok(out)
 }
 
@@ -40,8 +43,16 @@ pub async fn read_frame(
     if len > max {
         return Err(FrameError::Oversized { len, max });
     }
-    let mut body = vec![0u8; len as usize];
-    recv.read_exact(&mut body).await.map_err(|e| FrameError::Stream(e.to_string()))?;
+    // Gather the body from quinn's own buffers (no zero-fill, one copy).
+    let mut body = Vec::with_capacity(len as usize);
+    while (body.len() as u64) < len {
+        let want = len as usize - body.len();
+        match recv.read_chunk(want, true).await {
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk.bytes),
+            Ok(None) => return Err(FrameError::Stream(format!("stream ended {} bytes into a {len}-byte frame", body.len()))),
+            Err(e) => return Err(FrameError::Stream(e.to_string())),
+        }
+    }
     decode(&body).map(Some)
 }
 

@@ -167,7 +167,9 @@ impl Messenger {
         let client_cfg = tls::client_config(id, &opts)?;
         let sock = udp_socket(addr, opts.udp_buffer)?;
         let runtime = quinn::default_runtime().ok_or_else(|| NetError::Io("no async runtime".into()))?;
-        let endpoint = quinn::Endpoint::new(quinn::EndpointConfig::default(), server, sock, runtime)
+        let mut ecfg = quinn::EndpointConfig::default();
+        ecfg.max_udp_payload_size(tls::MAX_UDP_PAYLOAD).map_err(|e| NetError::Io(e.to_string()))?;
+        let endpoint = quinn::Endpoint::new(ecfg, server, sock, runtime)
             .map_err(|e| NetError::Io(e.to_string()))?;
         let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(MsgrShared {
