@@ -184,6 +184,7 @@ impl MdCache {
         for &d in &blob.new_dirs {
             self.dirs.entry(d).or_insert_with(|| DirFrag { dentries: BTreeMap::new(), complete: true, version: v });
             self.mark_dirty(FlushTarget::Dir(d), seg, v);
+            self.touch(d);
         }
         for u in &blob.dentries {
             let frag = self.dirs.entry(u.dir).or_default();
@@ -204,7 +205,15 @@ impl MdCache {
             self.touch(u.dir);
         }
         for &d in &blob.removed_dirs {
-            self.dirs.remove(&d);
+            // Empty on the live path; in replay it may hold dentries re-applied from
+            // older entries, whose index entries must go with it.
+            for (name, l) in self.dirs.remove(&d).map(|f| f.dentries).unwrap_or_default() {
+                if let Linkage::Primary(i) = l {
+                    if self.parent.get(&i.ino).is_some_and(|(pd, pn)| *pd == d && *pn == name) {
+                        self.parent.remove(&i.ino);
+                    }
+                }
+            }
             if let Some(t) = self.last_used.remove(&d) {
                 self.lru.remove(&t);
             }
@@ -295,6 +304,7 @@ impl MdCache {
                 fresh.dentries.insert(k.clone(), decode::<Linkage>("dentry", v)?);
             }
         }
+        self.version = self.version.max(fresh.version);
         let frag = self.dirs.entry(ino).or_default();
         if frag.complete {
             return Ok(());
@@ -323,6 +333,7 @@ impl MdCache {
             return Err(DecodeError { what: "base inode".into(), why: format!("{:#x} is not a base inode", i.ino) });
         }
         let ino = i.ino;
+        self.version = self.version.max(i.version);
         self.base.entry(ino).or_insert(i);
         Ok(ino)
     }
@@ -405,4 +416,4 @@ impl MdCache {
 
 #[cfg(test)]
 #[path = "cache_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -386,4 +386,4 @@ impl<'a> Tx<'a> {
 
 #[cfg(test)]
 #[path = "server_tests.rs"]
-mod tests;
+pub(crate) mod tests;
