@@ -55,6 +55,15 @@ impl RankState {
     }
 }
 
+/// Where replay must start (the new `expire_pos`): the start of the oldest segment that
+/// still has unflushed changes, and never past the current (last) segment's start.
+/// `segments` maps segment number → stream position of its `Subtrees` entry.
+pub fn expire_pos(segments: &std::collections::BTreeMap<u64, u64>, cache: &MdCache) -> Option<u64> {
+    let (_, &current) = segments.iter().next_back()?;
+    let oldest_dirty = segments.iter().find(|(s, _)| !cache.dirty_for_segment(**s).is_empty());
+    Some(oldest_dirty.map_or(current, |(_, &p)| p.min(current)))
+}
+
 #[cfg(test)]
 #[path = "replay_tests.rs"]
 mod tests;

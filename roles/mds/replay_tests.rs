@@ -193,3 +193,21 @@ fn replay_fixed_sequence() {
     ];
     check(&ops, &[false; 20]).unwrap();
 }
+
+/// That the expire position stops at the oldest segment with unflushed changes and
+/// never passes the current segment.
+#[test]
+fn expire_pos_follows_flushes() {
+    let mut s = fresh();
+    let segs: BTreeMap<u64, u64> = [(0, 0), (1, 100), (2, 200)].into_iter().collect();
+    assert_eq!(expire_pos(&segs, &s.cache), Some(0), "create_fs dirtied segment 0");
+    let mut store = BTreeMap::new();
+    flush_all(&mut s.cache, &mut store);
+    assert_eq!(expire_pos(&segs, &s.cache), Some(200));
+    s.cache.set_segment(1);
+    let info = s.sessions.get("client.1").unwrap().info();
+    let req = ClientRequest { tid: 1, op: MdsOp::Mkdir { parent: ROOT_INO, name: "a".into(), mode: 0o755 }, caller: Caller::root() };
+    handle(&mut s.cache, &mut s.inotable, &info, &req, 5).unwrap();
+    assert_eq!(expire_pos(&segs, &s.cache), Some(100));
+    assert_eq!(expire_pos(&BTreeMap::new(), &s.cache), None);
+}

@@ -61,7 +61,7 @@ type R<T> = Result<T, Fail>;
 /// What a handler decided: a read answer, or a change.
 pub(crate) enum Plan {
     Read(ReplyBody),
-    Write(ReplyBody, EMetaBlob),
+    Write(ReplyBody, Box<EMetaBlob>),
 }
 
 /// Handles one request. See the module doc for the contract.
@@ -85,7 +85,7 @@ pub fn handle(
             if let Some(InoAlloc { ino, from: InoSource::Table }) = blob.ino_alloc {
                 inotable.take(ino);
             }
-            Ok(Outcome { result: Ok(body), blob: Some(blob) })
+            Ok(Outcome { result: Ok(body), blob: Some(*blob) })
         }
     }
 }

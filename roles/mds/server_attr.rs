@@ -22,7 +22,7 @@ impl<'a> Cx<'a> {
         let stat = n.stat();
         tx.blob.truncate.extend(truncate);
         tx.put(n);
-        Ok(Plan::Write(ReplyBody::Inode(stat), tx.finish()?))
+        Ok(Plan::Write(ReplyBody::Inode(stat), Box::new(tx.finish()?)))
     }
 
     fn is_owner(&self, i: &Inode) -> bool {

@@ -64,7 +64,7 @@ impl<'a> Cx<'a> {
         i.version = tx.blob.version;
         let stat = i.stat();
         tx.put(i);
-        Ok(Plan::Write(ReplyBody::Inode(stat), tx.finish()?))
+        Ok(Plan::Write(ReplyBody::Inode(stat), Box::new(tx.finish()?)))
     }
 
     pub(crate) fn create(&self, parent: Ino, name: &str, mode: u32, excl: bool) -> R<Plan> {
@@ -153,7 +153,7 @@ impl<'a> Cx<'a> {
         ti.version = tx.blob.version;
         let stat = ti.stat();
         tx.put(ti);
-        Ok(Plan::Write(ReplyBody::Inode(stat), tx.finish()?))
+        Ok(Plan::Write(ReplyBody::Inode(stat), Box::new(tx.finish()?)))
     }
 
     /// Removes the entry `dir/name` (linkage `l`) within `tx`: a directory goes with its
@@ -231,7 +231,7 @@ impl<'a> Cx<'a> {
         let mut tx = self.tx(format!("unlink {parent:#x}/{name:?}"));
         self.remove_entry(&mut tx, parent, name, l)?;
         self.touch_parent(&mut tx, parent)?;
-        Ok(Plan::Write(ReplyBody::Empty, tx.finish()?))
+        Ok(Plan::Write(ReplyBody::Empty, Box::new(tx.finish()?)))
     }
 
     pub(crate) fn rmdir(&self, parent: Ino, name: &str) -> R<Plan> {
@@ -262,7 +262,7 @@ impl<'a> Cx<'a> {
         let mut tx = self.tx(format!("rmdir {parent:#x}/{name:?}"));
         self.remove_entry(&mut tx, parent, name, l)?;
         self.touch_parent(&mut tx, parent)?;
-        Ok(Plan::Write(ReplyBody::Empty, tx.finish()?))
+        Ok(Plan::Write(ReplyBody::Empty, Box::new(tx.finish()?)))
     }
 
     pub(crate) fn rename(&self, sp: Ino, sn: &str, dp: Ino, dn: &str) -> R<Plan> {
@@ -339,7 +339,7 @@ impl<'a> Cx<'a> {
         }
         self.touch_parent(&mut tx, sp)?;
         self.touch_parent(&mut tx, dp)?;
-        Ok(Plan::Write(ReplyBody::Empty, tx.finish()?))
+        Ok(Plan::Write(ReplyBody::Empty, Box::new(tx.finish()?)))
     }
 
     pub(crate) fn readdir(&self, ino: Ino, cookie: Option<&str>, max: u32) -> R<Plan> {
