@@ -41,6 +41,10 @@ pub enum Errno {
     EDQUOT,
     ESTALE,
     ENOTCONN,
+    /// No such attribute (Linux ENODATA, returned for a missing xattr).
+    ENODATA,
+    /// Too many links.
+    EMLINK,
     /// Ceph's EBLOCKLISTED (ESHUTDOWN): the instance is blocklisted.
     EBLOCKLISTED,
 }
@@ -68,6 +72,8 @@ impl Errno {
             Errno::EDQUOT => 122,
             Errno::ESTALE => 116,
             Errno::ENOTCONN => 107,
+            Errno::ENODATA => 61,
+            Errno::EMLINK => 31,
             Errno::EBLOCKLISTED => 108,
         }
     }

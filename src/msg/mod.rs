@@ -8,6 +8,7 @@ use crate::ids::{EntityAddr, EntityName, Epoch, Gid, OsdId};
 use crate::maps::{FsMap, MdsState, MonMap, OsdMap};
 
 pub mod command;
+pub mod mds;
 pub mod osd;
 pub use command::{CommandReply, MonCommand};
 

@@ -1,0 +1,311 @@
+//! Client ↔ MDS wire types: metadata requests (`MClientRequest`), their replies
+//! (`MClientReply`) and session control (`MClientSession`). Requests name inodes by
+//! number (`Ino`) and entries by (parent ino, name), the way a kernel client walks a
+//! path one lookup at a time. These are data only; the MDS's pure request logic lives in
+//! `roles/mds/server.rs` and the actor that carries them is wired separately.
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+use std::collections::BTreeMap;
+
+use crate::error::Errno;
+use crate::ids::PoolId;
+
+/// An inode number. Small numbers are reserved for the MDS (see `roles/mds/types.rs`).
+pub type Ino = u64;
+
+/// Longest name of one directory entry, in bytes (Linux NAME_MAX).
+pub const NAME_MAX: usize = 255;
+
+/// File type bits of `mode` (the `S_IFMT` family, as in Linux).
+pub const S_IFMT: u32 = 0o170000;
+pub const S_IFSOCK: u32 = 0o140000;
+pub const S_IFLNK: u32 = 0o120000;
+pub const S_IFREG: u32 = 0o100000;
+pub const S_IFBLK: u32 = 0o060000;
+pub const S_IFDIR: u32 = 0o040000;
+pub const S_IFCHR: u32 = 0o020000;
+pub const S_IFIFO: u32 = 0o010000;
+pub const S_ISUID: u32 = 0o4000;
+pub const S_ISGID: u32 = 0o2000;
+pub const S_ISVTX: u32 = 0o1000;
+
+/// `open` flags the MDS looks at (Linux values).
+pub const O_ACCMODE: u32 = 0o3;
+pub const O_WRONLY: u32 = 0o1;
+pub const O_RDWR: u32 = 0o2;
+pub const O_TRUNC: u32 = 0o1000;
+
+/// `setxattr` flags (Linux values).
+pub const XATTR_CREATE: u32 = 1;
+pub const XATTR_REPLACE: u32 = 2;
+
+/// Who asks: the credentials permission checks use.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Caller {
+    pub uid: u32,
+    pub gid: u32,
+    /// Supplementary groups.
+    pub gids: Vec<u32>,
+}
+
+impl Caller {
+    pub fn root() -> Self {
+        Caller::default()
+    }
+    pub fn in_group(&self, gid: u32) -> bool {
+        self.gid == gid || self.gids.contains(&gid)
+    }
+}
+
+/// How a file's bytes map onto data objects `<ino hex>.<objno 8 hex>`: stripe units of
+/// `stripe_unit` bytes go round-robin over `stripe_count` objects of `object_size`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileLayout {
+    pub object_size: u32,
+    pub stripe_unit: u32,
+    pub stripe_count: u32,
+    pub pool: PoolId,
+}
+
+impl FileLayout {
+    /// Ceph's default: 4 MiB objects, no striping over several objects.
+    pub fn default_for(pool: PoolId) -> Self {
+        FileLayout { object_size: 4 << 20, stripe_unit: 4 << 20, stripe_count: 1, pool }
+    }
+
+    /// How many data objects a file of `size` bytes may occupy (those to purge).
+    pub fn object_count(&self, size: u64) -> u64 {
+        if size == 0 || self.stripe_unit == 0 || self.object_size == 0 {
+            return 0;
+        }
+        let su = self.stripe_unit as u64;
+        let sc = self.stripe_count.max(1) as u64;
+        let per_obj = (self.object_size as u64 / su).max(1);
+        let units = size.div_ceil(su);
+        let stripes_per_set = per_obj * sc;
+        let full_sets = units / stripes_per_set;
+        let rest = units % stripes_per_set;
+        full_sets * sc + rest.min(sc)
+    }
+}
+
+/// Attributes of one inode as a client sees them. Times are nanoseconds since the epoch.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InodeStat {
+    pub ino: Ino,
+    /// Permission bits plus the `S_IFMT` type bits.
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub size: u64,
+    pub nlink: u32,
+    pub atime: i64,
+    pub mtime: i64,
+    pub ctime: i64,
+    pub rdev: u64,
+    /// 512-byte blocks, derived from size (sparse files are not tracked).
+    pub blocks: u64,
+    pub layout: FileLayout,
+    /// The target of a symbolic link.
+    pub symlink: Option<String>,
+    /// Bumped on every change; lets a client order replies about one inode.
+    pub version: u64,
+}
+
+/// Attribute changes of a `setattr`; `None` leaves a field alone.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetAttr {
+    /// Permission bits only; the type bits are ignored.
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    /// Truncate or extend to this size.
+    pub size: Option<u64>,
+    pub atime: Option<i64>,
+    pub mtime: Option<i64>,
+}
+
+/// One metadata operation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum MdsOp {
+    /// `name` may be `.` or `..`; `..` of the session root is the root itself.
+    Lookup { parent: Ino, name: String },
+    /// Find an inode by number (after reconnect or by an NFS-style handle).
+    LookupIno { ino: Ino },
+    Getattr { ino: Ino },
+    Setattr { ino: Ino, set: SetAttr },
+    /// Create (or with `excl: false` open an existing) regular file.
+    Create { parent: Ino, name: String, mode: u32, excl: bool },
+    /// Create a node of any non-directory type given by the type bits of `mode`.
+    Mknod { parent: Ino, name: String, mode: u32, rdev: u64 },
+    Open { ino: Ino, flags: u32 },
+    Mkdir { parent: Ino, name: String, mode: u32 },
+    Symlink { parent: Ino, name: String, target: String },
+    Readlink { ino: Ino },
+    Link { ino: Ino, new_parent: Ino, new_name: String },
+    Unlink { parent: Ino, name: String },
+    Rmdir { parent: Ino, name: String },
+    Rename { src_parent: Ino, src_name: String, dst_parent: Ino, dst_name: String },
+    /// Entries in name order after `cookie` (the last name already returned).
+    Readdir { ino: Ino, cookie: Option<String>, max: u32 },
+    Getxattr { ino: Ino, name: String },
+    Setxattr { ino: Ino, name: String, value: ByteBuf, flags: u32 },
+    Listxattr { ino: Ino },
+    Removexattr { ino: Ino, name: String },
+    /// A writer reports the size and mtime its writes produced (a cap flush).
+    SetSize { ino: Ino, size: u64, mtime: i64 },
+    Statfs,
+}
+
+impl MdsOp {
+    /// Whether the op changes metadata (and so is journaled).
+    pub fn is_write(&self) -> bool {
+        !matches!(
+            self,
+            MdsOp::Lookup { .. }
+                | MdsOp::LookupIno { .. }
+                | MdsOp::Getattr { .. }
+                | MdsOp::Readlink { .. }
+                | MdsOp::Readdir { .. }
+                | MdsOp::Getxattr { .. }
+                | MdsOp::Listxattr { .. }
+                | MdsOp::Statfs
+        )
+    }
+}
+
+/// `MClientRequest`: one op with the caller's credentials. `tid` is unique per session
+/// and is how a re-sent request is recognised after an MDS failover.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClientRequest {
+    pub tid: u64,
+    pub op: MdsOp,
+    pub caller: Caller,
+}
+
+/// One directory entry of a readdir reply.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirEntry {
+    pub name: String,
+    pub ino: Ino,
+    /// The `S_IFMT` bits of the entry's inode.
+    pub d_type: u32,
+    /// Attributes when the MDS has them at hand (always for non-hard-linked entries).
+    pub stat: Option<InodeStat>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatfsReply {
+    /// Inode numbers handed out so far (an upper bound on files in use).
+    pub files: u64,
+    pub namemax: u32,
+    /// Preferred I/O size (the default object size).
+    pub bsize: u32,
+    /// Space figures; filled in by the MDS from pool statistics, 0 when unknown.
+    pub blocks: u64,
+    pub bfree: u64,
+}
+
+/// What a successful op returns.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ReplyBody {
+    Empty,
+    Inode(InodeStat),
+    Dir { entries: Vec<DirEntry>, end: bool },
+    Readlink(String),
+    Xattr(ByteBuf),
+    XattrNames(Vec<String>),
+    Statfs(StatfsReply),
+}
+
+/// `MClientReply`. An unsafe reply (`safe: false`) is sent once the change is applied in
+/// memory; the safe one follows once it is journaled. Reads are safe at once.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MdsReply {
+    pub tid: u64,
+    pub result: Result<ReplyBody, Errno>,
+    pub safe: bool,
+}
+
+/// `MClientSession` from a client.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum SessionOp {
+    /// Open a session confined to `root` (a path; "/" for the whole fs).
+    Open { root: String, metadata: BTreeMap<String, String> },
+    /// Heartbeat; the MDS answers with the same `seq`.
+    Renew { seq: u64 },
+    Close,
+}
+
+/// `MClientSession` from the MDS.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum SessionReply {
+    Opened { root_ino: Ino, session_timeout_ms: u64 },
+    RenewAck { seq: u64 },
+    Closed,
+    /// The session was refused (bad root, blocklisted, not permitted) or evicted.
+    Rejected { errno: Errno, reason: String },
+}
+
+/// Checks a name given for a new or existing entry: non-empty, at most `NAME_MAX`
+/// bytes, no `/` or NUL. `.` and `..` are left to each op (their errors differ).
+pub fn check_name(name: &str) -> Result<(), Errno> {
+    if name.len() > NAME_MAX {
+        return Err(Errno::ENAMETOOLONG);
+    }
+    if name.is_empty() || name.bytes().any(|b| b == b'/' || b == 0) {
+        return Err(Errno::EINVAL);
+    }
+    Ok(())
+}
+
+/// Whether `name` is `.` or `..`.
+pub fn is_dot(name: &str) -> bool {
+    name == "." || name == ".."
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// That names are checked like Linux checks path components.
+    #[test]
+    fn names_are_checked() {
+        assert_eq!(check_name("a"), Ok(()));
+        assert_eq!(check_name(&"x".repeat(255)), Ok(()));
+        assert_eq!(check_name(&"x".repeat(256)), Err(Errno::ENAMETOOLONG));
+        assert_eq!(check_name(""), Err(Errno::EINVAL));
+        assert_eq!(check_name("a/b"), Err(Errno::EINVAL));
+        assert_eq!(check_name("a\0b"), Err(Errno::EINVAL));
+        assert!(is_dot(".") && is_dot("..") && !is_dot("..."));
+    }
+
+    /// That requests and replies round-trip through MessagePack with named fields.
+    #[test]
+    fn wire_round_trip() {
+        let req = ClientRequest {
+            tid: 7,
+            op: MdsOp::Setxattr { ino: 0x1, name: "user.a".into(), value: ByteBuf::from(vec![1, 2]), flags: XATTR_CREATE },
+            caller: Caller { uid: 1000, gid: 1000, gids: vec![4, 27] },
+        };
+        let b = rmp_serde::to_vec_named(&req).unwrap();
+        assert_eq!(rmp_serde::from_slice::<ClientRequest>(&b).unwrap(), req);
+        let rep = MdsReply { tid: 7, result: Err(Errno::ENODATA), safe: true };
+        let b = rmp_serde::to_vec_named(&rep).unwrap();
+        assert_eq!(rmp_serde::from_slice::<MdsReply>(&b).unwrap(), rep);
+    }
+
+    /// That the object count of a layout covers every byte and no more.
+    #[test]
+    fn layout_object_count() {
+        let l = FileLayout::default_for(1);
+        assert_eq!(l.object_count(0), 0);
+        assert_eq!(l.object_count(1), 1);
+        assert_eq!(l.object_count(4 << 20), 1);
+        assert_eq!(l.object_count((4 << 20) + 1), 2);
+        let s = FileLayout { object_size: 4 << 20, stripe_unit: 1 << 20, stripe_count: 3, pool: 1 };
+        assert_eq!(s.object_count(1 << 20), 1);
+        assert_eq!(s.object_count(3 << 20), 3);
+        assert_eq!(s.object_count(13 << 20), 4);
+    }
+}
