@@ -59,6 +59,16 @@ pub enum Message {
     // --- mds ---
     MMdsBeacon(MdsBeacon),
 
+    // --- client <-> mds ---
+    /// Session open/renew/close; answered (as a reply) with `MClientSessionReply`.
+    MClientSession(mds::SessionOp),
+    MClientSessionReply(mds::SessionReply),
+    /// A metadata request, sent one-way: the MDS answers with `MClientReply` messages
+    /// carrying the request's own `tid`, first unsafe (applied in memory), then safe
+    /// (journaled), or a single safe one for reads and errors.
+    MClientRequest(mds::ClientRequest),
+    MClientReply(mds::MdsReply),
+
     // --- osd ---
     MOsdBoot(OsdBoot),
     MOsdFailure(OsdFailure),
@@ -93,6 +103,10 @@ impl Message {
             Message::MFsMap(_) => "MFsMap",
             Message::MAuthDb(_) => "MAuthDb",
             Message::MMdsBeacon(_) => "MMdsBeacon",
+            Message::MClientSession(_) => "MClientSession",
+            Message::MClientSessionReply(_) => "MClientSessionReply",
+            Message::MClientRequest(_) => "MClientRequest",
+            Message::MClientReply(_) => "MClientReply",
             Message::MOsdBoot(_) => "MOsdBoot",
             Message::MOsdFailure(_) => "MOsdFailure",
             Message::MOsdAlive(_) => "MOsdAlive",
