@@ -10,7 +10,10 @@ use cephr::error::CmdError;
 use cephr::ids::EntityName;
 
 pub fn run(c: &ClusterCmd) -> anyhow::Result<()> {
-    let ClusterCmd::Create { dir, mons, profile, port_base, osds } = c;
+    let ClusterCmd::Create { dir, mons, profile, port_base, osds, mds } = c;
+    if *mds > 26 {
+        return Err(CmdError::einval(format!("--mds {mds}: at most 26 MDS daemons (mds.a .. mds.z)")).into());
+    }
     let profile: Profile = profile.parse().map_err(|e: cephr::config::ConfigError| CmdError::einval(e.to_string()))?;
     if ![1, 3, 5].contains(&mons.len()) {
         return Err(CmdError::einval(format!("a monitor quorum has 1, 3 or 5 members, not {}", mons.len())).into());
@@ -29,17 +32,27 @@ pub fn run(c: &ClusterCmd) -> anyhow::Result<()> {
     let keys = dir.join("keys");
     let ca = ClusterCa::create(&keys, &fsid)?;
     let osd_names: Vec<EntityName> = (0..*osds).map(EntityName::osd).collect();
-    for e in names.iter().chain(&osd_names).chain([&EntityName::client("admin")]) {
+    let mds_ids: Vec<String> = (0..*mds as u8).map(|i| char::from(b'a' + i).to_string()).collect();
+    let mds_names: Vec<EntityName> = mds_ids.iter().map(|i| EntityName::mds(i)).collect();
+    for e in names.iter().chain(&osd_names).chain(&mds_names).chain([&EntityName::client("admin")]) {
         ca.issue(&keys, e)?;
     }
-    let ports = pick_ports(names.len() + osd_names.len(), *port_base)?;
-    let (mon_ports, osd_ports) = ports.split_at(names.len());
+    let ports = pick_ports(names.len() + osd_names.len() + mds_names.len(), *port_base)?;
+    let (mon_ports, rest) = ports.split_at(names.len());
+    let (osd_ports, mds_ports) = rest.split_at(osd_names.len());
     let mut text = render(&dir, &fsid, profile, mons, mon_ports);
     for (i, port) in osd_ports.iter().enumerate() {
         let _ = write!(
             text,
             "\n[osd.{i}]\naddr = \"127.0.0.1:{port}\"\ndata = \"{}\"\nhost = \"host-{i}\"\n",
             dir.join(format!("osd.{i}")).display()
+        );
+    }
+    for (id, port) in mds_ids.iter().zip(mds_ports) {
+        let _ = write!(
+            text,
+            "\n[mds.{id}]\naddr = \"127.0.0.1:{port}\"\ndata = \"{}\"\n",
+            dir.join(format!("mds.{id}")).display()
         );
     }
     text.push_str("\n[global]\n");

@@ -155,6 +155,9 @@ pub enum ClusterCmd {
         /// Number of OSDs (osd.0 ..), each in its own CRUSH host bucket.
         #[arg(long, default_value_t = 3)]
         osds: u32,
+        /// Number of MDS daemons (mds.a, mds.b, ..): one active per rank, the rest standby.
+        #[arg(long, default_value_t = 2)]
+        mds: u32,
     },
 }
 
