@@ -189,6 +189,7 @@ impl Cluster {
     pub fn logs_tail(&self) -> String {
         let mut s = String::new();
         let names = self.mons.iter().map(|m| format!("mon.{m}")).chain((0..self.osds).map(|i| format!("osd.{i}")));
+        let names = names.chain(["mds.a", "mds.b", "mds.c"].into_iter().map(String::from).filter(|n| self.log(n).exists()));
         for n in names {
             let text = std::fs::read_to_string(self.log(&n)).unwrap_or_default();
             let lines: Vec<&str> = text.lines().collect();
