@@ -44,6 +44,7 @@ pub struct Cli {
 pub enum Role {
     Mon,
     Osd,
+    Mds,
     All,
 }
 
