@@ -50,7 +50,8 @@ impl MdsClient {
             let active = |m: &cephr::monc::MapSet| {
                 let mm = &m.fsmap.as_ref()?.by_name("cephfs")?.mdsmap;
                 let i = mm.rank_holder(0)?;
-                (i.state == cephr::maps::MdsState::Active).then(|| (i.name.clone(), i.addr?))
+                let addr = i.addr?;
+                (i.state == cephr::maps::MdsState::Active).then(|| (i.name.clone(), addr))
             };
             let got = tokio::time::timeout(Duration::from_secs(30), w.wait_for(|m| active(m).is_some())).await;
             let (name, addr) = active(&got.expect("rank 0 active").expect("watch")).expect("holder");
@@ -102,6 +103,15 @@ impl MdsClient {
             other => panic!("lookup reply {other:?}"),
         }
     }
+}
+
+/// The gid holding rank 0 and its state.
+fn rank0(c: &Cluster) -> Option<(u64, String)> {
+    let d = c.json(&["fs", "dump"]);
+    let mm = &d["filesystems"]["1"]["mdsmap"];
+    let gid = mm["up"]["0"].as_u64()?;
+    let st = mm["mds_info"][gid.to_string()]["state"].as_str()?.to_string();
+    Some((gid, st))
 }
 
 fn fs_status(c: &Cluster) -> (Vec<String>, usize) {
@@ -160,6 +170,7 @@ fn t20_create_serve_kill_all_and_replay() {
     let j = c.cli(&["journal", "--fs", "cephfs", "--rank", "0", "inspect"]);
     assert!(j.stdout.contains("Overall journal integrity: OK"), "{}{}", j.stdout, j.stderr);
     drop(cl);
+    let old = rank0(&c).expect("rank 0 holder").0;
 
     eprintln!("--- kill -9 every daemon, then start them all again");
     let names: Vec<String> = ["mds.a", "mds.b", "mon.a", "osd.0", "osd.1", "osd.2"].iter().map(|s| s.to_string()).collect();
@@ -169,8 +180,8 @@ fn t20_create_serve_kill_all_and_replay() {
     for n in names.iter().rev() {
         c.start_daemon(n);
     }
-    c.wait_for(Duration::from_secs(40), "rank 0 active again", |c| {
-        c.cli(&["status"]).code == 0 && fs_status(c).0 == vec!["up:active".to_string()]
+    c.wait_for(Duration::from_secs(40), "rank 0 active again on a new instance", |c| {
+        c.cli(&["status"]).code == 0 && rank0(c).is_some_and(|(g, s)| g != old && s == "Active")
     });
     let mut cl = MdsClient::connect(&c);
     assert_eq!(cl.lookup(1, "d"), Ok(d));
