@@ -5,6 +5,7 @@ mod bench;
 mod cluster;
 mod daemon;
 mod format;
+mod journal;
 mod rados;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -44,6 +45,7 @@ pub struct Cli {
 pub enum Role {
     Mon,
     Osd,
+    Mds,
     All,
 }
 
@@ -90,6 +92,15 @@ pub enum Cmd {
     /// Benchmarks that print figures.
     #[command(subcommand)]
     Bench(BenchCmd),
+    /// A rank's MDS journal, read from RADOS (like cephfs-journal-tool).
+    Journal {
+        #[arg(long)]
+        fs: String,
+        #[arg(long, default_value_t = 0)]
+        rank: u32,
+        #[command(subcommand)]
+        cmd: JournalCmd,
+    },
     /// Objects of a pool, straight to the OSDs.
     Rados {
         #[arg(short = 'p', long = "pool")]
@@ -97,6 +108,24 @@ pub enum Cmd {
         #[command(subcommand)]
         cmd: RadosCmd,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum JournalCmd {
+    /// Write, expire and trim positions.
+    Header,
+    #[command(subcommand)]
+    Event(EventCmd),
+    /// Checks every entry from the expire position: "Overall journal integrity: OK".
+    Inspect,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum EventCmd {
+    /// One line per event: seq, position, type and description.
+    List,
+    /// One event in full.
+    Get { seq: u64 },
 }
 
 #[derive(Subcommand, Debug)]
@@ -254,6 +283,7 @@ pub fn run() -> i32 {
         match cmd {
             Cmd::Cluster(c) => cluster::run(c),
             Cmd::Rados { pool, cmd } => rados::run(&cli, pool, cmd),
+            Cmd::Journal { fs, rank, cmd } => journal::run(&cli, fs, *rank, cmd),
             Cmd::ObjectstoreTool { data, op } => objectstore_tool(data, op),
             Cmd::Bench(BenchCmd::Rados { pool, size, threads, seconds }) => {
                 bench::run(&cli, bench::BenchArgs { pool, size, threads: *threads, seconds: *seconds })
