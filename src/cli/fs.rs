@@ -299,6 +299,13 @@ async fn ls(c: &Client, path: &str, json: bool) -> anyhow::Result<()> {
 mod tests {
     use super::*;
 
+    /// That the command line definition is consistent (clap's debug checks).
+    #[test]
+    fn cli_definition() {
+        use clap::CommandFactory;
+        super::super::Cli::command().debug_assert();
+    }
+
     /// That modes and times print like `ls -l` and `date -u` print them.
     #[test]
     fn formatting() {

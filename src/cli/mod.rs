@@ -224,6 +224,7 @@ pub enum FsCmd {
     /// `get FS`: one file system's MDSMap. `get PATH LOCAL [-r]`: copy PATH to a
     /// local file (- for stdout); -r copies a directory tree.
     Get {
+        #[arg(id = "target", value_name = "FS|PATH")]
         fs: String,
         local: Option<PathBuf>,
         #[arg(short = 'r', long)]
@@ -240,6 +241,7 @@ pub enum FsCmd {
     /// `rm /PATH [-r]` removes a file or tree; `rm FS --yes-i-really-mean-it` removes
     /// a whole file system (file paths start with `/`, file system names never do).
     Rm {
+        #[arg(id = "target", value_name = "FS|/PATH")]
         fs: String,
         #[arg(long = "yes-i-really-mean-it")]
         yes: bool,
