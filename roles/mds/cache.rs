@@ -165,6 +165,25 @@ impl MdCache {
     pub fn anchor(&self, ino: Ino) -> Option<(Ino, &str)> {
         self.anchors.get(&ino).map(|(d, n)| (*d, n.as_str()))
     }
+    /// Directories named by primary dentries of complete cached fragments whose own
+    /// fragment is not loaded (at most `max`): where to look next for an inode that is
+    /// not reachable from the cache.
+    pub fn unloaded_subdirs(&self, max: usize) -> Vec<Ino> {
+        let mut out = Vec::new();
+        for f in self.dirs.values().filter(|f| f.complete) {
+            for l in f.dentries.values() {
+                if let Linkage::Primary(i) = l {
+                    if i.is_dir() && self.dirs.get(&i.ino).is_none_or(|d| !d.complete) {
+                        out.push(i.ino);
+                        if out.len() >= max {
+                            return out;
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
     pub fn view(&self) -> CacheView {
         CacheView {
             base: self.base.clone(),

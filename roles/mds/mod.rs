@@ -1,12 +1,19 @@
 //! The MDS role's pure core: the metadata cache, request handlers, journal format and
-//! events, replay, inode table and session map. No I/O and no actors here: the rank
-//! actor (to come) feeds requests to `server::handle`, journals the blobs it returns,
-//! loads what `server::Need` asks for, and writes back what the cache reports dirty.
+//! events, replay, inode table and session map (no I/O there), plus the daemon around
+//! it: `daemon` (process start, beacon, respawn), `rank` + `rank_client` (the MdsRank
+//! actor: states, sessions, requests, flush/expire), `mdlog` (journal writer with group
+//! commit), `store` (metadata objects in RADOS) and `logio` (pure journal I/O rules).
 pub mod cache;
+pub mod daemon;
 pub mod events;
 pub mod inotable;
 pub mod journal;
+pub mod logio;
+pub mod mdlog;
+pub mod rank;
+mod rank_client;
 pub mod replay;
+pub mod store;
 pub mod server;
 pub mod sessionmap;
 pub mod types;

@@ -16,6 +16,10 @@ pub fn run(cli: &Cli, role: Role) -> anyhow::Result<()> {
     let cfg = Arc::new(load_config(cli)?);
     init_logging(&cfg.global.log_level);
     let daemons: Vec<(String, String)> = match role {
+        Role::Mds => {
+            let id = cli.id.clone().ok_or_else(|| CmdError::einval("--role mds needs --id"))?;
+            vec![("mds".to_string(), id)]
+        }
         Role::Mon | Role::Osd => {
             let kind = if role == Role::Mon { "mon" } else { "osd" };
             let id = cli.id.clone().ok_or_else(|| CmdError::einval(format!("--role {kind} needs --id")))?;
@@ -55,6 +59,7 @@ pub fn run(cli: &Cli, role: Role) -> anyhow::Result<()> {
 async fn start_daemon(cfg: Arc<cephr::config::ClusterConfig>, kind: &str, id: &str) -> anyhow::Result<()> {
     match kind {
         "mon" => cephr::roles::mon::start(cfg, id).await.map(|_| ()),
+        "mds" => cephr::roles::mds::daemon::start(cfg, id).await.map(|_| ()),
         _ => {
             let n: u32 = id.parse().map_err(|_| anyhow::anyhow!("osd id '{id}' is not a number"))?;
             cephr::roles::osd::start(cfg, n).await.map(|_| ())

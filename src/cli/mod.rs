@@ -46,6 +46,7 @@ pub struct Cli {
 pub enum Role {
     Mon,
     Osd,
+    Mds,
     All,
 }
 

@@ -1,0 +1,319 @@
+//! The rank's client side: sessions (open with caps and a confinement root, renew,
+//! close; journaled) and metadata requests (`server::handle`, loading what it needs
+//! from RADOS and retrying; unsafe reply at once, safe reply once journaled; purge of
+//! a destroyed file's data objects after that).
+use actix::prelude::*;
+
+use super::events::{LogEvent, SessionEvent};
+use super::rank::{now_ns, MdsRank};
+use super::server::{self, Need};
+use super::types::{data_object, Ino, ROOT_INO};
+use crate::auth::{parse_caps, Grant};
+use crate::error::Errno;
+use crate::ids::EntityName;
+use crate::maps::MdsState;
+use crate::msg::mds::{ClientRequest, MdsReply, SessionOp, SessionReply};
+use crate::msg::osd::OsdOp;
+use crate::msg::Message;
+use crate::net::{ConnHandle, Incoming};
+
+/// Inode numbers preallocated for a new session.
+const PREALLOC: u64 = 64;
+/// Loads one request may trigger before it is answered ESTALE.
+const MAX_LOADS: u32 = 64;
+
+/// Work that may have to wait for metadata to be loaded.
+pub(super) enum Work {
+    Request { client: String, conn: ConnHandle, req: ClientRequest },
+    Open { client: String, conn: ConnHandle, tid: u64, path: String, rw: bool },
+}
+
+/// The root path a session gets and whether it may write, from its `mds` grants and
+/// the path it asked for. A grant with `path=/p` confines to `/p` (asking for `/`
+/// gives `/p`); `..` is refused outright.
+pub fn session_root(grants: &[Grant], requested: &str) -> Result<(String, bool), Errno> {
+    let comps: Vec<&str> = requested.split('/').filter(|c| !c.is_empty() && *c != ".").collect();
+    if comps.contains(&"..") {
+        return Err(Errno::EINVAL);
+    }
+    let req = format!("/{}", comps.join("/"));
+    let mut best: Option<(String, bool)> = None;
+    for g in grants.iter().filter(|g| g.perm.r || g.perm.w) {
+        let cap = g.path.as_deref().map(|p| p.trim_end_matches('/')).unwrap_or("");
+        let root = if cap.is_empty() || req == cap || req.starts_with(&format!("{cap}/")) {
+            req.clone()
+        } else if req == "/" {
+            cap.to_string()
+        } else {
+            continue;
+        };
+        if best.as_ref().is_none_or(|(_, w)| !*w && g.perm.w) {
+            best = Some((root, g.perm.w));
+        }
+    }
+    best.ok_or(Errno::EACCES)
+}
+
+fn reply(conn: &ConnHandle, tid: u64, result: Result<crate::msg::mds::ReplyBody, Errno>, safe: bool) {
+    let _ = conn.send(Message::MClientReply(MdsReply { tid, result, safe }));
+}
+
+impl MdsRank {
+    fn grants(&self, client: &EntityName) -> Vec<Grant> {
+        let auth = self.monc.current().auth;
+        let caps = auth.as_ref().and_then(|a| a.entries.get(client)).and_then(|c| c.get("mds").cloned());
+        caps.and_then(|s| parse_caps("mds", &s).ok()).unwrap_or_default()
+    }
+
+    pub(super) fn dispatch(&mut self, inc: Incoming, ctx: &mut Context<Self>) {
+        if !matches!(inc.msg, Message::MClientSession(_) | Message::MClientRequest(_)) {
+            tracing::debug!(from = %inc.from, "ignoring {}", inc.msg.name());
+            return;
+        }
+        if self.state != MdsState::Active {
+            if self.waiting.len() < 100_000 {
+                self.waiting.push(inc);
+            }
+            return;
+        }
+        let client = inc.from.to_string();
+        match inc.msg {
+            Message::MClientSession(SessionOp::Open { root, .. }) => {
+                match session_root(&self.grants(&inc.from), &root) {
+                    Ok((path, rw)) => self.run(Work::Open { client, conn: inc.conn, tid: inc.tid, path, rw }, 0, ctx),
+                    Err(errno) => {
+                        let reason = format!("{client} may not open a session at {root}");
+                        let _ = inc.conn.reply(inc.tid, Message::MClientSessionReply(SessionReply::Rejected { errno, reason }));
+                    }
+                }
+            }
+            Message::MClientSession(SessionOp::Renew { seq }) => {
+                let known = self.rs.as_ref().is_some_and(|rs| rs.sessions.get(&client).is_some());
+                let r = if known {
+                    if let Some(rs) = self.rs.as_mut() {
+                        rs.sessions.renew(&client, crate::now_ms());
+                    }
+                    SessionReply::RenewAck { seq }
+                } else {
+                    SessionReply::Rejected { errno: Errno::ENOTCONN, reason: "no session".into() }
+                };
+                let _ = inc.conn.reply(inc.tid, Message::MClientSessionReply(r));
+            }
+            Message::MClientSession(SessionOp::Close) => {
+                let known = self.rs.as_ref().is_some_and(|rs| rs.sessions.get(&client).is_some());
+                if !known {
+                    let _ = inc.conn.reply(inc.tid, Message::MClientSessionReply(SessionReply::Closed));
+                    return;
+                }
+                self.maybe_segment();
+                let ev = LogEvent::Session(SessionEvent::Close { client: client.clone() });
+                if let Some(rs) = self.rs.as_mut() {
+                    rs.apply_event(&ev);
+                }
+                self.session_rw.remove(&client);
+                let rx = self.journal(ev, false);
+                let (conn, tid) = (inc.conn, inc.tid);
+                ctx.spawn(
+                    async move {
+                        if rx.await.is_ok() {
+                            let _ = conn.reply(tid, Message::MClientSessionReply(SessionReply::Closed));
+                        }
+                    }
+                    .into_actor(self),
+                );
+            }
+            Message::MClientRequest(req) => self.run(Work::Request { client, conn: inc.conn, req }, 0, ctx),
+            _ => {}
+        }
+    }
+
+    fn fail(&self, w: &Work, errno: Errno) {
+        match w {
+            Work::Request { conn, req, .. } => reply(conn, req.tid, Err(errno), true),
+            Work::Open { conn, tid, path, .. } => {
+                let r = SessionReply::Rejected { errno, reason: format!("cannot open a session at {path}") };
+                let _ = conn.reply(*tid, Message::MClientSessionReply(r));
+            }
+        }
+    }
+
+    /// Runs `w`; when the cache lacks something, loads it and runs `w` again.
+    pub(super) fn run(&mut self, w: Work, loads: u32, ctx: &mut Context<Self>) {
+        let need = match &w {
+            Work::Request { .. } => self.try_request(&w, ctx),
+            Work::Open { .. } => self.try_open(&w, ctx),
+        };
+        let Some(need) = need else { return };
+        if loads >= MAX_LOADS {
+            return self.fail(&w, Errno::ESTALE);
+        }
+        let (Some(rs), Some(store)) = (self.rs.as_ref(), self.store.clone()) else { return };
+        let dirs = match need {
+            Need::Dir(d) => vec![d],
+            Need::Inode(_) => rs.cache.unloaded_subdirs(32),
+        };
+        if dirs.is_empty() {
+            return self.fail(&w, Errno::ESTALE);
+        }
+        let fut = async move {
+            let mut out = Vec::new();
+            for d in dirs {
+                out.push((d, store.fetch_dir(d).await?));
+            }
+            Ok::<_, crate::objecter::ObjError>(out)
+        };
+        ctx.spawn(fut.into_actor(self).map(move |r, act, ctx| {
+            let Some(rs) = act.rs.as_mut() else { return };
+            match r {
+                Ok(v) => {
+                    for (d, m) in v {
+                        if let Err(e) = rs.cache.load_dir(d, &m) {
+                            tracing::error!("directory {d:#x} undecodable: {e}");
+                            return act.fail(&w, Errno::EIO);
+                        }
+                    }
+                    act.run(w, loads + 1, ctx);
+                }
+                Err(e) => {
+                    tracing::warn!("loading metadata: {e}");
+                    act.fail(&w, Errno::EIO);
+                }
+            }
+        }));
+    }
+
+    fn may_write(&self, client: &str) -> bool {
+        if let Some(rw) = self.session_rw.get(client) {
+            return *rw;
+        }
+        // A session restored by replay: writable only if every grant allows writing.
+        let Ok(name) = client.parse::<EntityName>() else { return false };
+        let g = self.grants(&name);
+        !g.is_empty() && g.iter().all(|g| g.perm.w)
+    }
+
+    fn try_request(&mut self, w: &Work, ctx: &mut Context<Self>) -> Option<Need> {
+        let Work::Request { client, conn, req } = w else { return None };
+        let info = match self.rs.as_ref().and_then(|rs| rs.sessions.get(client)) {
+            Some(s) => s.info(),
+            None => {
+                reply(conn, req.tid, Err(Errno::ENOTCONN), true);
+                return None;
+            }
+        };
+        let write = req.op.is_write();
+        if write && !self.may_write(client) {
+            reply(conn, req.tid, Err(Errno::EACCES), true);
+            return None;
+        }
+        if write {
+            self.maybe_segment();
+        }
+        let rs = self.rs.as_mut()?;
+        let out = match server::handle(&mut rs.cache, &mut rs.inotable, &info, req, now_ns()) {
+            Err(n) => return Some(n),
+            Ok(o) => o,
+        };
+        let Some(blob) = out.blob else {
+            let mut result = out.result;
+            if let Ok(crate::msg::mds::ReplyBody::Statfs(s)) = &mut result {
+                s.files = rs.inotable.allocated;
+            }
+            reply(conn, req.tid, result, true);
+            return None;
+        };
+        rs.sessions.apply_blob(&blob);
+        reply(conn, req.tid, out.result.clone(), false);
+        let purge = blob.purge.clone();
+        let rx = self.journal(LogEvent::Update(blob), false);
+        let (conn, tid, result) = (conn.clone(), req.tid, out.result);
+        let obj = self.obj.clone();
+        let pools = self.monc.current().osdmap;
+        ctx.spawn(
+            async move {
+                if rx.await.is_err() {
+                    return;
+                }
+                reply(&conn, tid, result, true);
+                for p in purge {
+                    let Some(pool) = pools.as_ref().and_then(|m| m.pools.get(&p.layout.pool)).map(|p| p.name.clone())
+                    else {
+                        continue;
+                    };
+                    for objno in 0..p.layout.object_count(p.size) {
+                        let _ = obj.op(&pool, &data_object(p.ino, objno), vec![OsdOp::Remove]).await;
+                    }
+                }
+            }
+            .into_actor(self),
+        );
+        None
+    }
+
+    fn try_open(&mut self, w: &Work, ctx: &mut Context<Self>) -> Option<Need> {
+        let Work::Open { client, conn, tid, path, rw } = w else { return None };
+        let rs = self.rs.as_ref()?;
+        let ino: Ino = match server::resolve_path(&rs.cache, ROOT_INO, path) {
+            Err(n) => return Some(n),
+            Ok(Err(e)) => {
+                self.fail(w, e);
+                return None;
+            }
+            Ok(Ok(i)) => i,
+        };
+        match rs.cache.inode(ino) {
+            Some(i) if i.is_dir() => {}
+            Some(_) => {
+                self.fail(w, Errno::ENOTDIR);
+                return None;
+            }
+            None => return Some(Need::Inode(ino)),
+        }
+        let has_prealloc = rs.sessions.get(client).is_some_and(|s| !s.prealloc.is_empty());
+        let prealloc = if has_prealloc { None } else { rs.inotable.project_range(PREALLOC) };
+        self.maybe_segment();
+        let ev = LogEvent::Session(SessionEvent::Open { client: client.clone(), root: ino, prealloc });
+        let rs = self.rs.as_mut()?;
+        rs.apply_event(&ev);
+        rs.sessions.renew(client, crate::now_ms());
+        self.session_rw.insert(client.clone(), *rw);
+        let timeout_ms = self.mdsmap.as_ref().map_or(60, |m| m.session_timeout) as u64 * 1000;
+        let rx = self.journal(ev, false);
+        let (conn, tid) = (conn.clone(), *tid);
+        tracing::info!(%client, root = %path, rw, "session opened");
+        ctx.spawn(
+            async move {
+                if rx.await.is_ok() {
+                    let r = SessionReply::Opened { root_ino: ino, session_timeout_ms: timeout_ms };
+                    let _ = conn.reply(tid, Message::MClientSessionReply(r));
+                }
+            }
+            .into_actor(self),
+        );
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn g(s: &str) -> Vec<Grant> {
+        parse_caps("mds", s).unwrap()
+    }
+
+    /// That caps confine a session's root and decide whether it may write.
+    #[test]
+    fn roots_from_caps() {
+        assert_eq!(session_root(&g("allow *"), "/"), Ok(("/".into(), true)));
+        assert_eq!(session_root(&g("allow rw"), "/x/y/"), Ok(("/x/y".into(), true)));
+        assert_eq!(session_root(&g("allow r"), "/"), Ok(("/".into(), false)));
+        assert_eq!(session_root(&g("allow rw path=/a"), "/"), Ok(("/a".into(), true)));
+        assert_eq!(session_root(&g("allow rw path=/a"), "/a/b"), Ok(("/a/b".into(), true)));
+        assert_eq!(session_root(&g("allow rw path=/a"), "/ab"), Err(Errno::EACCES));
+        assert_eq!(session_root(&g("allow rw path=/a"), "/a/../b"), Err(Errno::EINVAL));
+        assert_eq!(session_root(&g("allow r, allow rw path=/a"), "/a"), Ok(("/a".into(), true)));
+        assert_eq!(session_root(&g("allow r, allow rw path=/a"), "/b"), Ok(("/b".into(), false)));
+        assert_eq!(session_root(&[], "/"), Err(Errno::EACCES));
+    }
+}
