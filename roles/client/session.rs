@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, Notify};
@@ -143,6 +143,8 @@ impl Client {
         let (msgr, rx) = Messenger::bind(&id, bind, false, opts, FaultRules::default())
             .map_err(|e| CmdError::new(Errno::EIO, format!("cannot bind a client endpoint: {e}")))?;
         let monc = MonClient::new(msgr.clone(), cfg);
+        let cell: Arc<OnceLock<Arc<Inner>>> = Arc::new(OnceLock::new());
+        tokio::spawn(receive_loop(monc.clone(), cell.clone(), rx));
         monc.start_subscription(MonSubscribe { osdmap: Some(0), fsmap: Some(0), ..Default::default() });
         let timeout = cfg.global.request_timeout().max(Duration::from_secs(5));
         let objecter = Objecter::new(monc.clone(), timeout);
@@ -195,10 +197,11 @@ impl Client {
             dcache: Mutex::new(DentryCache::new(DENTRY_TTL, DENTRY_MAX)),
         });
         if let Err(e) = inner.open_session(&target).await {
+            inner.closed.store(true, Ordering::Relaxed);
             msgr.shutdown();
             return Err(e);
         }
-        tokio::spawn(receive_loop(inner.clone(), rx));
+        let _ = cell.set(inner.clone());
         tokio::spawn(manager(inner.clone()));
         Ok(Client { inner })
     }
@@ -367,11 +370,13 @@ impl Inner {
     }
 }
 
-async fn receive_loop(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Incoming>) {
+/// Feeds maps to the MonClient and replies to the session (once mounted).
+async fn receive_loop(monc: Arc<MonClient>, cell: Arc<OnceLock<Arc<Inner>>>, mut rx: mpsc::UnboundedReceiver<Incoming>) {
     while let Some(inc) = rx.recv().await {
-        if inner.monc.handle_map(&inc.msg) {
+        if monc.handle_map(&inc.msg) {
             continue;
         }
+        let Some(inner) = cell.get() else { continue };
         match inc.msg {
             Message::MClientReply(r) => inner.dispatch(r),
             Message::MClientSessionReply(SessionReply::Closed | SessionReply::Rejected { .. }) => {
