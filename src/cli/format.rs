@@ -54,8 +54,8 @@ fn maps(cmd: &Cmd, m: &Maps, json: bool, post: &Post) -> anyhow::Result<String> 
     let fsm = &m.fsmap;
     let osdm = &m.osdmap;
     Ok(match (cmd, post) {
-        (Cmd::Fs(FsCmd::Ls), _) if json => serde_json::to_string_pretty(&fs_ls_json(fsm, osdm))?,
-        (Cmd::Fs(FsCmd::Ls), _) => fs_ls(fsm, osdm),
+        (Cmd::Fs(FsCmd::Ls { .. }), _) if json => serde_json::to_string_pretty(&fs_ls_json(fsm, osdm))?,
+        (Cmd::Fs(FsCmd::Ls { .. }), _) => fs_ls(fsm, osdm),
         (Cmd::Fs(FsCmd::Dump), _) if json => serde_json::to_string_pretty(fsm)?,
         (Cmd::Fs(FsCmd::Dump), _) => fs_dump(fsm),
         (_, Post::FsOne(name)) => {

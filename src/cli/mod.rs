@@ -5,6 +5,8 @@ mod bench;
 mod cluster;
 mod daemon;
 mod format;
+mod fs;
+mod fs_tree;
 mod journal;
 mod rados;
 
@@ -212,19 +214,85 @@ pub enum MonCmd {
 #[derive(Subcommand, Debug)]
 pub enum FsCmd {
     New { fs: String, metadata_pool: String, data_pool: String },
-    Ls,
-    Get { fs: String },
+    /// Without PATH: the file systems. With PATH: a directory listing (`ls -l` style).
+    Ls {
+        path: Option<String>,
+        #[command(flatten)]
+        at: FsTarget,
+    },
+    /// Make a directory (-p: with missing parents, no error if it exists).
+    Mkdir {
+        path: String,
+        #[arg(short = 'p', long)]
+        parents: bool,
+        /// Permission bits, octal.
+        #[arg(short = 'm', long, default_value = "755")]
+        mode: String,
+        #[command(flatten)]
+        at: FsTarget,
+    },
+    /// Copy a local file (- for stdin) to PATH; -r copies a directory tree.
+    Put {
+        #[arg(short = 'r', long)]
+        recursive: bool,
+        local: PathBuf,
+        path: String,
+        #[command(flatten)]
+        at: FsTarget,
+    },
+    /// Rename or move an entry (into DST when DST is a directory).
+    Mv {
+        src: String,
+        dst: String,
+        #[command(flatten)]
+        at: FsTarget,
+    },
+    /// Attributes of an entry: ino, mode, uid, gid, size, nlink, mtime.
+    Stat {
+        path: String,
+        #[command(flatten)]
+        at: FsTarget,
+    },
+    /// `get FS`: one file system's MDSMap. `get PATH LOCAL [-r]`: copy PATH to a
+    /// local file (- for stdout); -r copies a directory tree.
+    Get {
+        #[arg(id = "target", value_name = "FS|PATH")]
+        fs: String,
+        local: Option<PathBuf>,
+        #[arg(short = 'r', long)]
+        recursive: bool,
+        #[command(flatten)]
+        at: FsTarget,
+    },
     Dump,
     Status { fs: Option<String> },
     /// Set max_mds, allow_standby_replay, joinable, session_timeout or session_autoclose.
     Set { fs: String, var: String, val: String },
     /// Take a file system down: not joinable, every rank failed.
     Fail { fs: String },
+    /// `rm /PATH [-r]` removes a file or tree; `rm FS --yes-i-really-mean-it` removes
+    /// a whole file system (file paths start with `/`, file system names never do).
     Rm {
+        #[arg(id = "target", value_name = "FS|/PATH")]
         fs: String,
         #[arg(long = "yes-i-really-mean-it")]
         yes: bool,
+        #[arg(short = 'r', long)]
+        recursive: bool,
+        #[command(flatten)]
+        at: FsTarget,
     },
+}
+
+/// Which file system file commands act on.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct FsTarget {
+    /// File system name (default: the only one).
+    #[arg(long = "fs")]
+    pub fs: Option<String>,
+    /// Mount this sub-directory as the root.
+    #[arg(long = "root")]
+    pub root: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -284,6 +352,10 @@ pub fn run() -> i32 {
             Cmd::Cluster(c) => cluster::run(c),
             Cmd::Rados { pool, cmd } => rados::run(&cli, pool, cmd),
             Cmd::Journal { fs, rank, cmd } => journal::run(&cli, fs, *rank, cmd),
+            Cmd::Fs(f) if fs_file_cmd(f).is_some() => {
+                let (at, fc) = fs_file_cmd(f).unwrap_or_else(|| unreachable!());
+                fc.and_then(|fc| fs::run(&cli, at, fc))
+            }
             Cmd::ObjectstoreTool { data, op } => objectstore_tool(data, op),
             Cmd::Bench(BenchCmd::Rados { pool, size, threads, seconds }) => {
                 bench::run(&cli, bench::BenchArgs { pool, size, threads: *threads, seconds: *seconds })
@@ -317,6 +389,30 @@ fn objectstore_tool(data: &std::path::Path, op: &str) -> anyhow::Result<()> {
         println!("{pg} {} {combined:016x}", d.len());
     }
     Ok(())
+}
+
+/// The file-command form of an `fs` subcommand, if it is one.
+fn fs_file_cmd(f: &FsCmd) -> Option<(&FsTarget, anyhow::Result<fs::FileCmd<'_>>)> {
+    use fs::FileCmd as F;
+    Some(match f {
+        FsCmd::Ls { path: Some(p), at } => (at, Ok(F::Ls(p))),
+        FsCmd::Rm { fs, yes: false, recursive, at } if fs.starts_with('/') => {
+            (at, Ok(F::Rm { path: fs, recursive: *recursive }))
+        }
+        FsCmd::Mkdir { path, parents, mode, at } => {
+            let m = u32::from_str_radix(mode, 8)
+                .map_err(|_| CmdError::einval(format!("mode '{mode}' is not octal")).into())
+                .map(|mode| F::Mkdir { path, parents: *parents, mode: mode & 0o7777 });
+            (at, m)
+        }
+        FsCmd::Put { recursive, local, path, at } => (at, Ok(F::Put { local, path, recursive: *recursive })),
+        FsCmd::Get { fs: path, local: Some(local), recursive, at } => {
+            (at, Ok(F::Get { path, local, recursive: *recursive }))
+        }
+        FsCmd::Mv { src, dst, at } => (at, Ok(F::Mv { src, dst })),
+        FsCmd::Stat { path, at } => (at, Ok(F::Stat(path))),
+        _ => return None,
+    })
 }
 
 /// Loads the configuration named by -c/CEPHR_CONF.

@@ -1,0 +1,174 @@
+//! File data: reads and writes go straight to the data objects `<ino hex>.<objno 08x>`
+//! in the layout's pool, striped by `striping::file_to_extents`; the object pieces of
+//! one call are written or read in parallel. Missing or short objects read as zeros
+//! (holes), bounded by the file size the MDS holds. After writes the client reports
+//! the new size and mtime with `SetSize` (which only grows the size); shrinking is a
+//! setattr, after which the client cuts or removes the objects past the new end.
+use futures::stream::{self, StreamExt, TryStreamExt};
+use serde_bytes::ByteBuf;
+
+use super::session::lock;
+use super::striping::{file_to_extents, truncate_plan};
+use super::Client;
+use crate::error::{CmdError, Errno};
+use crate::msg::mds::{Ino, InodeStat, MdsOp, ReplyBody, S_IFMT, S_IFREG};
+use crate::msg::osd::OsdOp;
+use crate::objecter::ObjError;
+
+/// Object operations in flight at once for one read or write call.
+const PARALLEL_OBJECTS: usize = 8;
+
+/// Name of data object `objno` of inode `ino`.
+pub fn data_object(ino: Ino, objno: u64) -> String {
+    format!("{ino:x}.{objno:08x}")
+}
+
+fn obj_err(what: String) -> impl FnOnce(ObjError) -> CmdError {
+    move |e| CmdError::new(e.errno(), format!("{what}: {e}"))
+}
+
+pub fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+fn check_regular(st: &InodeStat) -> Result<(), CmdError> {
+    match st.mode & S_IFMT {
+        S_IFREG => Ok(()),
+        crate::msg::mds::S_IFDIR => Err(CmdError::new(Errno::EISDIR, format!("inode {:#x} is a directory", st.ino))),
+        _ => Err(CmdError::new(Errno::EINVAL, format!("inode {:#x} is not a regular file", st.ino))),
+    }
+}
+
+impl Client {
+    /// Attributes for data I/O: the cached ones will do for the layout.
+    async fn layout_of(&self, ino: Ino) -> Result<InodeStat, CmdError> {
+        let cached = lock(&self.inner.dcache).attrs_of(ino);
+        match cached {
+            Some(st) => Ok(st),
+            None => self.getattr(ino).await,
+        }
+    }
+
+    /// Writes the objects only (no size report): the building block of `write`.
+    pub async fn write_data(&self, st: &InodeStat, off: u64, data: &[u8]) -> Result<(), CmdError> {
+        check_regular(st)?;
+        let pool = self.pool_name(st.layout.pool)?;
+        let obj = &self.inner.objecter;
+        let ino = st.ino;
+        stream::iter(file_to_extents(&st.layout, off, data.len() as u64))
+            .map(|e| {
+                let oid = data_object(ino, e.objno);
+                let piece = data[e.buf_off as usize..(e.buf_off + e.len) as usize].to_vec();
+                let pool = pool.clone();
+                async move {
+                    let op = OsdOp::Write { off: e.obj_off, data: ByteBuf::from(piece) };
+                    obj.op(&pool, &oid, vec![op]).await.map_err(obj_err(format!("write {pool}/{oid}")))
+                }
+            })
+            .buffer_unordered(PARALLEL_OBJECTS)
+            .try_collect::<Vec<_>>()
+            .await?;
+        Ok(())
+    }
+
+    /// Reports a writer's size and mtime to the MDS (the size only grows).
+    pub async fn set_size(&self, ino: Ino, size: u64, mtime: i64) -> Result<InodeStat, CmdError> {
+        match self.request(MdsOp::SetSize { ino, size, mtime }).await? {
+            ReplyBody::Inode(st) => {
+                lock(&self.inner.dcache).update_attrs(&st);
+                Ok(st)
+            }
+            other => Err(CmdError::new(Errno::EIO, format!("set size: unexpected reply {other:?}"))),
+        }
+    }
+
+    /// Writes `data` at `off` of file `ino` and reports the new end to the MDS.
+    pub async fn write(&self, ino: Ino, off: u64, data: &[u8]) -> Result<InodeStat, CmdError> {
+        let st = self.layout_of(ino).await?;
+        self.write_data(&st, off, data).await?;
+        self.set_size(ino, off + data.len() as u64, now_ns()).await
+    }
+
+    /// Reads up to `len` bytes at `off` (fewer at the end of the file).
+    pub async fn read(&self, ino: Ino, off: u64, len: u64) -> Result<Vec<u8>, CmdError> {
+        let st = self.getattr(ino).await?;
+        self.read_with(&st, off, len).await
+    }
+
+    /// Reads with attributes the caller already has (the size bounds the read).
+    pub async fn read_with(&self, st: &InodeStat, off: u64, len: u64) -> Result<Vec<u8>, CmdError> {
+        check_regular(st)?;
+        if off >= st.size {
+            return Ok(Vec::new());
+        }
+        let len = len.min(st.size - off);
+        let pool = self.pool_name(st.layout.pool)?;
+        let obj = &self.inner.objecter;
+        let ino = st.ino;
+        let pieces: Vec<(u64, Vec<u8>)> = stream::iter(file_to_extents(&st.layout, off, len))
+            .map(|e| {
+                let oid = data_object(ino, e.objno);
+                let pool = pool.clone();
+                async move {
+                    let mut got = match obj.read(&pool, &oid, e.obj_off, Some(e.len)).await {
+                        Ok(d) => d,
+                        Err(err) if err.errno() == Errno::ENOENT && !matches!(err, ObjError::NoPool(_)) => Vec::new(),
+                        Err(err) => return Err(obj_err(format!("read {pool}/{oid}"))(err)),
+                    };
+                    got.resize(e.len as usize, 0);
+                    Ok::<_, CmdError>((e.buf_off, got))
+                }
+            })
+            .buffer_unordered(PARALLEL_OBJECTS)
+            .try_collect()
+            .await?;
+        let mut out = vec![0u8; len as usize];
+        for (at, d) in pieces {
+            out[at as usize..at as usize + d.len()].copy_from_slice(&d);
+        }
+        Ok(out)
+    }
+
+    /// Cuts the data objects of a file that shrank from `old.size` to `new_size`.
+    pub(super) async fn cut_objects(&self, old: &InodeStat, new_size: u64) -> Result<(), CmdError> {
+        let pool = self.pool_name(old.layout.pool)?;
+        let obj = &self.inner.objecter;
+        let ino = old.ino;
+        stream::iter(truncate_plan(&old.layout, old.size, new_size))
+            .map(|(objno, keep)| {
+                let oid = data_object(ino, objno);
+                let pool = pool.clone();
+                async move {
+                    let op = match keep {
+                        Some(size) => OsdOp::Truncate { size },
+                        None => OsdOp::Remove,
+                    };
+                    match obj.op(&pool, &oid, vec![op]).await {
+                        Ok(_) => Ok(()),
+                        Err(e) if e.errno() == Errno::ENOENT => Ok(()),
+                        Err(e) => Err(obj_err(format!("truncate {pool}/{oid}"))(e)),
+                    }
+                }
+            })
+            .buffer_unordered(PARALLEL_OBJECTS)
+            .try_collect::<Vec<_>>()
+            .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// That data objects are named like the MDS names them.
+    #[test]
+    fn object_names() {
+        assert_eq!(super::data_object(0x10000000001, 3), "10000000001.00000003");
+        assert_eq!(
+            super::data_object(0x1234, 0x1_0000_0000),
+            crate::roles::mds::types::data_object(0x1234, 0x1_0000_0000)
+        );
+    }
+}

@@ -1,0 +1,331 @@
+//! Namespace and attribute operations: path walk by lookups (through the dentry
+//! cache, following symbolic links met mid-path), and one method per MDS op.
+use serde_bytes::ByteBuf;
+
+use super::path::{join, normalize, split_parent};
+use super::session::{errno_text, lock};
+use super::Client;
+use crate::error::{CmdError, Errno};
+use crate::msg::mds::{
+    DirEntry, Ino, InodeStat, MdsOp, ReplyBody, SetAttr, StatfsReply, S_IFDIR, S_IFLNK, S_IFMT,
+};
+
+/// Symbolic links followed in one walk before giving up (Linux: 40, ELOOP).
+const MAX_SYMLINKS: usize = 40;
+/// Entries asked for per readdir request.
+const READDIR_PAGE: u32 = 1024;
+
+fn unexpected(what: &str, body: &ReplyBody) -> CmdError {
+    CmdError::new(Errno::EIO, format!("{what}: unexpected reply {body:?}"))
+}
+
+fn inode(what: &str, body: ReplyBody) -> Result<InodeStat, CmdError> {
+    match body {
+        ReplyBody::Inode(st) => Ok(st),
+        other => Err(unexpected(what, &other)),
+    }
+}
+
+/// Adds context to an error: `mkdir /a/b: file exists`.
+pub fn ctx(what: impl std::fmt::Display) -> impl FnOnce(CmdError) -> CmdError {
+    move |e| {
+        let detail = if e.message == errno_text(e.errno) { String::new() } else { format!(" ({})", e.message) };
+        CmdError::new(e.errno, format!("{what}: {}{detail}", errno_text(e.errno)))
+    }
+}
+
+pub fn is_dir(st: &InodeStat) -> bool {
+    st.mode & S_IFMT == S_IFDIR
+}
+
+impl Client {
+    async fn op_inode(&self, what: &str, op: MdsOp) -> Result<InodeStat, CmdError> {
+        let st = inode(what, self.request(op).await?)?;
+        lock(&self.inner.dcache).update_attrs(&st);
+        Ok(st)
+    }
+
+    /// Looks `name` up in directory `parent` (cache first).
+    pub async fn lookup(&self, parent: Ino, name: &str) -> Result<InodeStat, CmdError> {
+        if name != "." && name != ".." {
+            if let Some(st) = lock(&self.inner.dcache).get(parent, name) {
+                return Ok(st);
+            }
+        }
+        let st = inode("lookup", self.request(MdsOp::Lookup { parent, name: name.to_string() }).await?)?;
+        if name != "." && name != ".." {
+            lock(&self.inner.dcache).insert(parent, name, &st);
+        }
+        Ok(st)
+    }
+
+    /// Walks `path` from the mount root. Symbolic links in the middle of the path are
+    /// followed; the last component is not (lstat semantics).
+    pub async fn lookup_path(&self, path: &str) -> Result<InodeStat, CmdError> {
+        self.walk(normalize(path)?, path).await
+    }
+
+    async fn walk(&self, comps: Vec<String>, shown: &str) -> Result<InodeStat, CmdError> {
+        let root = self.root_ino();
+        let mut todo: std::collections::VecDeque<String> = comps.into();
+        let mut stack: Vec<InodeStat> = vec![self.getattr(root).await.map_err(ctx(shown))?];
+        let mut links = 0;
+        while let Some(name) = todo.pop_front() {
+            if name == ".." {
+                if stack.len() > 1 {
+                    stack.pop();
+                }
+                continue;
+            }
+            let parent = stack.last().cloned().unwrap_or_else(|| unreachable!("stack starts with the root"));
+            if !is_dir(&parent) {
+                return Err(CmdError::new(Errno::ENOTDIR, format!("{shown}: not a directory")));
+            }
+            let st = self.lookup(parent.ino, &name).await.map_err(ctx(shown))?;
+            if st.mode & S_IFMT == S_IFLNK && !todo.is_empty() {
+                links += 1;
+                if links > MAX_SYMLINKS {
+                    return Err(CmdError::new(Errno::EINVAL, format!("{shown}: too many levels of symbolic links")));
+                }
+                let target = match &st.symlink {
+                    Some(t) => t.clone(),
+                    None => self.readlink(st.ino).await?,
+                };
+                if target.starts_with('/') {
+                    stack.truncate(1);
+                }
+                for (i, c) in target.split('/').filter(|c| !c.is_empty() && *c != ".").enumerate() {
+                    todo.insert(i, c.to_string());
+                }
+                continue;
+            }
+            stack.push(st);
+        }
+        Ok(stack.pop().unwrap_or_else(|| unreachable!("stack starts with the root")))
+    }
+
+    /// The directory that holds `path`'s last component, and that name.
+    pub async fn lookup_parent(&self, path: &str) -> Result<(InodeStat, String), CmdError> {
+        let (parent, name) = split_parent(path)?;
+        let dir = self.walk(parent.clone(), &join(&parent)).await?;
+        if !is_dir(&dir) {
+            return Err(CmdError::new(Errno::ENOTDIR, format!("{}: not a directory", join(&parent))));
+        }
+        Ok((dir, name))
+    }
+
+    pub async fn getattr(&self, ino: Ino) -> Result<InodeStat, CmdError> {
+        self.op_inode("getattr", MdsOp::Getattr { ino }).await
+    }
+
+    /// Changes attributes; a smaller size also cuts the data objects past the new end.
+    pub async fn setattr(&self, ino: Ino, set: SetAttr) -> Result<InodeStat, CmdError> {
+        let old = match set.size {
+            Some(_) => Some(self.getattr(ino).await?),
+            None => None,
+        };
+        let st = self.op_inode("setattr", MdsOp::Setattr { ino, set: set.clone() }).await?;
+        if let (Some(old), Some(new)) = (old, set.size) {
+            if new < old.size {
+                self.cut_objects(&old, new).await?;
+            }
+        }
+        Ok(st)
+    }
+
+    pub async fn chmod(&self, ino: Ino, mode: u32) -> Result<InodeStat, CmdError> {
+        self.setattr(ino, SetAttr { mode: Some(mode & 0o7777), ..Default::default() }).await
+    }
+
+    pub async fn chown(&self, ino: Ino, uid: Option<u32>, gid: Option<u32>) -> Result<InodeStat, CmdError> {
+        self.setattr(ino, SetAttr { uid, gid, ..Default::default() }).await
+    }
+
+    pub async fn truncate(&self, ino: Ino, size: u64) -> Result<InodeStat, CmdError> {
+        self.setattr(ino, SetAttr { size: Some(size), ..Default::default() }).await
+    }
+
+    /// Sets access and modification times (nanoseconds since the epoch).
+    pub async fn utimes(&self, ino: Ino, atime: Option<i64>, mtime: Option<i64>) -> Result<InodeStat, CmdError> {
+        self.setattr(ino, SetAttr { atime, mtime, ..Default::default() }).await
+    }
+
+    fn remember(&self, parent: Ino, name: &str, st: &InodeStat) {
+        lock(&self.inner.dcache).insert(parent, name, st);
+    }
+
+    /// Creates a regular file (`excl`: fail with EEXIST if it exists; else open it).
+    pub async fn create(&self, parent: Ino, name: &str, mode: u32, excl: bool) -> Result<InodeStat, CmdError> {
+        let op = MdsOp::Create { parent, name: name.to_string(), mode, excl };
+        let st = self.op_inode("create", op).await?;
+        self.remember(parent, name, &st);
+        Ok(st)
+    }
+
+    pub async fn mknod(&self, parent: Ino, name: &str, mode: u32, rdev: u64) -> Result<InodeStat, CmdError> {
+        let st = self.op_inode("mknod", MdsOp::Mknod { parent, name: name.to_string(), mode, rdev }).await?;
+        self.remember(parent, name, &st);
+        Ok(st)
+    }
+
+    pub async fn mkdir(&self, parent: Ino, name: &str, mode: u32) -> Result<InodeStat, CmdError> {
+        let st = self.op_inode("mkdir", MdsOp::Mkdir { parent, name: name.to_string(), mode }).await?;
+        self.remember(parent, name, &st);
+        Ok(st)
+    }
+
+    pub async fn symlink(&self, parent: Ino, name: &str, target: &str) -> Result<InodeStat, CmdError> {
+        let op = MdsOp::Symlink { parent, name: name.to_string(), target: target.to_string() };
+        let st = self.op_inode("symlink", op).await?;
+        self.remember(parent, name, &st);
+        Ok(st)
+    }
+
+    pub async fn readlink(&self, ino: Ino) -> Result<String, CmdError> {
+        match self.request(MdsOp::Readlink { ino }).await? {
+            ReplyBody::Readlink(t) => Ok(t),
+            other => Err(unexpected("readlink", &other)),
+        }
+    }
+
+    /// Makes `new_parent/new_name` another name of `ino`.
+    pub async fn link(&self, ino: Ino, new_parent: Ino, new_name: &str) -> Result<InodeStat, CmdError> {
+        let op = MdsOp::Link { ino, new_parent, new_name: new_name.to_string() };
+        lock(&self.inner.dcache).forget_attrs(ino);
+        let st = self.op_inode("link", op).await?;
+        self.remember(new_parent, new_name, &st);
+        Ok(st)
+    }
+
+    pub async fn unlink(&self, parent: Ino, name: &str) -> Result<(), CmdError> {
+        lock(&self.inner.dcache).invalidate(parent, name);
+        self.request(MdsOp::Unlink { parent, name: name.to_string() }).await?;
+        lock(&self.inner.dcache).invalidate(parent, name);
+        Ok(())
+    }
+
+    pub async fn rmdir(&self, parent: Ino, name: &str) -> Result<(), CmdError> {
+        let child = lock(&self.inner.dcache).get(parent, name).map(|s| s.ino);
+        lock(&self.inner.dcache).invalidate(parent, name);
+        self.request(MdsOp::Rmdir { parent, name: name.to_string() }).await?;
+        let mut c = lock(&self.inner.dcache);
+        c.invalidate(parent, name);
+        if let Some(d) = child {
+            c.invalidate_dir(d);
+        }
+        Ok(())
+    }
+
+    pub async fn rename(&self, src_parent: Ino, src_name: &str, dst_parent: Ino, dst_name: &str) -> Result<(), CmdError> {
+        let drop_both = |c: &mut super::path::DentryCache| {
+            c.invalidate(src_parent, src_name);
+            c.invalidate(dst_parent, dst_name);
+        };
+        drop_both(&mut lock(&self.inner.dcache));
+        let op = MdsOp::Rename {
+            src_parent,
+            src_name: src_name.to_string(),
+            dst_parent,
+            dst_name: dst_name.to_string(),
+        };
+        self.request(op).await?;
+        drop_both(&mut lock(&self.inner.dcache));
+        Ok(())
+    }
+
+    /// Every entry of directory `ino` (all pages), in name order, without `.`/`..`.
+    pub async fn readdir(&self, ino: Ino) -> Result<Vec<DirEntry>, CmdError> {
+        let mut out: Vec<DirEntry> = Vec::new();
+        let mut cookie: Option<String> = None;
+        loop {
+            let op = MdsOp::Readdir { ino, cookie: cookie.clone(), max: READDIR_PAGE };
+            match self.request(op).await? {
+                ReplyBody::Dir { entries, end } => {
+                    let next = entries.last().map(|e| e.name.clone());
+                    {
+                        let mut c = lock(&self.inner.dcache);
+                        for e in &entries {
+                            if let Some(st) = &e.stat {
+                                c.insert(ino, &e.name, st);
+                            }
+                        }
+                    }
+                    out.extend(entries.into_iter().filter(|e| e.name != "." && e.name != ".."));
+                    if end || next.is_none() || next == cookie {
+                        return Ok(out);
+                    }
+                    cookie = next;
+                }
+                other => return Err(unexpected("readdir", &other)),
+            }
+        }
+    }
+
+    pub async fn getxattr(&self, ino: Ino, name: &str) -> Result<Vec<u8>, CmdError> {
+        match self.request(MdsOp::Getxattr { ino, name: name.to_string() }).await? {
+            ReplyBody::Xattr(v) => Ok(v.into_vec()),
+            other => Err(unexpected("getxattr", &other)),
+        }
+    }
+
+    /// `flags`: 0, `XATTR_CREATE` or `XATTR_REPLACE`.
+    pub async fn setxattr(&self, ino: Ino, name: &str, value: &[u8], flags: u32) -> Result<(), CmdError> {
+        let op = MdsOp::Setxattr { ino, name: name.to_string(), value: ByteBuf::from(value.to_vec()), flags };
+        self.request(op).await.map(|_| ())
+    }
+
+    pub async fn listxattr(&self, ino: Ino) -> Result<Vec<String>, CmdError> {
+        match self.request(MdsOp::Listxattr { ino }).await? {
+            ReplyBody::XattrNames(v) => Ok(v),
+            other => Err(unexpected("listxattr", &other)),
+        }
+    }
+
+    pub async fn removexattr(&self, ino: Ino, name: &str) -> Result<(), CmdError> {
+        self.request(MdsOp::Removexattr { ino, name: name.to_string() }).await.map(|_| ())
+    }
+
+    pub async fn statfs(&self) -> Result<StatfsReply, CmdError> {
+        match self.request(MdsOp::Statfs).await? {
+            ReplyBody::Statfs(s) => Ok(s),
+            other => Err(unexpected("statfs", &other)),
+        }
+    }
+
+    // --- path-level helpers used by the CLI ---
+
+    /// `mkdir -p`: creates every missing directory of `path`; returns the last.
+    pub async fn mkdirs(&self, path: &str, mode: u32) -> Result<InodeStat, CmdError> {
+        let mut cur = self.getattr(self.root_ino()).await?;
+        let comps = normalize(path)?;
+        for (i, name) in comps.iter().enumerate() {
+            let shown = join(&comps[..=i]);
+            cur = match self.lookup(cur.ino, name).await {
+                Ok(st) => st,
+                Err(e) if e.errno == Errno::ENOENT => match self.mkdir(cur.ino, name, mode).await {
+                    Ok(st) => st,
+                    Err(e) if e.errno == Errno::EEXIST => self.lookup(cur.ino, name).await.map_err(ctx(&shown))?,
+                    Err(e) => return Err(ctx(format!("mkdir {shown}"))(e)),
+                },
+                Err(e) => return Err(ctx(&shown)(e)),
+            };
+            if !is_dir(&cur) {
+                return Err(CmdError::new(Errno::ENOTDIR, format!("{shown}: not a directory")));
+            }
+        }
+        Ok(cur)
+    }
+
+    /// Removes `name` in `parent` and, when it is a directory, everything under it.
+    pub async fn remove_tree(&self, parent: Ino, name: &str) -> Result<(), CmdError> {
+        let st = self.lookup(parent, name).await?;
+        if is_dir(&st) {
+            for e in self.readdir(st.ino).await? {
+                Box::pin(self.remove_tree(st.ino, &e.name)).await?;
+            }
+            self.rmdir(parent, name).await
+        } else {
+            self.unlink(parent, name).await
+        }
+    }
+}

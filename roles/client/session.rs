@@ -1,0 +1,446 @@
+//! The client's MDS session: mount (find rank 0 of the file system, open a session),
+//! the request path (tid-matched `MClientReply`s; an op returns on its first reply, the
+//! request is kept until its safe reply), renewals, and reconnection when the FSMap
+//! names another rank-0 daemon (pending and unsafe requests are re-sent to it).
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, Notify};
+
+use super::path::DentryCache;
+use super::Client;
+use crate::auth::Identity;
+use crate::config::ClusterConfig;
+use crate::error::{CmdError, Errno};
+use crate::ids::{EntityName, Gid, PoolId};
+use crate::maps::{FsMap, MdsState};
+use crate::monc::MonClient;
+use crate::msg::mds::{Caller, ClientRequest, Ino, MdsOp, MdsReply, ReplyBody, SessionOp, SessionReply};
+use crate::msg::{Message, MonSubscribe};
+use crate::net::{ConnHandle, FaultRules, Incoming, Messenger, MsgrOptions};
+use crate::objecter::Objecter;
+
+/// How long dentries stay in the client's cache without a lease.
+const DENTRY_TTL: Duration = Duration::from_secs(5);
+const DENTRY_MAX: usize = 16_384;
+
+struct Pending {
+    req: ClientRequest,
+    /// Taken by the first reply; `None` afterwards while waiting for the safe one.
+    waiter: Option<oneshot::Sender<Result<ReplyBody, Errno>>>,
+}
+
+/// The rank-0 daemon the session is with.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) struct MdsTarget {
+    pub gid: Gid,
+    pub peer: EntityName,
+    pub addr: SocketAddr,
+}
+
+pub(super) struct Inner {
+    pub monc: Arc<MonClient>,
+    pub msgr: Messenger,
+    pub objecter: Arc<Objecter>,
+    pub fs_name: String,
+    pub root_path: String,
+    pub root_ino: AtomicU64,
+    pub caller: Mutex<Caller>,
+    pub timeout: Duration,
+    renew_every: Duration,
+    next_tid: AtomicU64,
+    pending: Mutex<BTreeMap<u64, Pending>>,
+    safe_changed: Notify,
+    conn: Mutex<Option<(MdsTarget, ConnHandle)>>,
+    kick: Notify,
+    closed: AtomicBool,
+    pub dcache: Mutex<DentryCache>,
+}
+
+pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A short description of an errno, for messages.
+pub fn errno_text(e: Errno) -> &'static str {
+    match e {
+        Errno::EPERM => "operation not permitted",
+        Errno::ENOENT => "no such file or directory",
+        Errno::EIO => "input/output error",
+        Errno::EAGAIN => "try again",
+        Errno::EACCES => "permission denied",
+        Errno::EBUSY => "busy",
+        Errno::EEXIST => "file exists",
+        Errno::EXDEV => "cross-device link",
+        Errno::ENOTDIR => "not a directory",
+        Errno::EISDIR => "is a directory",
+        Errno::EINVAL => "invalid argument",
+        Errno::ENOSPC => "no space left",
+        Errno::ERANGE => "result out of range",
+        Errno::ENAMETOOLONG => "file name too long",
+        Errno::ENOTEMPTY => "directory not empty",
+        Errno::ENOTSUP => "operation not supported",
+        Errno::ETIMEDOUT => "timed out",
+        Errno::EDQUOT => "quota exceeded",
+        Errno::ESTALE => "stale file handle",
+        Errno::ENOTCONN => "not connected",
+        Errno::ENODATA => "no such attribute",
+        Errno::EMLINK => "too many links",
+        Errno::EBLOCKLISTED => "client is blocklisted",
+    }
+}
+
+/// Rank 0's daemon of `fs` if it is up:active with an address; `Err` when the file
+/// system does not exist.
+pub(super) fn rank0(map: &FsMap, fs: &str) -> Result<Option<MdsTarget>, CmdError> {
+    let f = map.by_name(fs).ok_or_else(|| CmdError::enoent(format!("no file system named '{fs}'")))?;
+    Ok(f.mdsmap.rank_holder(0).filter(|i| i.state == MdsState::Active).and_then(|i| {
+        i.addr.map(|a| MdsTarget { gid: i.gid, peer: EntityName::mds(&i.name), addr: a.addr })
+    }))
+}
+
+/// The file system to mount: `name`, or the only one there is.
+fn pick_fs(map: &FsMap, name: Option<&str>) -> Result<String, CmdError> {
+    if let Some(n) = name {
+        map.by_name(n).ok_or_else(|| CmdError::enoent(format!("no file system named '{n}'")))?;
+        return Ok(n.to_string());
+    }
+    let mut names = map.filesystems.values().map(|f| f.mdsmap.fs_name.clone());
+    match (names.next(), names.next()) {
+        (Some(n), None) => Ok(n),
+        (None, _) => Err(CmdError::enoent("there is no file system (create one with `cephr fs new`)")),
+        (Some(_), Some(_)) => Err(CmdError::einval("several file systems exist: choose one with --fs NAME")),
+    }
+}
+
+impl Client {
+    /// Mounts `fs_name` (or the only file system) as `entity`, keys from the cluster's
+    /// key directory, confined to `root` (default "/").
+    pub async fn mount(
+        cfg: &ClusterConfig,
+        entity: &EntityName,
+        fs_name: Option<&str>,
+        root: Option<&str>,
+    ) -> Result<Client, CmdError> {
+        Client::mount_with_keys(cfg, &cfg.key_dir, entity, fs_name, root).await
+    }
+
+    pub async fn mount_with_keys(
+        cfg: &ClusterConfig,
+        key_dir: &Path,
+        entity: &EntityName,
+        fs_name: Option<&str>,
+        root: Option<&str>,
+    ) -> Result<Client, CmdError> {
+        let id = Identity::load(key_dir, entity)
+            .map_err(|e| CmdError::new(Errno::EACCES, format!("cannot load identity {entity}: {e}")))?;
+        let bind = SocketAddr::from(([127, 0, 0, 1], 0));
+        let opts = MsgrOptions::from_options(&cfg.global);
+        let (msgr, rx) = Messenger::bind(&id, bind, false, opts, FaultRules::default())
+            .map_err(|e| CmdError::new(Errno::EIO, format!("cannot bind a client endpoint: {e}")))?;
+        let monc = MonClient::new(msgr.clone(), cfg);
+        let cell: Arc<OnceLock<Arc<Inner>>> = Arc::new(OnceLock::new());
+        tokio::spawn(receive_loop(monc.clone(), cell.clone(), rx));
+        monc.start_subscription(MonSubscribe { osdmap: Some(0), fsmap: Some(0), ..Default::default() });
+        let timeout = cfg.global.request_timeout().max(Duration::from_secs(5));
+        let objecter = Objecter::new(monc.clone(), timeout);
+
+        // Wait (bounded) for an FSMap naming the file system with an active rank 0.
+        let wait = cfg.global.command_timeout().max(Duration::from_secs(5));
+        let mut w = monc.watch();
+        let deadline = tokio::time::Instant::now() + wait;
+        let (fs, target) = loop {
+            let map = w.borrow_and_update().fsmap.clone();
+            if let Some(map) = map {
+                let fs = pick_fs(&map, fs_name)?;
+                if let Some(t) = rank0(&map, &fs)? {
+                    break (fs, t);
+                }
+            }
+            match tokio::time::timeout_at(deadline, w.changed()).await {
+                Ok(Ok(())) => {}
+                _ => {
+                    msgr.shutdown();
+                    let what = fs_name.map(|f| format!("file system '{f}'")).unwrap_or("the file system".into());
+                    let seen = monc.current().fsmap.is_some();
+                    return Err(CmdError::new(
+                        Errno::ETIMEDOUT,
+                        if seen {
+                            format!("{what} has no active MDS for rank 0 after {:.0} s", wait.as_secs_f64())
+                        } else {
+                            format!("no FSMap from the monitors after {:.0} s", wait.as_secs_f64())
+                        },
+                    ));
+                }
+            }
+        };
+        let inner = Arc::new(Inner {
+            monc,
+            msgr: msgr.clone(),
+            objecter,
+            fs_name: fs,
+            root_path: root.unwrap_or("/").to_string(),
+            root_ino: AtomicU64::new(0),
+            caller: Mutex::new(Caller::root()),
+            timeout,
+            renew_every: Duration::from_secs_f64(cfg.global.client_renew_interval.max(0.5)),
+            next_tid: AtomicU64::new(1),
+            pending: Mutex::new(BTreeMap::new()),
+            safe_changed: Notify::new(),
+            conn: Mutex::new(None),
+            kick: Notify::new(),
+            closed: AtomicBool::new(false),
+            dcache: Mutex::new(DentryCache::new(DENTRY_TTL, DENTRY_MAX)),
+        });
+        if let Err(e) = inner.open_session(&target).await {
+            inner.closed.store(true, Ordering::Relaxed);
+            msgr.shutdown();
+            return Err(e);
+        }
+        let _ = cell.set(inner.clone());
+        tokio::spawn(manager(inner.clone()));
+        Ok(Client { inner })
+    }
+
+    /// The inode number of the mount root.
+    pub fn root_ino(&self) -> Ino {
+        self.inner.root_ino.load(Ordering::Relaxed)
+    }
+
+    pub fn fs_name(&self) -> &str {
+        &self.inner.fs_name
+    }
+
+    /// Credentials sent with every request (default: root).
+    pub fn set_caller(&self, c: Caller) {
+        *lock(&self.inner.caller) = c;
+    }
+
+    /// Sends one metadata op and returns its first reply (unsafe or safe).
+    pub async fn request(&self, op: MdsOp) -> Result<ReplyBody, CmdError> {
+        self.inner.request(op).await
+    }
+
+    /// Waits until every request issued so far has its safe (journaled) reply.
+    pub async fn sync(&self) -> Result<(), CmdError> {
+        let upto = self.inner.next_tid.load(Ordering::Relaxed);
+        let deadline = tokio::time::Instant::now() + self.inner.timeout;
+        loop {
+            let notified = self.inner.safe_changed.notified();
+            let left = lock(&self.inner.pending).range(..upto).count();
+            if left == 0 {
+                return Ok(());
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Err(CmdError::new(
+                    Errno::ETIMEDOUT,
+                    format!("{left} request(s) still not safe after {:.0} s", self.inner.timeout.as_secs_f64()),
+                ));
+            }
+        }
+    }
+
+    /// Number of requests answered unsafe and not yet safe (or not answered at all).
+    pub fn unsafe_count(&self) -> usize {
+        lock(&self.inner.pending).len()
+    }
+
+    /// Waits for safe replies, closes the session and the endpoint.
+    pub async fn unmount(self) -> Result<(), CmdError> {
+        let r = self.sync().await;
+        let conn = lock(&self.inner.conn).clone();
+        if let Some((_, c)) = conn {
+            let close = c.request(Message::MClientSession(SessionOp::Close), Duration::from_secs(2));
+            let _ = close.await;
+        }
+        self.inner.closed.store(true, Ordering::Relaxed);
+        self.inner.kick.notify_one();
+        self.inner.msgr.shutdown();
+        r
+    }
+
+    /// Name of pool `id` in the newest OSDMap.
+    pub(super) fn pool_name(&self, id: PoolId) -> Result<String, CmdError> {
+        let map = self.inner.monc.current().osdmap;
+        map.and_then(|m| m.pools.get(&id).map(|p| p.name.clone()))
+            .ok_or_else(|| CmdError::enoent(format!("data pool {id} is not in the OSDMap")))
+    }
+}
+
+impl Inner {
+    /// Connects to `t` and opens a session there; on success makes it the current one
+    /// and re-sends every request still waiting for an answer or a safe reply.
+    async fn open_session(&self, t: &MdsTarget) -> Result<(), CmdError> {
+        let conn = self
+            .msgr
+            .connect(&t.peer, t.addr, true)
+            .await
+            .map_err(|e| CmdError::new(Errno::ENOTCONN, format!("cannot reach {}: {e}", t.peer)))?;
+        let open = SessionOp::Open { root: self.root_path.clone(), metadata: BTreeMap::new() };
+        let reply = conn
+            .request(Message::MClientSession(open), self.timeout)
+            .await
+            .map_err(|e| CmdError::new(Errno::ETIMEDOUT, format!("session open with {}: {e}", t.peer)))?;
+        match reply {
+            Message::MClientSessionReply(SessionReply::Opened { root_ino, .. }) => {
+                self.root_ino.store(root_ino, Ordering::Relaxed);
+            }
+            Message::MClientSessionReply(SessionReply::Rejected { errno, reason }) => {
+                return Err(CmdError::new(errno, format!("{} refused the session: {reason}", t.peer)));
+            }
+            Message::MError { message } => return Err(CmdError::new(Errno::EIO, format!("{}: {message}", t.peer))),
+            other => {
+                return Err(CmdError::new(Errno::EIO, format!("{} answered the session open with {}", t.peer, other.name())))
+            }
+        }
+        let pending = lock(&self.pending);
+        *lock(&self.conn) = Some((t.clone(), conn.clone()));
+        for p in pending.values() {
+            let _ = conn.send(Message::MClientRequest(p.req.clone()));
+        }
+        tracing::info!(mds = %t.peer, resent = pending.len(), fs = %self.fs_name, "client session open");
+        Ok(())
+    }
+
+    async fn request(&self, op: MdsOp) -> Result<ReplyBody, CmdError> {
+        let tid = self.next_tid.fetch_add(1, Ordering::Relaxed);
+        let req = ClientRequest { tid, op, caller: lock(&self.caller).clone() };
+        let what = format!("{:?}", req.op);
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut pending = lock(&self.pending);
+            let msg = Message::MClientRequest(req.clone());
+            pending.insert(tid, Pending { req, waiter: Some(tx) });
+            let sent = lock(&self.conn).as_ref().map(|(_, c)| c.send(msg).is_ok()).unwrap_or(false);
+            if !sent {
+                self.kick.notify_one();
+            }
+        }
+        match tokio::time::timeout(self.timeout, rx).await {
+            Ok(Ok(Ok(body))) => Ok(body),
+            Ok(Ok(Err(errno))) => Err(CmdError::new(errno, errno_text(errno))),
+            Ok(Err(_)) => Err(CmdError::new(Errno::ENOTCONN, "client is shutting down")),
+            Err(_) => {
+                lock(&self.pending).remove(&tid);
+                self.safe_changed.notify_waiters();
+                let short: String = what.chars().take(80).collect();
+                Err(CmdError::new(
+                    Errno::ETIMEDOUT,
+                    format!("no answer from the MDS within {:.0} s to {short}", self.timeout.as_secs_f64()),
+                ))
+            }
+        }
+    }
+
+    fn dispatch(&self, r: MdsReply) {
+        let mut pending = lock(&self.pending);
+        let Some(p) = pending.get_mut(&r.tid) else { return };
+        let done = r.safe || r.result.is_err();
+        if let Some(w) = p.waiter.take() {
+            let _ = w.send(r.result);
+        }
+        if done {
+            pending.remove(&r.tid);
+            drop(pending);
+            self.safe_changed.notify_waiters();
+        }
+    }
+
+    async fn renew(self: &Arc<Self>, seq: u64) {
+        let conn = lock(&self.conn).clone();
+        let Some((t, c)) = conn else { return };
+        match c.request(Message::MClientSession(SessionOp::Renew { seq }), self.renew_every).await {
+            Ok(Message::MClientSessionReply(SessionReply::RenewAck { .. })) => {}
+            Ok(Message::MClientSessionReply(SessionReply::Rejected { reason, .. })) => {
+                tracing::warn!(mds = %t.peer, "session renewal refused: {reason}; reopening");
+                self.drop_conn();
+            }
+            Ok(other) => tracing::debug!(mds = %t.peer, "renewal answered with {}", other.name()),
+            Err(e) => tracing::debug!(mds = %t.peer, "renewal failed: {e}"),
+        }
+    }
+
+    fn drop_conn(&self) {
+        *lock(&self.conn) = None;
+        self.kick.notify_one();
+    }
+}
+
+/// Feeds maps to the MonClient and replies to the session (once mounted).
+async fn receive_loop(monc: Arc<MonClient>, cell: Arc<OnceLock<Arc<Inner>>>, mut rx: mpsc::UnboundedReceiver<Incoming>) {
+    while let Some(inc) = rx.recv().await {
+        if monc.handle_map(&inc.msg) {
+            continue;
+        }
+        let Some(inner) = cell.get() else { continue };
+        match inc.msg {
+            Message::MClientReply(r) => inner.dispatch(r),
+            Message::MClientSessionReply(SessionReply::Closed | SessionReply::Rejected { .. }) => {
+                tracing::warn!(from = %inc.from, "MDS closed our session; reopening");
+                inner.drop_conn();
+            }
+            other => tracing::debug!(from = %inc.from, "client ignores {}", other.name()),
+        }
+    }
+}
+
+/// Keeps the session alive: renews it, and re-opens it (with back-off) when the
+/// connection drops or the FSMap names another rank-0 daemon.
+async fn manager(inner: Arc<Inner>) {
+    let mut w = inner.monc.watch();
+    let mut tick = tokio::time::interval(inner.renew_every);
+    tick.tick().await;
+    let mut seq = 0u64;
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let conn = lock(&inner.conn).clone();
+        let closed = async {
+            match &conn {
+                Some((_, c)) => c.closed().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = w.changed() => {}
+            _ = inner.kick.notified() => {}
+            _ = closed => {}
+            _ = tick.tick() => {
+                seq += 1;
+                let me = inner.clone();
+                tokio::spawn(async move { me.renew(seq).await });
+            }
+        }
+        if inner.closed.load(Ordering::Relaxed) {
+            return;
+        }
+        let want = inner.monc.current().fsmap.and_then(|m| rank0(&m, &inner.fs_name).ok().flatten());
+        let current = lock(&inner.conn).clone();
+        let healthy = matches!((&current, &want), (Some((t, c)), Some(w)) if t == w && !c.is_closed());
+        let no_active_but_alive = want.is_none() && current.as_ref().is_some_and(|(_, c)| !c.is_closed());
+        if healthy || no_active_but_alive {
+            backoff = Duration::from_millis(100);
+            continue;
+        }
+        if let Some((t, _)) = &current {
+            inner.msgr.forget(&t.peer, t.addr).await;
+        }
+        *lock(&inner.conn) = None;
+        let Some(target) = want else {
+            // No active rank 0 yet: the FSMap watch wakes us when one appears.
+            continue;
+        };
+        match inner.open_session(&target).await {
+            Ok(()) => backoff = Duration::from_millis(100),
+            Err(e) => {
+                tracing::warn!("reconnecting to {}: {e}", target.peer);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+                inner.kick.notify_one();
+            }
+        }
+    }
+}
