@@ -207,3 +207,41 @@ fn t20_path_confinement() {
     let r = as_a(&["get", "/../b/secret", work.path().join("x").to_str().unwrap()]);
     assert_ne!(r.code, 0);
 }
+
+/// t30: a corrupted journal object is reported by `journal inspect`, and the rank is
+/// marked damaged on restart instead of serving a namespace missing its tail.
+#[test]
+fn t30_corrupt_journal_marks_rank_damaged() {
+    let mut c = start_fs();
+    let work = tempfile::tempdir().unwrap();
+    let tree = work.path().join("tree");
+    make_tree(&tree, 60);
+    fs(&c, &["put", "-r", tree.to_str().unwrap(), "/tree"]);
+    let inspect = c.cli(&["journal", "--fs", FS, "--rank", "0", "inspect"]);
+    assert!(inspect.stdout.contains("integrity: OK"), "{}{}", inspect.stdout, inspect.stderr);
+    let obj = work.path().join("j");
+    let r = c.cli(&["rados", "-p", "cephfs_metadata", "get", "200.00000000", obj.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let mut j = std::fs::read(&obj).unwrap();
+    assert!(j.len() > 10_000, "journal has {} bytes", j.len());
+    let mid = j.len() / 2;
+    j[mid] ^= 0x5a;
+    std::fs::write(&obj, &j).unwrap();
+    let r = c.cli(&["rados", "-p", "cephfs_metadata", "put", "200.00000000", obj.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let inspect = c.cli(&["journal", "--fs", FS, "--rank", "0", "inspect"]);
+    assert!(inspect.stdout.contains("DAMAGED"), "inspect: {}{}", inspect.stdout, inspect.stderr);
+    for d in ["mds.a", "mds.b"] {
+        c.kill9(d);
+    }
+    for d in ["mds.a", "mds.b"] {
+        c.start_daemon(d);
+    }
+    c.wait_for(Duration::from_secs(30), "rank 0 damaged", |c| {
+        let r = c.cli(&["fs", "status", FS, "--format", "json"]);
+        serde_json::from_str::<serde_json::Value>(&r.stdout)
+            .is_ok_and(|v| v["filesystems"][0]["damaged"].as_array().is_some_and(|d| d.iter().any(|x| x == 0)))
+    });
+    let r = c.cli(&["fs", "stat", "/tree", "--fs", FS]);
+    assert_ne!(r.code, 0, "a damaged rank served /tree: {}", r.stdout);
+}

@@ -274,7 +274,12 @@ impl MdsRank {
         }
         let tables = (rs.inotable.encode(), rs.sessions.encode());
         self.flushing = true;
+        // The payloads hold every change applied so far, some maybe not yet journaled: a
+        // no-op event journaled now is durable only once all of them are, so waiting for it
+        // keeps un-journaled state out of the directory objects and tables.
+        let barrier = self.journal(LogEvent::NoOp, false);
         let fut = async move {
+            barrier.await.map_err(|_| crate::objecter::ObjError::Osd { errno: crate::error::Errno::EIO, message: "journal gone before the flush barrier".into() })?;
             let mut done = Vec::new();
             for (t, p, v) in items {
                 store.flush(&t, p).await?;
