@@ -206,6 +206,32 @@ fn t20_path_confinement() {
     }
     let r = as_a(&["get", "/../b/secret", work.path().join("x").to_str().unwrap()]);
     assert_ne!(r.code, 0);
+
+    // A client with a certificate from another cluster's CA can't even connect to the MDS.
+    let other = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cephr"))
+        .args(["cluster", "create", "--mons", "a", "--dir"])
+        .arg(other.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let cfg = cephr::config::ClusterConfig::load(&c.conf(), &[]).unwrap();
+    let mds_addr = cfg.mds["a"].addr;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let refused = rt.block_on(async {
+        let id = cephr::auth::Identity::load(&other.path().join("keys"), &"client.admin".parse().unwrap()).unwrap();
+        let opts = cephr::net::MsgrOptions::from_options(&cfg.global);
+        let (m, _rx) =
+            cephr::net::Messenger::bind(&id, "127.0.0.1:0".parse().unwrap(), false, opts, Default::default()).unwrap();
+        let session = cephr::msg::Message::MClientSession(cephr::msg::mds::SessionOp::Open {
+            root: "/".into(),
+            metadata: Default::default(),
+        });
+        m.request(&cephr::ids::EntityName::mds("a"), mds_addr, session, Duration::from_secs(3)).await.is_err()
+    });
+    assert!(refused, "a foreign client was answered by the MDS");
+    let log = std::fs::read_to_string(c.log("mds.a")).unwrap_or_default();
+    assert!(log.contains("refused connection"), "mds.a logs the refusal:\n{log}");
 }
 
 /// t30: a corrupted journal object is reported by `journal inspect`, and the rank is
