@@ -169,7 +169,11 @@ fn t10_data_and_tree_survive_kill_all() {
     for d in all_daemons(&c) {
         c.start_daemon(&d);
     }
-    c.wait_for(Duration::from_secs(40), "rank 0 active again after restart", fs_ready);
+    // The monitors show the killed instance active until its beacon grace passes; the
+    // file system is back when a client gets an answer.
+    c.wait_for(Duration::from_secs(60), "the file system answering after restart", |c| {
+        c.cli(&["fs", "stat", "/big", "--fs", FS]).code == 0
+    });
     let back2 = work.path().join("big.back2");
     fs(&c, &["get", "/big", back2.to_str().unwrap()]);
     assert!(std::fs::read(&back2).unwrap() == data, "big file differs after restart");

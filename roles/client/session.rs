@@ -196,10 +196,32 @@ impl Client {
             closed: AtomicBool::new(false),
             dcache: Mutex::new(DentryCache::new(DENTRY_TTL, DENTRY_MAX)),
         });
-        if let Err(e) = inner.open_session(&target).await {
-            inner.closed.store(true, Ordering::Relaxed);
-            msgr.shutdown();
-            return Err(e);
+        // A map can name an instance that is gone (all daemons restarted, the monitors not
+        // yet past the beacon grace): the daemon now at that address says EAGAIN (or
+        // doesn't answer), and we wait for a newer map until the deadline.
+        let mut target = target;
+        loop {
+            let err = match inner.open_session(&target).await {
+                Ok(()) => break,
+                Err(e) => e,
+            };
+            let retry = matches!(err.errno, Errno::EAGAIN | Errno::ETIMEDOUT | Errno::ENOTCONN);
+            let next = if retry && tokio::time::Instant::now() < deadline {
+                let _ = tokio::time::timeout(Duration::from_millis(300), w.changed()).await;
+                let map = w.borrow_and_update().fsmap.clone();
+                map.and_then(|m| rank0(&m, &inner.fs_name).ok().flatten())
+            } else {
+                None
+            };
+            match next {
+                Some(t) => target = t,
+                None if retry && tokio::time::Instant::now() < deadline => {}
+                None => {
+                    inner.closed.store(true, Ordering::Relaxed);
+                    msgr.shutdown();
+                    return Err(err);
+                }
+            }
         }
         let _ = cell.set(inner.clone());
         tokio::spawn(manager(inner.clone()));
@@ -282,7 +304,7 @@ impl Inner {
             .map_err(|e| CmdError::new(Errno::ENOTCONN, format!("cannot reach {}: {e}", t.peer)))?;
         let open = SessionOp::Open { root: self.root_path.clone(), metadata: BTreeMap::new() };
         let reply = conn
-            .request(Message::MClientSession(open), self.timeout)
+            .request(Message::MClientSession(open), self.timeout.min(Duration::from_secs(3)))
             .await
             .map_err(|e| CmdError::new(Errno::ETIMEDOUT, format!("session open with {}: {e}", t.peer)))?;
         match reply {

@@ -70,7 +70,18 @@ impl MdsRank {
             tracing::debug!(from = %inc.from, "ignoring {}", inc.msg.name());
             return;
         }
+        if matches!(self.state, MdsState::Boot | MdsState::Standby | MdsState::StandbyReplay) {
+            // Holding no rank (a client followed a stale map to this address): say so at
+            // once, so the client waits for a newer map instead of for us.
+            if let Message::MClientSession(SessionOp::Open { .. }) = inc.msg {
+                let reason = format!("this MDS is {} and holds no rank", self.state.name());
+                let r = SessionReply::Rejected { errno: Errno::EAGAIN, reason };
+                let _ = inc.conn.reply(inc.tid, Message::MClientSessionReply(r));
+            }
+            return;
+        }
         if self.state != MdsState::Active {
+            // Recovering a rank: the requests wait for active.
             if self.waiting.len() < 100_000 {
                 self.waiting.push(inc);
             }

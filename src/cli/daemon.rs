@@ -34,6 +34,7 @@ pub fn run(cli: &Cli, role: Role) -> anyhow::Result<()> {
             .keys()
             .map(|m| ("mon".to_string(), m.clone()))
             .chain(cfg.osd.keys().map(|o| ("osd".to_string(), o.clone())))
+            .chain(cfg.mds.keys().map(|m| ("mds".to_string(), m.clone())))
             .collect(),
     };
     let sys = actix::System::new();
