@@ -126,7 +126,7 @@ fn to_command(cmd: &Cmd) -> Result<(MonCommand, Post), CmdError> {
             FsCmd::Set { fs, var, val } => plain(M::FsSet { name: fs.clone(), var: var.clone(), val: val.clone() }),
             FsCmd::Fail { fs } => plain(M::FsFail { name: fs.clone() }),
             FsCmd::Rm { fs, yes, .. } => plain(M::FsRm { name: fs.clone(), confirm: *yes }),
-            other => Err(CmdError::einval(format!("{other:?} is a file command, not a monitor command")).into()),
+            other => Err(CmdError::einval(format!("{other:?} is a file command, not a monitor command"))),
         },
         Cmd::Mds(MdsCmd::Fail { who }) => plain(M::MdsFail { who: who.clone() }),
         Cmd::Pg(_) => plain(M::PgDump),
