@@ -27,12 +27,7 @@ fn obj_err(what: String) -> impl FnOnce(ObjError) -> CmdError {
     move |e| CmdError::new(e.errno(), format!("{what}: {e}"))
 }
 
-pub fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
-}
+use crate::now_ns;
 
 fn check_regular(st: &InodeStat) -> Result<(), CmdError> {
     match st.mode & S_IFMT {

@@ -59,10 +59,7 @@ enum BootKind {
     Replay,
 }
 
-/// Nanoseconds since the Unix epoch (inode times).
-pub(super) fn now_ns() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
-}
+use crate::now_ns;
 
 impl MdsRank {
     pub fn new(

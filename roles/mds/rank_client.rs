@@ -5,7 +5,8 @@
 use actix::prelude::*;
 
 use super::events::{LogEvent, SessionEvent};
-use super::rank::{now_ns, MdsRank};
+use super::rank::MdsRank;
+use crate::now_ns;
 use super::server::{self, Need};
 use super::types::{data_object, Ino, ROOT_INO};
 use crate::auth::{parse_caps, Grant};

@@ -8,7 +8,7 @@ use super::{load_config, Cli, Format, FsTarget};
 use cephr::error::{CmdError, Errno};
 use cephr::ids::EntityName;
 use cephr::msg::mds::{InodeStat, S_IFMT, S_IFREG};
-use cephr::roles::client::data::now_ns;
+use cephr::now_ns;
 use cephr::roles::client::ops::{ctx, is_dir};
 use cephr::roles::client::Client;
 
