@@ -274,6 +274,10 @@ pub struct ClusterConfig {
     pub osd: BTreeMap<String, DaemonConf>,
     #[serde(default)]
     pub mds: BTreeMap<String, DaemonConf>,
+    /// File system the monitors create when the cluster first forms (pools
+    /// `<fs>_metadata` and `<fs>_data`), as `cephr cluster create --fs NAME` asks.
+    #[serde(default)]
+    pub fs: Option<String>,
     pub global: Options,
 }
 

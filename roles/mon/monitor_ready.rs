@@ -11,7 +11,7 @@ use crate::now_ms;
 use crate::error::{CmdError, Errno};
 use crate::ids::EntityName;
 use crate::msg::command::{LocalStatus, MonStatus, StatusReport};
-use crate::msg::{Message, MonSubscribe};
+use crate::msg::{Message, MonCommand, MonSubscribe};
 use crate::net::ConnHandle;
 use crate::roles::mon::health;
 use crate::roles::mon::osd_monitor::FailureReports;
@@ -231,6 +231,26 @@ impl Monitor {
         }
         self.propose_if_changes(MonOp::MdsTick { laggy, now_ms: t });
         self.propose_if_changes(MonOp::OsdTick { unresponsive, now_ms: t });
+        self.bootstrap_fs(t);
+    }
+
+    /// Creates the configured file system (`fs = "NAME"`) with its two pools, once: only
+    /// while no file system has ever been created, so a removed one stays removed.
+    fn bootstrap_fs(&mut self, now_ms: u64) {
+        let Some(name) = self.cfg.fs.clone() else { return };
+        if self.state.fsmap.next_fscid > 1 || self.state.fsmap.by_name(&name).is_some() {
+            return;
+        }
+        let (meta, data) = (format!("{name}_metadata"), format!("{name}_data"));
+        for (pool, pgs) in [(&meta, 16), (&data, 32)] {
+            if !self.state.osdmap.pools.values().any(|p| &p.name == pool) {
+                let cmd = MonCommand::OsdPoolCreate { name: pool.clone(), pg_num: Some(pgs), size: None, min_size: None };
+                self.propose_if_changes(MonOp::Command { cmd, now_ms });
+                return;
+            }
+        }
+        let cmd = MonCommand::FsNew { name, metadata_pool: meta, data_pool: data };
+        self.propose_if_changes(MonOp::Command { cmd, now_ms });
     }
 
     pub(super) fn mon_status(&self) -> MonStatus {

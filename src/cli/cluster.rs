@@ -10,7 +10,15 @@ use cephr::error::CmdError;
 use cephr::ids::EntityName;
 
 pub fn run(c: &ClusterCmd) -> anyhow::Result<()> {
-    let ClusterCmd::Create { dir, mons, profile, port_base, osds, mds } = c;
+    let ClusterCmd::Create { dir, mons, profile, port_base, osds, mds, fs } = c;
+    if let Some(f) = fs {
+        if f.is_empty() || !f.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+            return Err(CmdError::einval(format!("--fs '{f}': use letters, digits, '_' and '-'")).into());
+        }
+        if *mds == 0 {
+            return Err(CmdError::einval("--fs needs at least one MDS (--mds N)").into());
+        }
+    }
     if *mds > 26 {
         return Err(CmdError::einval(format!("--mds {mds}: at most 26 MDS daemons (mds.a .. mds.z)")).into());
     }
@@ -40,7 +48,7 @@ pub fn run(c: &ClusterCmd) -> anyhow::Result<()> {
     let ports = pick_ports(names.len() + osd_names.len() + mds_names.len(), *port_base)?;
     let (mon_ports, rest) = ports.split_at(names.len());
     let (osd_ports, mds_ports) = rest.split_at(osd_names.len());
-    let mut text = render(&dir, &fsid, profile, mons, mon_ports);
+    let mut text = render(&dir, &fsid, profile, fs.as_deref(), mons, mon_ports);
     for (i, port) in osd_ports.iter().enumerate() {
         let _ = write!(
             text,
@@ -70,7 +78,7 @@ fn pick_ports(n: usize, base: Option<u16>) -> anyhow::Result<Vec<u16>> {
     socks.iter().map(|s| Ok(s.local_addr()?.port())).collect()
 }
 
-fn render(dir: &Path, fsid: &str, profile: Profile, mons: &[String], ports: &[u16]) -> String {
+fn render(dir: &Path, fsid: &str, profile: Profile, fs: Option<&str>, mons: &[String], ports: &[u16]) -> String {
     let p = match profile {
         Profile::Default => "default",
         Profile::Fast => "fast",
@@ -82,6 +90,9 @@ fn render(dir: &Path, fsid: &str, profile: Profile, mons: &[String], ports: &[u1
         dir.join("keys").display(),
         dir.display()
     );
+    if let Some(f) = fs {
+        let _ = writeln!(s, "# The monitors create this file system when the cluster first forms.\nfs = \"{f}\"\n");
+    }
     for (m, port) in mons.iter().zip(ports) {
         let _ = writeln!(
             s,

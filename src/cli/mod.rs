@@ -189,6 +189,9 @@ pub enum ClusterCmd {
         /// Number of MDS daemons (mds.a, mds.b, ..): one active per rank, the rest standby.
         #[arg(long, default_value_t = 2)]
         mds: u32,
+        /// File system the monitors create at first start (pools NAME_metadata, NAME_data).
+        #[arg(long)]
+        fs: Option<String>,
     },
 }
 
