@@ -234,6 +234,19 @@ fn t20_path_confinement() {
         m.request(&cephr::ids::EntityName::mds("a"), mds_addr, session, Duration::from_secs(3)).await.is_err()
     });
     assert!(refused, "a foreign client was answered by the MDS");
+
+    // statfs: file count from the MDS, space from the OSDs' reports via the monitors.
+    c.wait_for(Duration::from_secs(10), "OSD space in `cephr df`", |c| {
+        let r = c.cli(&["df", "--format", "json"]);
+        serde_json::from_str::<serde_json::Value>(&r.stdout).is_ok_and(|v| v["total_bytes"].as_u64() > Some(0))
+    });
+    let st = rt.block_on(async {
+        let client = cephr::roles::client::Client::mount(&cfg, &"client.admin".parse().unwrap(), Some(FS), None).await.unwrap();
+        let st = client.statfs().await.unwrap();
+        let _ = client.unmount().await;
+        st
+    });
+    assert!(st.files >= 4 && st.blocks > 0 && st.bfree > 0 && st.bfree <= st.blocks, "statfs: {st:?}");
     let log = std::fs::read_to_string(c.log("mds.a")).unwrap_or_default();
     assert!(log.contains("refused connection"), "mds.a logs the refusal:\n{log}");
 }

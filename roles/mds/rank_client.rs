@@ -227,9 +227,21 @@ impl MdsRank {
             Ok(o) => o,
         };
         let Some(blob) = out.blob else {
-            let mut result = out.result;
-            if let Ok(crate::msg::mds::ReplyBody::Statfs(s)) = &mut result {
+            let result = out.result;
+            if let Ok(crate::msg::mds::ReplyBody::Statfs(mut s)) = result {
+                // Space comes from the monitors (the OSDs' reports), as in Ceph.
                 s.files = rs.inotable.allocated;
+                let (monc, conn, tid) = (self.monc.clone(), conn.clone(), req.tid);
+                actix::spawn(async move {
+                    let df = monc.command_with_timeout(crate::msg::MonCommand::Df, std::time::Duration::from_secs(3)).await;
+                    if let Ok(crate::msg::CommandReply::Df(d)) = df {
+                        let bsize = u64::from(s.bsize.max(1));
+                        s.blocks = d.total_bytes / bsize;
+                        s.bfree = d.avail_bytes / bsize;
+                    }
+                    reply(&conn, tid, Ok(crate::msg::mds::ReplyBody::Statfs(s)), true);
+                });
+                return None;
             }
             reply(conn, req.tid, result, true);
             return None;

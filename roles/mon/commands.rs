@@ -64,7 +64,7 @@ pub fn apply(st: &mut MonState, cmd: &MonCommand, now_ms: u64, p: &MonParams) ->
                 None => Err(CmdError::enoent(format!("entity {entity} does not exist"))),
             }
         }
-        MonCommand::Status | MonCommand::MonStat | MonCommand::LocalStatus | MonCommand::PgDump | MonCommand::GetMaps | MonCommand::AuthLs | MonCommand::AuthGet { .. } => {
+        MonCommand::Status | MonCommand::MonStat | MonCommand::LocalStatus | MonCommand::PgDump | MonCommand::Df | MonCommand::GetMaps | MonCommand::AuthLs | MonCommand::AuthGet { .. } => {
             read(st, cmd).unwrap_or_else(|| Err(CmdError::einval("not a state-changing command")))
         }
     }

@@ -79,6 +79,8 @@ pub struct Monitor {
     /// Latest PG reports from primaries (volatile, like Ceph's mgr; rebuilt within
     /// one report interval after a leader change).
     pg_stats: HashMap<crate::maps::PgId, crate::msg::osd::PgStat>,
+    /// Each OSD's last reported space (with its PG stats).
+    osd_space: HashMap<crate::ids::OsdId, crate::msg::osd::OsdSpace>,
 }
 
 use crate::now_ms;
@@ -147,6 +149,7 @@ pub async fn start(cfg: Arc<ClusterConfig>, name: &str) -> anyhow::Result<Addr<M
             forwards: Vec::new(),
             last_leader: 0,
             pg_stats: HashMap::new(),
+            osd_space: HashMap::new(),
         }
     }))
 }
@@ -247,6 +250,7 @@ impl Monitor {
             MonCommand::Status => return resp.send(Ok(CommandReply::Status(Box::new(self.status())))),
             MonCommand::MonStat => return resp.send(Ok(CommandReply::MonStat(self.mon_status()))),
             MonCommand::PgDump => return resp.send(Ok(CommandReply::PgDump(self.pg_dump()))),
+            MonCommand::Df => return resp.send(Ok(CommandReply::Df(self.df()))),
             _ => {}
         }
         if let Some(r) = commands::read(&self.state, &cmd) {
@@ -288,9 +292,12 @@ impl Monitor {
             }
             Message::MOsdAlive(alive) => MonOp::OsdAlive { alive },
             Message::MOsdPgTemp { entries, .. } => MonOp::PgTemp { entries },
-            Message::MPgStats { stats, .. } => {
+            Message::MPgStats { osd, stats, space } => {
                 for st in stats {
                     self.pg_stats.insert(st.pg, st);
+                }
+                if let Some(sp) = space {
+                    self.osd_space.insert(osd, sp);
                 }
                 return;
             }

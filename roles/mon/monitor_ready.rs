@@ -295,6 +295,23 @@ impl Monitor {
 
     /// Every PG of every pool with its latest report from its current acting primary;
     /// PGs nobody reported for the current mapping are `unknown`.
+    /// Raw space of the up OSDs (their last reports) and objects per pool.
+    pub(super) fn df(&self) -> crate::msg::command::DfReport {
+        let m = &self.state.osdmap;
+        let mut r = crate::msg::command::DfReport::default();
+        for sp in m.osds.values().filter(|o| o.up).filter_map(|o| self.osd_space.get(&o.id)) {
+            r.total_bytes += sp.total;
+            r.used_bytes += sp.used;
+            r.avail_bytes += sp.avail;
+        }
+        let dump = self.pg_dump();
+        for pool in m.pools.values() {
+            let objects = dump.iter().filter(|s| s.pg.pool == pool.id).map(|s| s.num_objects).sum();
+            r.pools.push((pool.name.clone(), objects));
+        }
+        r
+    }
+
     pub(super) fn pg_dump(&self) -> Vec<crate::msg::osd::PgStat> {
         let m = &self.state.osdmap;
         let mut out = Vec::new();

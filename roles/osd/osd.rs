@@ -311,8 +311,9 @@ impl Osd {
         }
         self.reported = (states, Instant::now());
         let (monc, osd) = (self.monc.clone(), self.id);
+        let space = self.cfg.osd.get(&self.id.to_string()).and_then(|d| osd_space(&d.data));
         actix::spawn(async move {
-            let _ = monc.send(Message::MPgStats { osd, stats }).await;
+            let _ = monc.send(Message::MPgStats { osd, stats, space }).await;
         });
     }
 
@@ -325,4 +326,18 @@ impl Osd {
             let _ = monc.send(Message::MOsdBeacon { id, epoch }).await;
         });
     }
+}
+
+/// The OSD's space: its file system's size and free space (statvfs) and its store's size.
+fn osd_space(data: &std::path::Path) -> Option<crate::msg::osd::OsdSpace> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(data.as_os_str().as_bytes()).ok()?;
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid NUL-terminated path and a zeroed statvfs to fill.
+    if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    let used = std::fs::read_dir(data).ok()?.filter_map(|e| e.ok()?.metadata().ok()).map(|m| m.len()).sum();
+    let frsize = st.f_frsize as u64;
+    Some(crate::msg::osd::OsdSpace { total: st.f_blocks as u64 * frsize, used, avail: st.f_bavail as u64 * frsize })
 }

@@ -130,6 +130,7 @@ fn to_command(cmd: &Cmd) -> Result<(MonCommand, Post), CmdError> {
         },
         Cmd::Mds(MdsCmd::Fail { who }) => plain(M::MdsFail { who: who.clone() }),
         Cmd::Pg(_) => plain(M::PgDump),
+        Cmd::Df => plain(M::Df),
         Cmd::Osd(o) => match o {
             OsdCmd::Tree | OsdCmd::Dump | OsdCmd::Map { .. } => plain(M::GetMaps),
             OsdCmd::Pool(PoolCmd::Create { pool, pg_num, size, min_size }) => plain(M::OsdPoolCreate {

@@ -32,6 +32,8 @@ pub fn print(cmd: &Cmd, reply: &CommandReply, fmt: Format, post: &Post) -> anyho
         CommandReply::PgDump(p) if json => serde_json::to_string_pretty(p)?,
         CommandReply::PgDump(p) if matches!(cmd, Cmd::Pg(super::PgCmd::Stat)) => pg_stat(p),
         CommandReply::PgDump(p) => pg_dump(p),
+        CommandReply::Df(d) if json => serde_json::to_string_pretty(d)?,
+        CommandReply::Df(d) => df(d),
         CommandReply::Local(l) if json => serde_json::to_string_pretty(l)?,
         CommandReply::Local(l) => format!(
             "mon.{} {} (leader {}) term {} applied {} monmap e{} osdmap e{} fsmap e{}",
@@ -383,4 +385,18 @@ fn blocklist(m: &OsdMap) -> String {
     }
     let _ = write!(o, "listed {} entries", m.blocklist.len());
     o
+}
+
+fn df(d: &cephr::msg::command::DfReport) -> String {
+    let gib = |b: u64| format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64);
+    let mut o = format!(
+        "--- RAW STORAGE ---\nSIZE        AVAIL       USED\n{:<12}{:<12}{}\n\n--- POOLS ---\nPOOL              OBJECTS\n",
+        gib(d.total_bytes),
+        gib(d.avail_bytes),
+        gib(d.used_bytes)
+    );
+    for (name, objects) in &d.pools {
+        let _ = writeln!(o, "{name:<18}{objects}");
+    }
+    o.trim_end().to_string()
 }

@@ -84,6 +84,8 @@ pub enum Cmd {
     /// Placement group states.
     #[command(subcommand)]
     Pg(PgCmd),
+    /// Raw space of the OSDs and objects per pool.
+    Df,
     /// Offline look at a stopped OSD's store: `digest` prints every PG's object
     /// count and content digest (to compare replicas).
     ObjectstoreTool {

@@ -16,6 +16,8 @@ pub enum MonCommand {
     GetMaps,
     /// Every PG's latest reported state (unknown when no primary reported it).
     PgDump,
+    /// Raw space and objects per pool (`cephr df`).
+    Df,
     FsNew { name: String, metadata_pool: String, data_pool: String },
     FsSet { name: String, var: String, val: String },
     FsFail { name: String },
@@ -43,6 +45,7 @@ impl MonCommand {
                 | MonCommand::MonStat
                 | MonCommand::LocalStatus
                 | MonCommand::PgDump
+                | MonCommand::Df
                 | MonCommand::GetMaps
                 | MonCommand::AuthLs
                 | MonCommand::AuthGet { .. }
@@ -59,7 +62,18 @@ pub enum CommandReply {
     Maps(Box<Maps>),
     Local(LocalStatus),
     PgDump(Vec<crate::msg::osd::PgStat>),
+    Df(DfReport),
     Auth(Vec<AuthEntry>),
+}
+
+/// `cephr df`: raw space summed over the up OSDs' reports, and objects per pool.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DfReport {
+    pub total_bytes: u64,
+    pub used_bytes: u64,
+    pub avail_bytes: u64,
+    /// (pool name, objects) from the PG reports.
+    pub pools: Vec<(String, u64)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -201,7 +201,8 @@ pub struct StatfsReply {
     pub namemax: u32,
     /// Preferred I/O size (the default object size).
     pub bsize: u32,
-    /// Space figures; filled in by the MDS from pool statistics, 0 when unknown.
+    /// Space in `bsize` units: the MDS asks the monitors (`df`: the up OSDs' reported
+    /// file-system size and free space); 0 when they don't answer within 3 s.
     pub blocks: u64,
     pub bfree: u64,
 }

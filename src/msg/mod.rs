@@ -83,7 +83,12 @@ pub enum Message {
     /// Between OSDs: replication, peering and recovery.
     MOsdPeer(osd::OsdPeerMsg),
     /// A primary's periodic report of its PGs' states.
-    MPgStats { osd: OsdId, stats: Vec<osd::PgStat> },
+    MPgStats {
+        osd: OsdId,
+        stats: Vec<osd::PgStat>,
+        #[serde(default)]
+        space: Option<osd::OsdSpace>,
+    },
 }
 
 impl Message {

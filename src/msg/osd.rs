@@ -145,6 +145,15 @@ pub enum OsdPeerMsg {
     ListReply { objects: Vec<String>, done: bool },
 }
 
+/// An OSD's space, sent with its PG reports: the file system holding its store (`total`,
+/// `avail`) and the store itself (`used`), in bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct OsdSpace {
+    pub total: u64,
+    pub used: u64,
+    pub avail: u64,
+}
+
 /// A primary's report on one PG (`MPgStats`), kept by the monitor leader.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PgStat {
