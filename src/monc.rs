@@ -212,6 +212,17 @@ impl MonClient {
         self.maps.subscribe()
     }
 
+    /// Every later change of the maps, as `pick` sees them (`None` skipped): e.g. each new
+    /// OSDMap as a stream for an actor's `ctx.add_stream`.
+    pub fn map_updates<T>(&self, pick: fn(&MapSet) -> Option<T>) -> impl futures::Stream<Item = T> {
+        let changes = futures::stream::unfold(self.watch(), move |mut w| async move {
+            w.changed().await.ok()?;
+            let m = pick(&w.borrow_and_update());
+            Some((m, w))
+        });
+        futures::StreamExt::filter_map(changes, |m| async move { m })
+    }
+
     /// The newest maps held now (cheap: clones of `Arc`s).
     pub fn current(&self) -> MapSet {
         self.maps.borrow().clone()

@@ -71,16 +71,11 @@ pub async fn start(cfg: Arc<ClusterConfig>, id: &str) -> anyhow::Result<Addr<Mds
     let beacon = Arc::new(BeaconShared { want: Mutex::new(MdsState::Boot), poke: tokio::sync::Notify::new() });
     tracing::info!(name = %entity, gid, addr = %msgr.entity_addr(), "mds starting");
     start_beacon(monc.clone(), beacon.clone(), gid, id.to_string(), cfg.global.mds_beacon_interval());
-    let watch = monc.watch();
-    let rank = MdsRank::new(cfg, id.to_string(), gid, msgr, monc, obj, beacon);
+    let maps = monc.map_updates(|m| m.fsmap.clone().map(NewFsMap));
+    let rank = MdsRank::new(cfg, id.to_string(), gid, monc, obj, beacon);
     Ok(MdsRank::create(move |ctx| {
-        ctx.add_stream(futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) }));
-        let maps = futures::stream::unfold(watch, |mut w| async move {
-            w.changed().await.ok()?;
-            let m = w.borrow_and_update().fsmap.clone();
-            Some((m, w))
-        });
-        ctx.add_stream(futures::StreamExt::filter_map(maps, |m| async move { m.map(NewFsMap) }));
+        ctx.add_stream(crate::net::incoming_stream(rx));
+        ctx.add_stream(maps);
         rank
     }))
 }

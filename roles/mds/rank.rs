@@ -20,7 +20,7 @@ use crate::config::ClusterConfig;
 use crate::ids::{Gid, Rank};
 use crate::maps::{state_transition_valid, FsMap, MdsMap, MdsState};
 use crate::monc::MonClient;
-use crate::net::{Incoming, Messenger};
+use crate::net::Incoming;
 use crate::objecter::Objecter;
 
 /// A newer FSMap reached the daemon.
@@ -32,8 +32,6 @@ pub struct MdsRank {
     pub(super) cfg: Arc<ClusterConfig>,
     name: String,
     gid: Gid,
-    #[allow(dead_code)]
-    msgr: Messenger,
     pub(super) monc: Arc<MonClient>,
     pub(super) obj: Arc<Objecter>,
     beacon: Arc<BeaconShared>,
@@ -66,7 +64,6 @@ impl MdsRank {
         cfg: Arc<ClusterConfig>,
         name: String,
         gid: Gid,
-        msgr: Messenger,
         monc: Arc<MonClient>,
         obj: Arc<Objecter>,
         beacon: Arc<BeaconShared>,
@@ -75,7 +72,6 @@ impl MdsRank {
             cfg,
             name,
             gid,
-            msgr,
             monc,
             obj,
             beacon,

@@ -129,7 +129,7 @@ pub async fn start(cfg: Arc<ClusterConfig>, name: &str) -> anyhow::Result<Addr<M
     tracing::info!(mon = name, addr = %me.addr, "monitor starting");
     let name = name.to_string();
     Ok(Monitor::create(move |ctx| {
-        ctx.add_stream(futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) }));
+        ctx.add_stream(crate::net::incoming_stream(rx));
         Monitor {
             name,
             params: MonParams::from_config(&cfg),

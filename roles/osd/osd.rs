@@ -101,17 +101,12 @@ pub async fn start(cfg: Arc<ClusterConfig>, id: OsdId) -> anyhow::Result<Addr<Os
     let worker = StoreWorker::start(store.clone(), &format!("osd.{id}"))?;
     let monc = MonClient::new(msgr.clone(), &cfg);
     monc.start_subscription(MonSubscribe { osdmap: Some(0), auth: Some(0), ..Default::default() });
-    let watch = monc.watch();
+    let maps = monc.map_updates(|m| m.osdmap.clone().map(NewMap));
     let host = me.host.clone().unwrap_or_else(|| format!("host-{id}"));
     tracing::info!(osd = id, addr = %me.addr, %host, "osd starting");
     Ok(Osd::create(move |ctx| {
-        ctx.add_stream(futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) }));
-        let maps = futures::stream::unfold(watch, |mut w| async move {
-            w.changed().await.ok()?;
-            let m = w.borrow_and_update().osdmap.clone();
-            Some((m, w))
-        });
-        ctx.add_stream(futures::StreamExt::filter_map(maps, |m| async move { m.map(NewMap) }));
+        ctx.add_stream(crate::net::incoming_stream(rx));
+        ctx.add_stream(maps);
         Osd {
             id,
             cfg,

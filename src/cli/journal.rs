@@ -36,11 +36,10 @@ pub fn run(cli: &Cli, fs: &str, rank: Rank, cmd: &JournalCmd) -> anyhow::Result<
 async fn open(monc: &Arc<MonClient>, fs: &str, rank: Rank, timeout: Duration) -> anyhow::Result<MetaStore> {
     let mut w = monc.watch();
     let ready = tokio::time::timeout(timeout, w.wait_for(|m| m.fsmap.is_some() && m.osdmap.is_some())).await;
-    if !matches!(ready, Ok(Ok(_))) {
+    let maps = ready.ok().and_then(|r| r.ok()).map(|m| (m.fsmap.clone(), m.osdmap.clone()));
+    let Some((Some(fsmap), Some(osdmap))) = maps else {
         return Err(CmdError::new(Errno::ETIMEDOUT, "no FSMap/OSDMap from the monitors").into());
-    }
-    let maps = monc.current();
-    let (Some(fsmap), Some(osdmap)) = (maps.fsmap, maps.osdmap) else { unreachable!("waited for both") };
+    };
     let f = fsmap.by_name(fs).ok_or_else(|| CmdError::enoent(format!("no file system '{fs}'")))?;
     let pool = osdmap
         .pools

@@ -357,10 +357,10 @@ pub fn run() -> i32 {
             Cmd::Cluster(c) => cluster::run(c),
             Cmd::Rados { pool, cmd } => rados::run(&cli, pool, cmd),
             Cmd::Journal { fs, rank, cmd } => journal::run(&cli, fs, *rank, cmd),
-            Cmd::Fs(f) if fs_file_cmd(f).is_some() => {
-                let (at, fc) = fs_file_cmd(f).unwrap_or_else(|| unreachable!());
-                fc.and_then(|fc| fs::run(&cli, at, fc))
-            }
+            Cmd::Fs(f) => match fs_file_cmd(f) {
+                Some((at, fc)) => fc.and_then(|fc| fs::run(&cli, at, fc)),
+                None => admin::run(&cli, cmd),
+            },
             Cmd::ObjectstoreTool { data, op } => objectstore_tool(data, op),
             Cmd::Bench(BenchCmd::Rados { pool, size, threads, seconds }) => {
                 bench::run(&cli, bench::BenchArgs { pool, size, threads: *threads, seconds: *seconds })

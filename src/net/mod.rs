@@ -67,6 +67,11 @@ impl MsgrOptions {
     }
 }
 
+/// The messenger's incoming receiver as a stream (for `ctx.add_stream` in an actor).
+pub fn incoming_stream(rx: mpsc::UnboundedReceiver<Incoming>) -> impl futures::Stream<Item = Incoming> {
+    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) })
+}
+
 /// A message that arrived, with the connection it came on.
 #[derive(Debug)]
 pub struct Incoming {
