@@ -6,6 +6,7 @@
 //! client caches dentries for a few seconds and drops its own stale ones on
 //! unlink/rmdir/rename; file size and mtime reach the MDS by `SetSize` after writes.
 pub mod data;
+pub mod file;
 pub mod ops;
 pub mod path;
 pub mod session;

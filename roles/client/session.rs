@@ -59,6 +59,7 @@ pub(super) struct Inner {
     kick: Notify,
     closed: AtomicBool,
     pub dcache: Mutex<DentryCache>,
+    pub(super) files: super::file::Files,
 }
 
 pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -195,6 +196,7 @@ impl Client {
             kick: Notify::new(),
             closed: AtomicBool::new(false),
             dcache: Mutex::new(DentryCache::new(DENTRY_TTL, DENTRY_MAX)),
+            files: Default::default(),
         });
         // A map can name an instance that is gone (all daemons restarted, the monitors not
         // yet past the beacon grace): the daemon now at that address says EAGAIN (or
