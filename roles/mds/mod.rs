@@ -1,5 +1,5 @@
 //! The MDS role's pure core: the metadata cache, request handlers, journal format and
-//! events, replay, inode table and session map (no I/O there), plus the daemon around
+//! events, replay, inode table, session map and quotas (no I/O there), plus the daemon around
 //! it: `daemon` (process start, beacon, respawn), `rank` + `rank_client` (the MdsRank
 //! actor: states, sessions, requests, flush/expire), `mdlog` (journal writer with group
 //! commit), `store` (metadata objects in RADOS) and `logio` (pure journal I/O rules).
@@ -10,6 +10,7 @@ pub mod inotable;
 pub mod journal;
 pub mod logio;
 pub mod mdlog;
+pub mod quota;
 pub mod rank;
 mod rank_client;
 pub mod replay;

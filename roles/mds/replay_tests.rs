@@ -3,6 +3,7 @@ use crate::msg::mds::{Caller, ClientRequest, MdsOp, SetAttr};
 use crate::roles::mds::cache::tests::{flush_all, load_all};
 use crate::roles::mds::cache::{FlushPayload, FlushTarget};
 use crate::roles::mds::journal::{JournalCursor, JournalReader};
+use crate::roles::mds::quota::{rstat_mismatches, MAX_BYTES, MAX_FILES};
 use crate::roles::mds::server::handle;
 use crate::roles::mds::types::{FileLayout, Ino, ROOT_INO};
 use proptest::prelude::*;
@@ -23,6 +24,8 @@ enum AOp {
     Truncate(usize, u16),
     Setxattr(usize, u8),
     SetSize(usize, u16),
+    /// Set `ceph.quota.max_files` (small, so it bites) or `max_bytes` on a directory.
+    Quota(usize, bool, u16),
     /// Start a new journal segment.
     Segment,
     /// Write every dirty item back (the store replay may start from).
@@ -44,6 +47,7 @@ fn aop() -> impl Strategy<Value = AOp> {
         1 => (i(), any::<u16>()).prop_map(|(a, s)| AOp::Truncate(a, s)),
         1 => (i(), n()).prop_map(|(a, b)| AOp::Setxattr(a, b)),
         1 => (i(), any::<u16>()).prop_map(|(a, s)| AOp::SetSize(a, s)),
+        1 => (i(), any::<bool>(), any::<u16>()).prop_map(|(a, b, v)| AOp::Quota(a, b, v)),
         1 => Just(AOp::Segment),
         1 => Just(AOp::Flush),
     ]
@@ -75,6 +79,10 @@ fn concrete(op: &AOp, dirs: &[Ino], all: &[Ino]) -> Option<MdsOp> {
         AOp::Truncate(i, s) => MdsOp::Setattr { ino: a(i), set: SetAttr { size: Some(s as u64), ..Default::default() } },
         AOp::Setxattr(i, n) => MdsOp::Setxattr { ino: a(i), name: format!("user.{n}"), value: ByteBuf::from(vec![n]), flags: 0 },
         AOp::SetSize(i, s) => MdsOp::SetSize { ino: a(i), size: s as u64, mtime: s as i64 },
+        AOp::Quota(p, bytes, v) => {
+            let (name, v) = if bytes { (MAX_BYTES, v as u64 * 2) } else { (MAX_FILES, v as u64 % 8) };
+            MdsOp::Setxattr { ino: d(p), name: name.into(), value: ByteBuf::from(v.to_string().into_bytes()), flags: 0 }
+        }
         AOp::Segment | AOp::Flush => return None,
     })
 }
@@ -150,6 +158,8 @@ fn check(ops: &[AOp], users: &[bool]) -> Result<(), TestCaseError> {
     }
     let entries = JournalReader::new(&stream, 0, Some(1)).read_all().map_err(|d| TestCaseError::fail(d.to_string()))?;
     prop_assert_eq!(entries.len(), n_entries);
+    let bad = rstat_mismatches(&live.cache);
+    prop_assert!(bad.is_empty(), "live rstats: {:?}", bad);
     // Full replay from the start.
     let mut r = initial;
     r.replay(&entries);
@@ -165,6 +175,7 @@ fn check(ops: &[AOp], users: &[bool]) -> Result<(), TestCaseError> {
         };
         r.replay(&entries[s.from_entry..]);
         prop_assert_eq!(r.cache.view(), live.cache.view());
+        prop_assert!(rstat_mismatches(&r.cache).is_empty());
         prop_assert_eq!(&r.inotable, &live.inotable);
         prop_assert_eq!(&r.sessions.sessions, &live.sessions.sessions);
     }
@@ -176,20 +187,22 @@ proptest! {
 
     /// That replaying the journal (encoded, read back) of a random op sequence rebuilds
     /// the live state exactly, both from the start and from the segment of the last
-    /// write-back onto what that write-back stored.
+    /// write-back onto what that write-back stored, recursive stats included (they stay
+/// equal to the sum over each directory, and quotas refuse some of the ops).
     #[test]
     fn replay_equals_live(ops in proptest::collection::vec(aop(), 1..80), users in proptest::collection::vec(any::<bool>(), 80)) {
         check(&ops, &users)?;
     }
 }
 
-/// That a fixed sequence touching hard links, strays and renames replays exactly.
+/// That a fixed sequence touching hard links, strays, renames and quotas replays exactly.
 #[test]
 fn replay_fixed_sequence() {
     use AOp::*;
     let ops = [
         Mkdir(0, 0), Create(0, 1), Create(1, 2), Link(1, 0, 3), Segment, Flush, Unlink(0, 1),
         Rename(0, 3, 1, 4), Mkdir(0, 4), Rename(1, 4, 0, 2), Segment, Rmdir(0, 0), Setxattr(0, 1), Truncate(0, 9),
+        Quota(0, false, 3), Quota(0, true, 100), Create(0, 0), SetSize(1, 300), Create(1, 3), Flush, Mkdir(0, 3),
     ];
     check(&ops, &[false; 20]).unwrap();
 }

@@ -21,6 +21,8 @@ use crate::msg::mds::{Caller, ClientRequest, MdsOp, ReplyBody, S_ISVTX};
 mod ns;
 #[path = "server_attr.rs"]
 mod attr;
+#[path = "server_quota.rs"]
+mod vxattr;
 
 /// What the cache lacks to answer a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -380,6 +382,7 @@ impl<'a> Tx<'a> {
                 self.dentry(d, &n, Some(Linkage::Primary(i)));
             }
         }
+        super::quota::propagate(self.cache, &mut self.blob)?;
         Ok(self.blob)
     }
 }

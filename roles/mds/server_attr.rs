@@ -1,5 +1,6 @@
 //! Attribute operations: setattr (chmod, chown, truncate, utimes), open (with
-//! O_TRUNC), writer size flushes, and extended attributes.
+//! O_TRUNC), writer size flushes, and extended attributes (`ceph.` names go to
+//! `server_quota.rs`).
 use serde_bytes::ByteBuf;
 
 use super::{may, Cx, Plan, MAY_READ, MAY_WRITE, R};
@@ -15,7 +16,7 @@ pub const XATTR_SIZE_MAX: usize = 65536;
 
 impl<'a> Cx<'a> {
     /// Journals `n` as the new state of its inode, and answers with its attributes.
-    fn write_inode(&self, desc: String, n: Inode, truncate: Option<Truncate>) -> R<Plan> {
+    pub(super) fn write_inode(&self, desc: String, n: Inode, truncate: Option<Truncate>) -> R<Plan> {
         let mut tx = self.tx(desc);
         let mut n = n;
         n.version = tx.blob.version;
@@ -163,6 +164,9 @@ impl<'a> Cx<'a> {
 
     pub(crate) fn getxattr(&self, ino: Ino, name: &str) -> R<Plan> {
         let i = self.reach(ino)?;
+        if name.starts_with("ceph.") {
+            return self.get_vxattr(i, name);
+        }
         self.xattr_allowed(i, name, false)?;
         let v = i.xattrs.get(name).ok_or(Errno::ENODATA)?;
         Ok(Plan::Read(ReplyBody::Xattr(v.clone())))
@@ -180,6 +184,9 @@ impl<'a> Cx<'a> {
             return Err(Errno::EINVAL.into());
         }
         let i = self.reach(ino)?;
+        if name.starts_with("ceph.") {
+            return self.set_vxattr(i, name, value, flags);
+        }
         self.xattr_allowed(i, name, true)?;
         if value.len() > XATTR_SIZE_MAX {
             return Err(Errno::ERANGE.into());
@@ -199,6 +206,9 @@ impl<'a> Cx<'a> {
 
     pub(crate) fn removexattr(&self, ino: Ino, name: &str) -> R<Plan> {
         let i = self.reach(ino)?;
+        if name.starts_with("ceph.") {
+            return self.remove_vxattr(i, name);
+        }
         self.xattr_allowed(i, name, true)?;
         if !i.xattrs.contains_key(name) {
             return Err(Errno::ENODATA.into());

@@ -103,6 +103,44 @@ pub struct Inode {
     pub symlink: Option<String>,
     pub xattrs: BTreeMap<String, ByteBuf>,
     pub version: u64,
+    /// Recursive statistics of a directory's subtree (zero for other inodes); kept by
+    /// `quota::propagate` in every blob that changes the subtree.
+    #[serde(default)]
+    pub rstat: RStat,
+    /// The directory's quota (`ceph.quota.*`); zero fields mean no limit.
+    #[serde(default)]
+    pub quota: Quota,
+}
+
+/// What lies below a directory, recursively (the directory itself not counted).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RStat {
+    /// Sizes of the regular files whose primary dentry is below.
+    pub rbytes: u64,
+    /// Non-directory dentries below (hard links count once per name).
+    pub rfiles: u64,
+    /// Directories below.
+    pub rsubdirs: u64,
+}
+
+impl RStat {
+    /// Files plus directories: what `ceph.quota.max_files` limits.
+    pub fn rentries(&self) -> u64 {
+        self.rfiles + self.rsubdirs
+    }
+}
+
+/// A directory quota as set through `ceph.quota.max_bytes` / `ceph.quota.max_files`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Quota {
+    pub max_bytes: u64,
+    pub max_files: u64,
+}
+
+impl Quota {
+    pub fn is_set(&self) -> bool {
+        self.max_bytes > 0 || self.max_files > 0
+    }
 }
 
 impl Inode {
@@ -124,6 +162,8 @@ impl Inode {
             symlink: None,
             xattrs: BTreeMap::new(),
             version: 0,
+            rstat: RStat::default(),
+            quota: Quota::default(),
         }
     }
     pub fn file_type(&self) -> u32 {

@@ -1,4 +1,4 @@
-//! `cephr fs ls|mkdir|put|get|rm|mv|stat PATH`: file commands through the client
+//! `cephr fs ls|mkdir|put|get|rm|mv|stat|setfattr|getfattr PATH`: file commands through the client
 //! library (`roles/client`). They mount the file system given by `--fs` (default: the
 //! only one), optionally confined to `--root DIR`, as `--name` (default client.admin).
 use std::io::{Read, Write};
@@ -24,6 +24,8 @@ pub enum FileCmd<'a> {
     Rm { path: &'a str, recursive: bool },
     Mv { src: &'a str, dst: &'a str },
     Stat(&'a str),
+    Setfattr { path: &'a str, name: &'a str, op: super::fs_xattr::SetOp<'a> },
+    Getfattr { path: &'a str, name: Option<&'a str> },
 }
 
 pub fn run(cli: &Cli, at: &FsTarget, cmd: FileCmd<'_>) -> anyhow::Result<()> {
@@ -86,6 +88,8 @@ async fn execute(c: &Client, cmd: FileCmd<'_>, json: bool) -> anyhow::Result<()>
                 put_file(c, local, path).await?;
             }
         }
+        FileCmd::Setfattr { path, name, op } => super::fs_xattr::setfattr(c, path, name, op).await?,
+        FileCmd::Getfattr { path, name } => super::fs_xattr::getfattr(c, path, name, json).await?,
         FileCmd::Get { path, local, recursive } => {
             if recursive {
                 super::fs_tree::get_tree(c, path, local).await?;

@@ -7,6 +7,7 @@ mod daemon;
 mod format;
 mod fs;
 mod fs_tree;
+mod fs_xattr;
 mod journal;
 mod rados;
 
@@ -269,6 +270,26 @@ pub enum FsCmd {
         #[command(flatten)]
         at: FsTarget,
     },
+    /// Set an extended attribute (`-x`: remove it), e.g. `ceph.quota.max_bytes`.
+    Setfattr {
+        path: String,
+        #[arg(value_name = "NAME")]
+        attr: String,
+        value: Option<String>,
+        #[arg(short = 'x', long = "remove", conflicts_with = "value")]
+        remove: bool,
+        #[command(flatten)]
+        at: FsTarget,
+    },
+    /// Print an extended attribute (also `ceph.dir.rbytes|rfiles|rsubdirs|rentries`,
+    /// `ceph.quota.*`); without NAME, every listed one.
+    Getfattr {
+        path: String,
+        #[arg(value_name = "NAME")]
+        attr: Option<String>,
+        #[command(flatten)]
+        at: FsTarget,
+    },
     Dump,
     Status { fs: Option<String> },
     /// Set max_mds, allow_standby_replay, joinable, session_timeout or session_autoclose.
@@ -416,6 +437,15 @@ fn fs_file_cmd(f: &FsCmd) -> Option<(&FsTarget, anyhow::Result<fs::FileCmd<'_>>)
         }
         FsCmd::Mv { src, dst, at } => (at, Ok(F::Mv { src, dst })),
         FsCmd::Stat { path, at } => (at, Ok(F::Stat(path))),
+        FsCmd::Setfattr { path, attr, value, remove, at } => {
+            let op = match (value, remove) {
+                (Some(v), false) => Ok(fs_xattr::SetOp::Set(v)),
+                (None, true) => Ok(fs_xattr::SetOp::Remove),
+                _ => Err(CmdError::einval("setfattr: give a VALUE or -x").into()),
+            };
+            (at, op.map(|op| F::Setfattr { path, name: attr, op }))
+        }
+        FsCmd::Getfattr { path, attr, at } => (at, Ok(F::Getfattr { path, name: attr.as_deref() })),
         _ => return None,
     })
 }
