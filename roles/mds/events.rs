@@ -92,8 +92,15 @@ impl EMetaBlob {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SessionEvent {
     /// A session opened, confined to `root`, with inode numbers preallocated for it
-    /// from the InoTable (`start..start+len`). Renewals are not journaled.
-    Open { client: String, root: Ino, prealloc: Option<(Ino, u64)> },
+    /// from the InoTable (`start..start+len`). Renewals are not journaled. `addr` is
+    /// the client instance, which an eviction blocklists (also after failover).
+    Open {
+        client: String,
+        root: Ino,
+        prealloc: Option<(Ino, u64)>,
+        #[serde(default)]
+        addr: Option<crate::ids::EntityAddr>,
+    },
     /// More inode numbers preallocated for a session.
     Prealloc { client: String, start: Ino, len: u64 },
     /// A session closed or was evicted; its unused preallocated inos go back.

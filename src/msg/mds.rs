@@ -236,6 +236,8 @@ pub enum SessionOp {
     /// Heartbeat; the MDS answers with the same `seq`.
     Renew { seq: u64 },
     Close,
+    /// Answer to a `Recall`: what the client still holds after trimming.
+    RecallAck { seq: u64, caps: u64, dentries: u64 },
 }
 
 /// `MClientSession` from the MDS.
@@ -246,6 +248,44 @@ pub enum SessionReply {
     Closed,
     /// The session was refused (bad root, blocklisted, not permitted) or evicted.
     Rejected { errno: Errno, reason: String },
+    /// Cache pressure (sent one-way): keep at most `max_caps` caps and cached dentries,
+    /// release the rest, and answer with `RecallAck` carrying the same `seq`.
+    Recall { seq: u64, max_caps: u64 },
+}
+
+/// `MMdsCommand`: an admin asks the MDS holding a rank about its client sessions.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum MdsCommand {
+    /// Every session of the rank (`cephr client ls`).
+    SessionLs,
+    /// Evict a client: by entity (`client.x`), entity id (`x`) or instance
+    /// (`IP:PORT/NONCE`); answered once its blocklist entry is committed.
+    SessionEvict { who: String },
+}
+
+/// One session as `cephr client ls` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionListing {
+    /// The entity's id (`x` of `client.x`).
+    pub id: String,
+    pub entity: String,
+    /// The client instance (address/nonce) the blocklist would name.
+    pub addr: Option<crate::ids::EntityAddr>,
+    /// `open`, `stale`, `killing`, ...
+    pub state: String,
+    pub root: Ino,
+    /// Milliseconds since the session was last renewed.
+    pub renew_age_ms: u64,
+    pub caps: u64,
+    /// Whether a cache-pressure recall to it is outstanding past its deadline.
+    pub recall_overdue: bool,
+}
+
+/// Answer to an `MMdsCommand`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum MdsCommandReply {
+    Sessions(Vec<SessionListing>),
+    Done(String),
 }
 
 /// Checks a name given for a new or existing entry: non-empty, at most `NAME_MAX`
