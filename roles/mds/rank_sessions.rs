@@ -191,6 +191,10 @@ impl MdsRank {
                     refuse(&inc, errno, why);
                     return None;
                 }
+                let stale = self.rs.as_ref().and_then(|rs| rs.sessions.get(&client)).is_some_and(|s| s.state == SessionState::Stale);
+                if stale && matches!(inc.msg, Message::MClientSession(SessionOp::Open { .. })) {
+                    tracing::info!(%client, "session stale -> open: the client reopened it");
+                }
                 self.upkeep.conns.insert(client, inc.conn.clone());
                 Some(inc)
             }
