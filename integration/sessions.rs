@@ -36,7 +36,7 @@ fn start_fs(extra: &str) -> Cluster {
 }
 
 fn add_client(c: &Cluster, entity: &str) {
-    ok(&c, &["auth", "add", entity, "--caps", "mon=allow r", "--caps", "osd=allow rw", "--caps", "mds=allow rw"]);
+    ok(c, &["auth", "add", entity, "--caps", "mon=allow r", "--caps", "osd=allow rw", "--caps", "mds=allow rw"]);
 }
 
 /// The sessions `cephr client ls` shows (empty when the MDS does not answer).
@@ -147,8 +147,9 @@ fn t10_silent_client_goes_stale_then_is_evicted() {
     eprintln!("--- SIGCONT: the evicted client's write must be refused");
     holder.signal("CONT");
     let (code, err) = holder.finish(b"data written after eviction", Duration::from_secs(60));
-    assert_ne!(code, 0, "the evicted client's upload succeeded: {err}");
-    assert!(err.contains("EBLOCKLISTED") || err.contains("blocklisted"), "{err}");
+    eprintln!("--- the client said: {}", err.trim());
+    assert_eq!(code, 108, "the evicted client's upload must fail with EBLOCKLISTED: {err}");
+    assert!(err.contains(&format!("client.held at {addr} is blocklisted")), "the OSD must refuse the write: {err}");
 }
 
 /// That `cephr client evict` is for admins only, evicts a library client at once

@@ -129,6 +129,20 @@ mod tests {
     use super::*;
     use crate::msg::mds::S_IFREG;
 
+    /// That a session open journaled before instances were recorded (no `addr`
+    /// field) still decodes, with no instance.
+    #[test]
+    fn old_session_open_decodes() {
+        #[derive(Serialize)]
+        enum OldSession {
+            Open { client: String, root: Ino, prealloc: Option<(Ino, u64)> },
+        }
+        let old = OldSession::Open { client: "client.a".into(), root: 1, prealloc: None };
+        let b = rmp_serde::to_vec_named(&old).unwrap();
+        let ev: SessionEvent = rmp_serde::from_slice(&b).unwrap();
+        assert_eq!(ev, SessionEvent::Open { client: "client.a".into(), root: 1, prealloc: None, addr: None });
+    }
+
     /// That dirs_touched lists each pre-existing directory once.
     #[test]
     fn dirs_touched_skips_new_dirs() {

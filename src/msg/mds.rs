@@ -336,6 +336,33 @@ mod tests {
         assert_eq!(rmp_serde::from_slice::<MdsReply>(&b).unwrap(), rep);
     }
 
+    /// That the session-fault messages (recall, its answer, the admin commands and
+    /// their replies) round-trip through MessagePack with named fields.
+    #[test]
+    fn session_fault_messages_round_trip() {
+        let recall = SessionReply::Recall { seq: 3, max_caps: 100 };
+        let b = rmp_serde::to_vec_named(&recall).unwrap();
+        assert_eq!(rmp_serde::from_slice::<SessionReply>(&b).unwrap(), recall);
+        let ack = SessionOp::RecallAck { seq: 3, caps: 0, dentries: 12 };
+        let b = rmp_serde::to_vec_named(&ack).unwrap();
+        assert_eq!(rmp_serde::from_slice::<SessionOp>(&b).unwrap(), ack);
+        let evict = MdsCommand::SessionEvict { who: "127.0.0.1:6800/9".into() };
+        let b = rmp_serde::to_vec_named(&evict).unwrap();
+        assert_eq!(rmp_serde::from_slice::<MdsCommand>(&b).unwrap(), evict);
+        let ls = MdsCommandReply::Sessions(vec![SessionListing {
+            id: "x".into(),
+            entity: "client.x".into(),
+            addr: Some("127.0.0.1:6800/9".parse().unwrap()),
+            state: "stale".into(),
+            root: 1,
+            renew_age_ms: 7_000,
+            caps: 0,
+            recall_overdue: true,
+        }]);
+        let b = rmp_serde::to_vec_named(&ls).unwrap();
+        assert_eq!(rmp_serde::from_slice::<MdsCommandReply>(&b).unwrap(), ls);
+    }
+
     /// That the object count of a layout covers every byte and no more.
     #[test]
     fn layout_object_count() {
