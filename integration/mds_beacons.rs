@@ -53,7 +53,7 @@ fn spawn_mds(rt: &tokio::runtime::Runtime, c: &Cluster, name: &str) -> FakeMds {
                     None => return, // removed from the map: a real daemon would respawn
                 };
                 seq += 1;
-                let b = MdsBeacon { gid, name: name2.clone(), addr: Some(me), fs: None, want_state: want, seq };
+                let b = MdsBeacon { gid, name: name2.clone(), addr: Some(me), fs: None, want_state: want, seq, health: Vec::new() };
                 let _ = monc.send(Message::MMdsBeacon(b)).await;
             }
         });

@@ -112,6 +112,25 @@ impl DentryCache {
         self.dentries.len()
     }
 
+    /// Cache pressure: keeps at most `max` dentries, dropping expired then least
+    /// recently cached ones, and the attributes no remaining dentry names (attributes
+    /// are refetched on demand). Returns how many dentries remain.
+    pub fn trim_to(&mut self, max: usize) -> usize {
+        let ttl = self.ttl;
+        self.dentries.retain(|_, (_, at)| at.elapsed() <= ttl);
+        if self.dentries.len() > max {
+            let mut ages: Vec<((Ino, String), Instant)> = self.dentries.iter().map(|(k, (_, at))| (k.clone(), *at)).collect();
+            ages.sort_by_key(|(_, at)| *at);
+            let excess = self.dentries.len() - max;
+            for (k, _) in ages.into_iter().take(excess) {
+                self.dentries.remove(&k);
+            }
+        }
+        let named: std::collections::HashSet<Ino> = self.dentries.values().map(|(i, _)| *i).collect();
+        self.attrs.retain(|ino, _| named.contains(ino));
+        self.dentries.len()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.dentries.is_empty()
     }
@@ -155,8 +174,8 @@ mod tests {
         assert_eq!(join(&["a".into(), "b".into()]), "/a/b");
     }
 
-    /// That the cache answers hits, drops invalidated entries, expires old ones and
-    /// keeps only the newest attributes.
+    /// That the cache answers hits, drops invalidated entries, expires old ones,
+    /// keeps only the newest attributes, and trims to a recall target oldest first.
     #[test]
     fn dentry_cache_invalidation() {
         let mut c = DentryCache::new(Duration::from_secs(60), 100);
@@ -177,6 +196,19 @@ mod tests {
         short.insert(1, "x", &st(12, 1));
         std::thread::sleep(Duration::from_millis(2));
         assert!(short.get(1, "x").is_none());
+
+        let mut many = DentryCache::new(Duration::from_secs(60), 100);
+        for i in 0..10u64 {
+            many.insert(1, &format!("f{i}"), &st(100 + i, 1));
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        many.update_attrs(&st(500, 1));
+        assert_eq!(many.trim_to(4), 4);
+        assert!(many.get(1, "f0").is_none(), "the oldest go first");
+        assert!(many.get(1, "f9").is_some(), "the newest stay");
+        assert!(many.attrs_of(500).is_none() && many.attrs_of(100).is_none(), "unnamed attributes go");
+        assert_eq!(many.trim_to(0), 0);
+        assert!(many.is_empty());
 
         let mut small = DentryCache::new(Duration::from_secs(60), 2);
         small.insert(1, "p", &st(20, 1));

@@ -60,7 +60,12 @@ pub(super) struct Inner {
     closed: AtomicBool,
     pub dcache: Mutex<DentryCache>,
     pub(super) files: super::file::Files,
+    /// Why the mount was evicted, once it was (`session_faults.rs`).
+    blocklisted: Mutex<Option<String>>,
 }
+
+#[path = "session_faults.rs"]
+mod faults;
 
 pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -197,6 +202,7 @@ impl Client {
             closed: AtomicBool::new(false),
             dcache: Mutex::new(DentryCache::new(DENTRY_TTL, DENTRY_MAX)),
             files: Default::default(),
+            blocklisted: Mutex::new(None),
         });
         // A map can name an instance that is gone (all daemons restarted, the monitors not
         // yet past the beacon grace): the daemon now at that address says EAGAIN (or
@@ -331,6 +337,9 @@ impl Inner {
     }
 
     async fn request(&self, op: MdsOp) -> Result<ReplyBody, CmdError> {
+        if let Some(e) = self.blocklisted_error() {
+            return Err(e);
+        }
         let tid = self.next_tid.fetch_add(1, Ordering::Relaxed);
         let req = ClientRequest { tid, op, caller: lock(&self.caller).clone() };
         let what = format!("{:?}", req.op);
@@ -346,7 +355,12 @@ impl Inner {
         }
         match tokio::time::timeout(self.timeout, rx).await {
             Ok(Ok(Ok(body))) => Ok(body),
-            Ok(Ok(Err(errno))) => Err(CmdError::new(errno, errno_text(errno))),
+            Ok(Ok(Err(errno))) => {
+                if errno == Errno::EBLOCKLISTED {
+                    self.on_blocklisted("the MDS refused a request: this instance is blocklisted");
+                }
+                Err(CmdError::new(errno, errno_text(errno)))
+            }
             Ok(Err(_)) => Err(CmdError::new(Errno::ENOTCONN, "client is shutting down")),
             Err(_) => {
                 lock(&self.pending).remove(&tid);
@@ -379,9 +393,9 @@ impl Inner {
         let Some((t, c)) = conn else { return };
         match c.request(Message::MClientSession(SessionOp::Renew { seq }), self.renew_every).await {
             Ok(Message::MClientSessionReply(SessionReply::RenewAck { .. })) => {}
-            Ok(Message::MClientSessionReply(SessionReply::Rejected { reason, .. })) => {
-                tracing::warn!(mds = %t.peer, "session renewal refused: {reason}; reopening");
-                self.drop_conn();
+            Ok(Message::MClientSessionReply(SessionReply::Rejected { errno, reason })) => {
+                tracing::warn!(mds = %t.peer, "session renewal refused: {reason}");
+                self.on_rejected(errno, &reason);
             }
             Ok(other) => tracing::debug!(mds = %t.peer, "renewal answered with {}", other.name()),
             Err(e) => tracing::debug!(mds = %t.peer, "renewal failed: {e}"),
@@ -403,10 +417,12 @@ async fn receive_loop(monc: Arc<MonClient>, cell: Arc<OnceLock<Arc<Inner>>>, mut
         let Some(inner) = cell.get() else { continue };
         match inc.msg {
             Message::MClientReply(r) => inner.dispatch(r),
-            Message::MClientSessionReply(SessionReply::Closed | SessionReply::Rejected { .. }) => {
+            Message::MClientSessionReply(SessionReply::Rejected { errno, reason }) => inner.on_rejected(errno, &reason),
+            Message::MClientSessionReply(SessionReply::Closed) => {
                 tracing::warn!(from = %inc.from, "MDS closed our session; reopening");
                 inner.drop_conn();
             }
+            Message::MClientSessionReply(SessionReply::Recall { seq, max_caps }) => inner.on_recall(&inc.conn, seq, max_caps),
             other => tracing::debug!(from = %inc.from, "client ignores {}", other.name()),
         }
     }
@@ -438,7 +454,7 @@ async fn manager(inner: Arc<Inner>) {
                 tokio::spawn(async move { me.renew(seq).await });
             }
         }
-        if inner.closed.load(Ordering::Relaxed) {
+        if inner.finished() {
             return;
         }
         let want = inner.monc.current().fsmap.and_then(|m| rank0(&m, &inner.fs_name).ok().flatten());
@@ -459,6 +475,7 @@ async fn manager(inner: Arc<Inner>) {
         };
         match inner.open_session(&target).await {
             Ok(()) => backoff = Duration::from_millis(100),
+            Err(e) if e.errno == Errno::EBLOCKLISTED => inner.on_blocklisted(&e.message),
             Err(e) => {
                 tracing::warn!("reconnecting to {}: {e}", target.peer);
                 tokio::time::sleep(backoff).await;

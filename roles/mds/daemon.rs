@@ -10,6 +10,7 @@ use crate::config::ClusterConfig;
 use crate::ids::{EntityName, Gid};
 use crate::maps::MdsState;
 use crate::monc::MonClient;
+use crate::msg::command::HealthCheck;
 use crate::msg::{MdsBeacon, Message, MonSubscribe};
 use crate::net::{FaultRules, Messenger, MsgrOptions};
 use crate::objecter::Objecter;
@@ -19,6 +20,8 @@ use crate::objecter::Objecter;
 pub struct BeaconShared {
     pub want: Mutex<MdsState>,
     pub poke: tokio::sync::Notify,
+    /// The daemon's health warnings (e.g. clients failing to answer recalls).
+    pub health: Mutex<Vec<HealthCheck>>,
 }
 
 impl BeaconShared {
@@ -31,6 +34,17 @@ impl BeaconShared {
     }
     pub fn get(&self) -> MdsState {
         *self.want.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    /// Replaces the health warnings; a change goes out with the next beacon, at once.
+    pub fn set_health(&self, checks: Vec<HealthCheck>) {
+        let mut h = self.health.lock().unwrap_or_else(|e| e.into_inner());
+        if *h != checks {
+            *h = checks;
+            self.poke.notify_one();
+        }
+    }
+    pub fn health(&self) -> Vec<HealthCheck> {
+        self.health.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
 
@@ -68,7 +82,11 @@ pub async fn start(cfg: Arc<ClusterConfig>, id: &str) -> anyhow::Result<Addr<Mds
     let timeout = Duration::from_secs_f64(cfg.global.mon_command_timeout.max(10.0));
     let obj = Objecter::new(monc.clone(), timeout);
     let gid: Gid = rand::random::<u64>() >> 8;
-    let beacon = Arc::new(BeaconShared { want: Mutex::new(MdsState::Boot), poke: tokio::sync::Notify::new() });
+    let beacon = Arc::new(BeaconShared {
+        want: Mutex::new(MdsState::Boot),
+        poke: tokio::sync::Notify::new(),
+        health: Mutex::new(Vec::new()),
+    });
     tracing::info!(name = %entity, gid, addr = %msgr.entity_addr(), "mds starting");
     start_beacon(monc.clone(), beacon.clone(), gid, id.to_string(), cfg.global.mds_beacon_interval());
     let maps = monc.map_updates(|m| m.fsmap.clone().map(NewFsMap));
@@ -89,7 +107,8 @@ fn start_beacon(monc: Arc<MonClient>, shared: Arc<BeaconShared>, gid: Gid, name:
             let want = shared.get();
             seq += 1;
             let addr = Some(monc.messenger().entity_addr());
-            let b = MdsBeacon { gid, name: name.clone(), addr, fs: None, want_state: want, seq };
+            let health = shared.health();
+            let b = MdsBeacon { gid, name: name.clone(), addr, fs: None, want_state: want, seq, health };
             if let Err(e) = monc.send(Message::MMdsBeacon(b)).await {
                 tracing::debug!("beacon not sent: {e}");
             }

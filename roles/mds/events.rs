@@ -92,8 +92,15 @@ impl EMetaBlob {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SessionEvent {
     /// A session opened, confined to `root`, with inode numbers preallocated for it
-    /// from the InoTable (`start..start+len`). Renewals are not journaled.
-    Open { client: String, root: Ino, prealloc: Option<(Ino, u64)> },
+    /// from the InoTable (`start..start+len`). Renewals are not journaled. `addr` is
+    /// the client instance, which an eviction blocklists (also after failover).
+    Open {
+        client: String,
+        root: Ino,
+        prealloc: Option<(Ino, u64)>,
+        #[serde(default)]
+        addr: Option<crate::ids::EntityAddr>,
+    },
     /// More inode numbers preallocated for a session.
     Prealloc { client: String, start: Ino, len: u64 },
     /// A session closed or was evicted; its unused preallocated inos go back.
@@ -121,6 +128,20 @@ pub enum LogEvent {
 mod tests {
     use super::*;
     use crate::msg::mds::S_IFREG;
+
+    /// That a session open journaled before instances were recorded (no `addr`
+    /// field) still decodes, with no instance.
+    #[test]
+    fn old_session_open_decodes() {
+        #[derive(Serialize)]
+        enum OldSession {
+            Open { client: String, root: Ino, prealloc: Option<(Ino, u64)> },
+        }
+        let old = OldSession::Open { client: "client.a".into(), root: 1, prealloc: None };
+        let b = rmp_serde::to_vec_named(&old).unwrap();
+        let ev: SessionEvent = rmp_serde::from_slice(&b).unwrap();
+        assert_eq!(ev, SessionEvent::Open { client: "client.a".into(), root: 1, prealloc: None, addr: None });
+    }
 
     /// That dirs_touched lists each pre-existing directory once.
     #[test]

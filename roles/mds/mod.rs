@@ -1,7 +1,9 @@
 //! The MDS role's pure core: the metadata cache, request handlers, journal format and
 //! events, replay, inode table, session map and quotas (no I/O there), plus the daemon around
 //! it: `daemon` (process start, beacon, respawn), `rank` + `rank_client` (the MdsRank
-//! actor: states, sessions, requests, flush/expire), `mdlog` (journal writer with group
+//! actor: states, sessions, requests, flush/expire), `rank_sessions` (session
+//! timeouts, eviction, cache-pressure recall over the pure `session_timers` and
+//! `recall`), `mdlog` (journal writer with group
 //! commit), `store` (metadata objects in RADOS) and `logio` (pure journal I/O rules).
 pub mod cache;
 pub mod daemon;
@@ -13,8 +15,11 @@ pub mod mdlog;
 pub mod quota;
 pub mod rank;
 mod rank_client;
+mod rank_sessions;
+pub mod recall;
 pub mod replay;
 pub mod store;
 pub mod server;
+pub mod session_timers;
 pub mod sessionmap;
 pub mod types;

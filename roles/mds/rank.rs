@@ -34,7 +34,7 @@ pub struct MdsRank {
     gid: Gid,
     pub(super) monc: Arc<MonClient>,
     pub(super) obj: Arc<Objecter>,
-    beacon: Arc<BeaconShared>,
+    pub(super) beacon: Arc<BeaconShared>,
     pub(super) state: MdsState,
     rank: Option<Rank>,
     pub(super) mdsmap: Option<MdsMap>,
@@ -49,6 +49,8 @@ pub struct MdsRank {
     pub(super) waiting: Vec<Incoming>,
     /// Whether each session may write (from its caps when it opened).
     pub(super) session_rw: HashMap<String, bool>,
+    /// Session timeouts, evictions and cache-pressure recalls (`rank_sessions.rs`).
+    pub(super) upkeep: super::rank_sessions::SessionUpkeep,
 }
 
 enum BootKind {
@@ -87,6 +89,7 @@ impl MdsRank {
             flushing: false,
             waiting: Vec::new(),
             session_rw: HashMap::new(),
+            upkeep: Default::default(),
         }
     }
 
@@ -209,6 +212,7 @@ impl MdsRank {
         }
         self.start_segment();
         ctx.run_interval(Duration::from_millis(1000), |act, ctx| act.tick(ctx));
+        self.start_session_upkeep(ctx);
         for inc in std::mem::take(&mut self.waiting) {
             self.dispatch(inc, ctx);
         }

@@ -11,7 +11,7 @@ use super::server::{self, Need};
 use super::types::{data_object, Ino, ROOT_INO};
 use crate::auth::{parse_caps, Grant};
 use crate::error::Errno;
-use crate::ids::EntityName;
+use crate::ids::{EntityAddr, EntityName};
 use crate::maps::MdsState;
 use crate::msg::mds::{ClientRequest, MdsReply, SessionOp, SessionReply};
 use crate::msg::osd::OsdOp;
@@ -26,7 +26,7 @@ const MAX_LOADS: u32 = 64;
 /// Work that may have to wait for metadata to be loaded.
 pub(super) enum Work {
     Request { client: String, conn: ConnHandle, req: ClientRequest },
-    Open { client: String, conn: ConnHandle, tid: u64, path: String, rw: bool },
+    Open { client: String, conn: ConnHandle, tid: u64, path: String, rw: bool, addr: EntityAddr },
 }
 
 /// The root path a session gets and whether it may write, from its `mds` grants and
@@ -60,13 +60,14 @@ fn reply(conn: &ConnHandle, tid: u64, result: Result<crate::msg::mds::ReplyBody,
 }
 
 impl MdsRank {
-    fn grants(&self, client: &EntityName) -> Vec<Grant> {
+    pub(super) fn grants(&self, client: &EntityName) -> Vec<Grant> {
         let auth = self.monc.current().auth;
         let caps = auth.as_ref().and_then(|a| a.entries.get(client)).and_then(|c| c.get("mds").cloned());
         caps.and_then(|s| parse_caps("mds", &s).ok()).unwrap_or_default()
     }
 
     pub(super) fn dispatch(&mut self, inc: Incoming, ctx: &mut Context<Self>) {
+        let Some(inc) = self.session_gate(inc, ctx) else { return };
         if !matches!(inc.msg, Message::MClientSession(_) | Message::MClientRequest(_)) {
             tracing::debug!(from = %inc.from, "ignoring {}", inc.msg.name());
             return;
@@ -92,7 +93,10 @@ impl MdsRank {
         match inc.msg {
             Message::MClientSession(SessionOp::Open { root, .. }) => {
                 match session_root(&self.grants(&inc.from), &root) {
-                    Ok((path, rw)) => self.run(Work::Open { client, conn: inc.conn, tid: inc.tid, path, rw }, 0, ctx),
+                    Ok((path, rw)) => {
+                        let addr = EntityAddr { addr: inc.conn.remote(), nonce: inc.nonce };
+                        self.run(Work::Open { client, conn: inc.conn, tid: inc.tid, path, rw, addr }, 0, ctx)
+                    }
                     Err(errno) => {
                         let reason = format!("{client} may not open a session at {root}");
                         let _ = inc.conn.reply(inc.tid, Message::MClientSessionReply(SessionReply::Rejected { errno, reason }));
@@ -100,15 +104,7 @@ impl MdsRank {
                 }
             }
             Message::MClientSession(SessionOp::Renew { seq }) => {
-                let known = self.rs.as_ref().is_some_and(|rs| rs.sessions.get(&client).is_some());
-                let r = if known {
-                    if let Some(rs) = self.rs.as_mut() {
-                        rs.sessions.renew(&client, crate::now_ms());
-                    }
-                    SessionReply::RenewAck { seq }
-                } else {
-                    SessionReply::Rejected { errno: Errno::ENOTCONN, reason: "no session".into() }
-                };
+                let r = self.renew_session(&client, seq);
                 let _ = inc.conn.reply(inc.tid, Message::MClientSessionReply(r));
             }
             Message::MClientSession(SessionOp::Close) => {
@@ -275,7 +271,7 @@ impl MdsRank {
     }
 
     fn try_open(&mut self, w: &Work, ctx: &mut Context<Self>) -> Option<Need> {
-        let Work::Open { client, conn, tid, path, rw } = w else { return None };
+        let Work::Open { client, conn, tid, path, rw, addr } = w else { return None };
         let rs = self.rs.as_ref()?;
         let ino: Ino = match server::resolve_path(&rs.cache, ROOT_INO, path) {
             Err(n) => return Some(n),
@@ -296,7 +292,7 @@ impl MdsRank {
         let has_prealloc = rs.sessions.get(client).is_some_and(|s| !s.prealloc.is_empty());
         let prealloc = if has_prealloc { None } else { rs.inotable.project_range(PREALLOC) };
         self.maybe_segment();
-        let ev = LogEvent::Session(SessionEvent::Open { client: client.clone(), root: ino, prealloc });
+        let ev = LogEvent::Session(SessionEvent::Open { client: client.clone(), root: ino, prealloc, addr: Some(*addr) });
         let rs = self.rs.as_mut()?;
         rs.apply_event(&ev);
         rs.sessions.renew(client, crate::now_ms());

@@ -94,7 +94,7 @@ fn fresh() -> RankState {
         sessions: Default::default(),
     };
     let start = s.inotable.project_range(4).unwrap();
-    s.apply_event(&LogEvent::Session(SessionEvent::Open { client: "client.1".into(), root: ROOT_INO, prealloc: Some(start) }));
+    s.apply_event(&LogEvent::Session(SessionEvent::Open { client: "client.1".into(), root: ROOT_INO, prealloc: Some(start), addr: None }));
     s
 }
 

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::events::{EMetaBlob, InoSource, SessionEvent};
 use super::types::{decode, encode, DecodeError, Ino};
+use crate::ids::EntityAddr;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SessionState {
@@ -48,6 +49,9 @@ pub struct Session {
     pub prealloc: BTreeSet<Ino>,
     /// Completed request tids not yet acknowledged as seen by the client.
     pub completed: BTreeSet<u64>,
+    /// The client instance that opened the session (what an eviction blocklists).
+    #[serde(default)]
+    pub addr: Option<EntityAddr>,
 }
 
 /// What a request handler needs to know about the session it runs in.
@@ -129,7 +133,7 @@ impl SessionMap {
     pub fn apply_event(&mut self, ev: &SessionEvent) -> Vec<Ino> {
         self.version += 1;
         match ev {
-            SessionEvent::Open { client, root, prealloc } => {
+            SessionEvent::Open { client, root, prealloc, addr } => {
                 let s = self.sessions.entry(client.clone()).or_insert_with(|| Session {
                     client: client.clone(),
                     state: SessionState::Open,
@@ -137,9 +141,13 @@ impl SessionMap {
                     last_renew_ms: 0,
                     prealloc: BTreeSet::new(),
                     completed: BTreeSet::new(),
+                    addr: None,
                 });
                 s.state = SessionState::Open;
                 s.root = *root;
+                if addr.is_some() {
+                    s.addr = *addr;
+                }
                 if let Some((start, len)) = prealloc {
                     s.prealloc.extend(*start..start + len);
                 }
@@ -206,7 +214,7 @@ mod tests {
     #[test]
     fn events_and_blobs() {
         let mut m = SessionMap::default();
-        let open = SessionEvent::Open { client: "client.1".into(), root: 1, prealloc: Some((100, 3)) };
+        let open = SessionEvent::Open { client: "client.1".into(), root: 1, prealloc: Some((100, 3)), addr: None };
         m.apply_event(&open);
         m.apply_event(&open);
         assert_eq!(m.get("client.1").unwrap().info().next_prealloc, Some(100));
@@ -229,7 +237,7 @@ mod tests {
     #[test]
     fn staleness() {
         let mut m = SessionMap::default();
-        m.apply_event(&SessionEvent::Open { client: "c".into(), root: 1, prealloc: None });
+        m.apply_event(&SessionEvent::Open { client: "c".into(), root: 1, prealloc: None, addr: None });
         m.renew("c", 1000);
         assert!(m.to_mark_stale(1500, 600).is_empty());
         assert_eq!(m.to_mark_stale(2000, 600), vec!["c".to_string()]);

@@ -1,7 +1,10 @@
 //! Health checks for `cephr status`, computed from the committed maps and the
 //! leader's view of the monitor quorum. Pure: no I/O.
 use super::state::MonState;
-use crate::maps::MdsState;
+use std::collections::HashMap;
+
+use crate::ids::Gid;
+use crate::maps::{FsMap, MdsState};
 use crate::msg::command::{HealthCheck, HealthStatus, MonStatus};
 
 fn check(code: &str, severity: HealthStatus, summary: String) -> HealthCheck {
@@ -72,6 +75,24 @@ pub fn pg_checks(pgs: &[crate::msg::osd::PgStat]) -> Vec<HealthCheck> {
     out
 }
 
+/// The warnings MDS daemons report in their beacons (e.g. MDS_CLIENT_RECALL), for
+/// daemons still in the FSMap, each prefixed with the daemon and its rank.
+pub fn mds_daemon_checks(fsmap: &FsMap, reports: &HashMap<Gid, Vec<HealthCheck>>) -> Vec<HealthCheck> {
+    let mut out = Vec::new();
+    let mut infos: Vec<_> = fsmap.all_infos().filter(|i| reports.get(&i.gid).is_some_and(|r| !r.is_empty())).collect();
+    infos.sort_by_key(|i| (i.name.clone(), i.gid));
+    for info in infos {
+        let who = match info.rank {
+            Some(r) => format!("mds.{}(mds.{r})", info.name),
+            None => format!("mds.{}", info.name),
+        };
+        for c in reports.get(&info.gid).into_iter().flatten() {
+            out.push(check(&c.code, c.severity, format!("{who}: {}", c.summary)));
+        }
+    }
+    out
+}
+
 pub fn overall(checks: &[HealthCheck]) -> HealthStatus {
     if checks.iter().any(|c| c.severity == HealthStatus::Err) {
         HealthStatus::Err
@@ -79,5 +100,55 @@ pub fn overall(checks: &[HealthCheck]) -> HealthStatus {
         HealthStatus::Ok
     } else {
         HealthStatus::Warn
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::maps::{Filesystem, MdsInfo, MdsMap};
+
+    fn info(gid: Gid, name: &str, rank: Option<u32>, state: MdsState) -> MdsInfo {
+        MdsInfo {
+            gid,
+            name: name.into(),
+            addr: None,
+            rank,
+            state,
+            incarnation: 0,
+            standby_for_rank: None,
+            join_fs: None,
+            state_seq: 0,
+        }
+    }
+
+    fn recall(client: &str) -> HealthCheck {
+        check("MDS_CLIENT_RECALL", HealthStatus::Warn, format!("client {client} failing to respond to cache pressure"))
+    }
+
+    /// That MDS-reported warnings appear in the status with the daemon and rank
+    /// named, that daemons no longer in the FSMap and empty reports add nothing, and
+    /// that the overall health follows them (a cleared report clears the warning).
+    #[test]
+    fn mds_reports_become_checks() {
+        let mut mm = MdsMap::new("cephfs", 1, 2, 0);
+        mm.mds_info.insert(7, info(7, "a", Some(0), MdsState::Active));
+        mm.up.insert(0, 7);
+        let mut fsmap = FsMap::default();
+        fsmap.filesystems.insert(1, Filesystem { fscid: 1, mdsmap: mm });
+        fsmap.standbys.insert(8, info(8, "b", None, MdsState::Standby));
+        let mut reports = HashMap::new();
+        reports.insert(7, vec![recall("client.x")]);
+        reports.insert(8, Vec::new());
+        reports.insert(99, vec![recall("client.gone")]);
+        let checks = mds_daemon_checks(&fsmap, &reports);
+        assert_eq!(checks.len(), 1, "{checks:?}");
+        assert_eq!(checks[0].code, "MDS_CLIENT_RECALL");
+        assert_eq!(checks[0].summary, "mds.a(mds.0): client client.x failing to respond to cache pressure");
+        assert_eq!(overall(&checks), HealthStatus::Warn);
+        reports.insert(7, Vec::new());
+        let cleared = mds_daemon_checks(&fsmap, &reports);
+        assert!(cleared.is_empty());
+        assert_eq!(overall(&cleared), HealthStatus::Ok);
     }
 }

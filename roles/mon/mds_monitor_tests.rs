@@ -43,7 +43,7 @@ impl C {
         self.seq += 1;
         let (name, addr, fs, seq) =
             (name.into(), Some(addr(a)), join.map(String::from), self.seq);
-        let b = MdsBeacon { gid, name, addr, fs, want_state: want, seq };
+        let b = MdsBeacon { gid, name, addr, fs, want_state: want, seq, health: Vec::new() };
         let v = handle_beacon(&mut self.fs, &mut self.osd, &b, NOW, &P);
         self.fs.epoch += (v == Changed) as u64;
         v

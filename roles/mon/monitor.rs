@@ -54,6 +54,8 @@ struct LeaderState {
     beacons: HashMap<Gid, Instant>,
     osd_reports: HashMap<OsdId, Instant>,
     failures: FailureReports,
+    /// Each MDS daemon's health warnings from its latest beacon.
+    mds_health: HashMap<Gid, Vec<crate::msg::command::HealthCheck>>,
 }
 
 pub struct Monitor {
@@ -225,6 +227,8 @@ impl Monitor {
         let denied = |what: &str| Err(CmdError::new(Errno::EACCES, format!("{from} may not {what}")));
         match from.kind {
             EntityKind::Mon => Ok(()),
+            // An MDS blocklists the clients it evicts (Ceph's `allow profile mds`).
+            EntityKind::Mds if matches!(cmd, MonCommand::OsdBlocklistAdd { .. }) => Ok(()),
             EntityKind::Osd | EntityKind::Mds if cmd.is_write() => denied("change monitor state"),
             EntityKind::Osd | EntityKind::Mds => Ok(()),
             EntityKind::Client => match self.state.auth.get(from) {
@@ -274,6 +278,7 @@ impl Monitor {
         let op = match msg {
             Message::MMdsBeacon(beacon) => {
                 ls.beacons.insert(beacon.gid, now);
+                ls.mds_health.insert(beacon.gid, beacon.health.clone());
                 MonOp::MdsBeacon { beacon, now_ms: now_ms() }
             }
             Message::MOsdBoot(boot) => {

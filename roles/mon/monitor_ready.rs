@@ -149,6 +149,7 @@ impl Monitor {
                 beacons: Default::default(),
                 osd_reports: Default::default(),
                 failures: FailureReports::default(),
+                mds_health: Default::default(),
             });
         } else if !leading && self.leader.is_some() {
             tracing::info!(mon = %self.name, "lost leadership");
@@ -212,6 +213,7 @@ impl Monitor {
         let grace = g.mds_beacon_grace();
         let gids: Vec<u64> = self.state.fsmap.all_infos().map(|i| i.gid).collect();
         ls.beacons.retain(|g, _| gids.contains(g));
+        ls.mds_health.retain(|g, _| gids.contains(g));
         let laggy: Vec<u64> = gids
             .iter()
             .filter(|gid| now.duration_since(*ls.beacons.entry(**gid).or_insert(now)) > grace)
@@ -340,6 +342,9 @@ impl Monitor {
         let pgs = self.pg_dump();
         let mut checks = health::checks(&self.state, &mon);
         checks.extend(health::pg_checks(&pgs));
+        if let Some(ls) = &self.leader {
+            checks.extend(health::mds_daemon_checks(&self.state.fsmap, &ls.mds_health));
+        }
         let mut pg_states = std::collections::BTreeMap::new();
         for p in &pgs {
             *pg_states.entry(p.state.clone()).or_insert(0) += 1;

@@ -2,6 +2,7 @@
 //! commands, which talk to the monitors as `client.admin` (or `--name`).
 mod admin;
 mod bench;
+mod client;
 mod cluster;
 mod daemon;
 mod format;
@@ -79,6 +80,9 @@ pub enum Cmd {
     /// MDS daemons.
     #[command(subcommand)]
     Mds(MdsCmd),
+    /// Client sessions of a file system (asks the MDS holding rank 0).
+    #[command(subcommand)]
+    Client(ClientCmd),
     /// OSDs, pools and the blocklist.
     #[command(subcommand)]
     Osd(OsdCmd),
@@ -328,6 +332,14 @@ pub enum MdsCmd {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum ClientCmd {
+    /// Sessions: id, entity, address, state, root, time since renewal, caps.
+    Ls { fs: String },
+    /// Evict a client (by id, entity or IP:PORT/NONCE) and blocklist its instance.
+    Evict { fs: String, client: String },
+}
+
+#[derive(Subcommand, Debug)]
 pub enum OsdCmd {
     Tree,
     /// The whole OSDMap: OSDs, pools, pg_temp, blocklist.
@@ -383,6 +395,7 @@ pub fn run() -> i32 {
                 None => admin::run(&cli, cmd),
             },
             Cmd::ObjectstoreTool { data, op } => objectstore_tool(data, op),
+            Cmd::Client(c) => client::run(&cli, c),
             Cmd::Bench(BenchCmd::Rados { pool, size, threads, seconds }) => {
                 bench::run(&cli, bench::BenchArgs { pool, size, threads: *threads, seconds: *seconds })
             }

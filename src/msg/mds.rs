@@ -236,6 +236,8 @@ pub enum SessionOp {
     /// Heartbeat; the MDS answers with the same `seq`.
     Renew { seq: u64 },
     Close,
+    /// Answer to a `Recall`: what the client still holds after trimming.
+    RecallAck { seq: u64, caps: u64, dentries: u64 },
 }
 
 /// `MClientSession` from the MDS.
@@ -246,6 +248,44 @@ pub enum SessionReply {
     Closed,
     /// The session was refused (bad root, blocklisted, not permitted) or evicted.
     Rejected { errno: Errno, reason: String },
+    /// Cache pressure (sent one-way): keep at most `max_caps` caps and cached dentries,
+    /// release the rest, and answer with `RecallAck` carrying the same `seq`.
+    Recall { seq: u64, max_caps: u64 },
+}
+
+/// `MMdsCommand`: an admin asks the MDS holding a rank about its client sessions.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum MdsCommand {
+    /// Every session of the rank (`cephr client ls`).
+    SessionLs,
+    /// Evict a client: by entity (`client.x`), entity id (`x`) or instance
+    /// (`IP:PORT/NONCE`); answered once its blocklist entry is committed.
+    SessionEvict { who: String },
+}
+
+/// One session as `cephr client ls` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionListing {
+    /// The entity's id (`x` of `client.x`).
+    pub id: String,
+    pub entity: String,
+    /// The client instance (address/nonce) the blocklist would name.
+    pub addr: Option<crate::ids::EntityAddr>,
+    /// `open`, `stale`, `killing`, ...
+    pub state: String,
+    pub root: Ino,
+    /// Milliseconds since the session was last renewed.
+    pub renew_age_ms: u64,
+    pub caps: u64,
+    /// Whether a cache-pressure recall to it is outstanding past its deadline.
+    pub recall_overdue: bool,
+}
+
+/// Answer to an `MMdsCommand`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum MdsCommandReply {
+    Sessions(Vec<SessionListing>),
+    Done(String),
 }
 
 /// Checks a name given for a new or existing entry: non-empty, at most `NAME_MAX`
@@ -294,6 +334,33 @@ mod tests {
         let rep = MdsReply { tid: 7, result: Err(Errno::ENODATA), safe: true };
         let b = rmp_serde::to_vec_named(&rep).unwrap();
         assert_eq!(rmp_serde::from_slice::<MdsReply>(&b).unwrap(), rep);
+    }
+
+    /// That the session-fault messages (recall, its answer, the admin commands and
+    /// their replies) round-trip through MessagePack with named fields.
+    #[test]
+    fn session_fault_messages_round_trip() {
+        let recall = SessionReply::Recall { seq: 3, max_caps: 100 };
+        let b = rmp_serde::to_vec_named(&recall).unwrap();
+        assert_eq!(rmp_serde::from_slice::<SessionReply>(&b).unwrap(), recall);
+        let ack = SessionOp::RecallAck { seq: 3, caps: 0, dentries: 12 };
+        let b = rmp_serde::to_vec_named(&ack).unwrap();
+        assert_eq!(rmp_serde::from_slice::<SessionOp>(&b).unwrap(), ack);
+        let evict = MdsCommand::SessionEvict { who: "127.0.0.1:6800/9".into() };
+        let b = rmp_serde::to_vec_named(&evict).unwrap();
+        assert_eq!(rmp_serde::from_slice::<MdsCommand>(&b).unwrap(), evict);
+        let ls = MdsCommandReply::Sessions(vec![SessionListing {
+            id: "x".into(),
+            entity: "client.x".into(),
+            addr: Some("127.0.0.1:6800/9".parse().unwrap()),
+            state: "stale".into(),
+            root: 1,
+            renew_age_ms: 7_000,
+            caps: 0,
+            recall_overdue: true,
+        }]);
+        let b = rmp_serde::to_vec_named(&ls).unwrap();
+        assert_eq!(rmp_serde::from_slice::<MdsCommandReply>(&b).unwrap(), ls);
     }
 
     /// That the object count of a layout covers every byte and no more.

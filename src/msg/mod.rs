@@ -68,6 +68,9 @@ pub enum Message {
     /// (journaled), or a single safe one for reads and errors.
     MClientRequest(mds::ClientRequest),
     MClientReply(mds::MdsReply),
+    /// Admin commands to the MDS holding a rank (`cephr client ls|evict`).
+    MMdsCommand(mds::MdsCommand),
+    MMdsCommandReply(Result<mds::MdsCommandReply, crate::error::CmdError>),
 
     // --- osd ---
     MOsdBoot(OsdBoot),
@@ -112,6 +115,8 @@ impl Message {
             Message::MClientSessionReply(_) => "MClientSessionReply",
             Message::MClientRequest(_) => "MClientRequest",
             Message::MClientReply(_) => "MClientReply",
+            Message::MMdsCommand(_) => "MMdsCommand",
+            Message::MMdsCommandReply(_) => "MMdsCommandReply",
             Message::MOsdBoot(_) => "MOsdBoot",
             Message::MOsdFailure(_) => "MOsdFailure",
             Message::MOsdAlive(_) => "MOsdAlive",
@@ -155,6 +160,9 @@ pub struct MdsBeacon {
     pub fs: Option<String>,
     pub want_state: MdsState,
     pub seq: u64,
+    /// The daemon's own health warnings (e.g. MDS_CLIENT_RECALL); empty when healthy.
+    #[serde(default)]
+    pub health: Vec<command::HealthCheck>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
