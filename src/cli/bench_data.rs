@@ -6,6 +6,7 @@ use std::fs::OpenOptions;
 use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::bench_meta::{io_err, work_name, Target};
@@ -41,22 +42,28 @@ impl Mounter {
     }
 }
 
-/// Mounts `fs`, runs `f` with the mounter and the client, and unmounts.
-pub fn with_client<F, Fut>(cli: &Cli, fs: &str, f: F) -> anyhow::Result<()>
+/// Mounts `fs`, runs `f` with the mounter and the client, unmounts, and returns what
+/// `f` made. `f` runs as a task on the runtime's workers, as a mount's request handlers
+/// would, rather than on the blocked main thread: replies then wake it on the worker
+/// that received them instead of through a futex hand-off to another thread.
+pub fn with_client<F, Fut, T>(cli: &Cli, fs: &str, f: F) -> anyhow::Result<T>
 where
-    F: FnOnce(Mounter, Client) -> Fut,
-    Fut: std::future::Future<Output = Result<(), CmdError>>,
+    F: FnOnce(Arc<Mounter>, Client) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<T, CmdError>> + Send + 'static,
+    T: Send + 'static,
 {
-    let m = Mounter::new(cli)?;
+    let m = Arc::new(Mounter::new(cli)?);
+    let fs = fs.to_string();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    rt.block_on(async {
-        let c = m.mount(fs).await?;
+    let task = rt.spawn(async move {
+        let c = m.mount(&fs).await?;
         let r = f(m, c.clone()).await;
         let u = c.unmount().await;
-        r?;
+        let out = r?;
         u?;
-        Ok(())
-    })
+        Ok::<T, CmdError>(out)
+    });
+    rt.block_on(task).map_err(|e| CmdError::new(Errno::EIO, format!("benchmark task failed: {e}")))?.map_err(Into::into)
 }
 
 /// The content of block `i`: a fixed pseudo-random pattern stamped with `i`.
@@ -239,14 +246,8 @@ pub fn run(cli: &Cli, target: Target, size_mib: u64) -> anyhow::Result<()> {
             r
         }
         Target::Fs(f) => {
-            let mut out = Vec::new();
-            with_client(cli, f, |m, c| {
-                let out = &mut out;
-                async move {
-                    *out = data_client(&m, f, &c, total).await?;
-                    Ok(())
-                }
-            })?;
+            let fs = f.to_string();
+            let out = with_client(cli, f, move |m, c| async move { data_client(&m, &fs, &c, total).await })?;
             print_table(&title(&format!("fs:{f}")), &out);
             out
         }

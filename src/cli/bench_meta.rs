@@ -222,26 +222,35 @@ fn report(target: &Target, a: MetaArgs, runs: &[Vec<PhaseResult>]) -> anyhow::Re
     Ok(())
 }
 
+fn title(i: usize, shown: &str, a: &MetaArgs) -> String {
+    format!("run {}/{}  target={shown} N={} D={}", i + 1, a.repeat, a.files, a.dirs)
+}
+
 pub fn run(cli: &Cli, target: Target, a: MetaArgs) -> anyhow::Result<()> {
     check(&a)?;
-    let mut runs = Vec::new();
-    let mut one = |i: usize, res: Vec<PhaseResult>| {
-        print_table(&format!("run {}/{}  target={} N={} D={}", i + 1, a.repeat, target.describe(), a.files, a.dirs), &res);
-        runs.push(res);
-    };
-    match target {
+    let runs = match target {
         Target::Mount(m) => {
+            let mut runs = Vec::new();
             for i in 0..a.repeat {
-                one(i, run_mount(m, a)?);
+                let res = run_mount(m, a)?;
+                print_table(&title(i, &target.describe(), &a), &res);
+                runs.push(res);
             }
+            runs
         }
-        Target::Fs(f) => super::bench_data::with_client(cli, f, |_, c| async move {
-            for i in 0..a.repeat {
-                one(i, run_client(&c, a).await?);
-            }
-            Ok(())
-        })?,
-    }
+        Target::Fs(f) => {
+            let shown = Target::Fs(f).describe();
+            super::bench_data::with_client(cli, f, move |_, c| async move {
+                let mut runs = Vec::new();
+                for i in 0..a.repeat {
+                    let res = run_client(&c, a).await?;
+                    print_table(&title(i, &shown, &a), &res);
+                    runs.push(res);
+                }
+                Ok(runs)
+            })?
+        }
+    };
     report(&target, a, &runs)
 }
 
