@@ -42,27 +42,19 @@ impl Mounter {
     }
 }
 
-/// Mounts `fs`, runs `f` with the mounter and the client, unmounts, and returns what
-/// `f` made. `f` runs as a task on the runtime's workers, as a mount's request handlers
-/// would, rather than on the blocked main thread: replies then wake it on the worker
-/// that received them instead of through a futex hand-off to another thread.
-pub fn with_client<F, Fut, T>(cli: &Cli, fs: &str, f: F) -> anyhow::Result<T>
+/// Runs `f` with a mounter on a fresh runtime and returns what it made. `f` runs as a
+/// task on the runtime's workers, as a mount's request handlers would, rather than on
+/// the blocked main thread: replies then wake it on the worker that received them
+/// instead of through a futex hand-off to another thread.
+pub fn with_mounter<F, Fut, T>(cli: &Cli, f: F) -> anyhow::Result<T>
 where
-    F: FnOnce(Arc<Mounter>, Client) -> Fut + Send + 'static,
+    F: FnOnce(Arc<Mounter>) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = Result<T, CmdError>> + Send + 'static,
     T: Send + 'static,
 {
     let m = Arc::new(Mounter::new(cli)?);
-    let fs = fs.to_string();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    let task = rt.spawn(async move {
-        let c = m.mount(&fs).await?;
-        let r = f(m, c.clone()).await;
-        let u = c.unmount().await;
-        let out = r?;
-        u?;
-        Ok::<T, CmdError>(out)
-    });
+    let task = rt.spawn(f(m));
     rt.block_on(task).map_err(|e| CmdError::new(Errno::EIO, format!("benchmark task failed: {e}")))?.map_err(Into::into)
 }
 
@@ -205,32 +197,41 @@ async fn read_client(c: &Client, ino: Ino, total: u64, pat: &mut Pattern, phase:
     Ok(with_rate(summarize(phase, lat, el), total, el))
 }
 
-async fn data_client_phases(m: &Mounter, fs: &str, c: &Client, dir: Ino, total: u64) -> Result<Vec<PhaseResult>, CmdError> {
-    let mut pat = Pattern::new();
-    let (ino, w) = write_client(c, dir, total, &mut pat).await?;
-    // A client that never saw the file: nothing of it is cached on this side.
-    let fresh = m.mount(fs).await?;
-    let cold = read_client(&fresh, ino, total, &mut pat, "cold_read").await;
-    let warm = match &cold {
-        Ok(_) => read_client(&fresh, ino, total, &mut pat, "warm_read").await,
-        Err(e) => Err(e.clone()),
-    };
-    let u = fresh.unmount().await;
-    let res = vec![w, cold?, warm?];
-    u?;
-    Ok(res)
+/// Makes the work directory `name` and writes the file in it.
+async fn write_phase(c: &Client, name: &str, total: u64, pat: &mut Pattern) -> Result<(Ino, PhaseResult), CmdError> {
+    let work = c.mkdir(c.root_ino(), name, 0o755).await?;
+    write_client(c, work.ino, total, pat).await
 }
 
-/// One data run through the library, in a work directory it removes afterwards.
-pub async fn data_client(m: &Mounter, fs: &str, c: &Client, total: u64) -> Result<Vec<PhaseResult>, CmdError> {
-    let root = c.root_ino();
+async fn read_phases(c: &Client, ino: Ino, total: u64, pat: &mut Pattern) -> Result<[PhaseResult; 2], CmdError> {
+    let cold = read_client(c, ino, total, pat, "cold_read").await?;
+    let warm = read_client(c, ino, total, pat, "warm_read").await?;
+    Ok([cold, warm])
+}
+
+/// One data run through the library, in a work directory it removes afterwards. The
+/// reads are by a client mounted after the writer unmounted, so nothing of the file is
+/// cached on the client side; the two never overlap because the MDS keys sessions by
+/// entity name, and both are the CLI's entity.
+pub async fn data_client(m: &Mounter, fs: &str, total: u64) -> Result<Vec<PhaseResult>, CmdError> {
+    let mut pat = Pattern::new();
     let name = work_name("data");
-    let work = c.mkdir(root, &name, 0o755).await?;
-    let r = data_client_phases(m, fs, c, work.ino, total).await;
-    let cleanup = c.remove_tree(root, &name).await;
-    let res = r?;
+    let w = m.mount(fs).await?;
+    let written = write_phase(&w, &name, total, &mut pat).await;
+    if written.is_err() {
+        let _ = w.remove_tree(w.root_ino(), &name).await;
+    }
+    let u = w.unmount().await;
+    let (ino, write) = written?;
+    u?;
+    let r = m.mount(fs).await?;
+    let reads = read_phases(&r, ino, total, &mut pat).await;
+    let cleanup = r.remove_tree(r.root_ino(), &name).await;
+    let u = r.unmount().await;
+    let [cold, warm] = reads?;
     cleanup?;
-    Ok(res)
+    u?;
+    Ok(vec![write, cold, warm])
 }
 
 pub fn run(cli: &Cli, target: Target, size_mib: u64) -> anyhow::Result<()> {
@@ -247,7 +248,7 @@ pub fn run(cli: &Cli, target: Target, size_mib: u64) -> anyhow::Result<()> {
         }
         Target::Fs(f) => {
             let fs = f.to_string();
-            let out = with_client(cli, f, move |m, c| async move { data_client(&m, &fs, &c, total).await })?;
+            let out = with_mounter(cli, move |m| async move { data_client(&m, &fs, total).await })?;
             print_table(&title(&format!("fs:{f}")), &out);
             out
         }

@@ -204,6 +204,16 @@ async fn phases_client(c: &Client, work: Ino, a: MetaArgs) -> Result<Vec<PhaseRe
     Ok(res)
 }
 
+async fn runs_client(c: &Client, shown: &str, a: MetaArgs) -> Result<Vec<Vec<PhaseResult>>, CmdError> {
+    let mut runs = Vec::new();
+    for i in 0..a.repeat {
+        let res = run_client(c, a).await?;
+        print_table(&title(i, shown, &a), &res);
+        runs.push(res);
+    }
+    Ok(runs)
+}
+
 fn check(a: &MetaArgs) -> Result<(), CmdError> {
     if a.files == 0 || a.files > 1_000_000 || a.dirs > 1_000_000 || a.repeat == 0 || a.repeat > 100 {
         return Err(CmdError::einval("--files must be 1..=1000000, --dirs 0..=1000000, --repeat 1..=100"));
@@ -240,13 +250,13 @@ pub fn run(cli: &Cli, target: Target, a: MetaArgs) -> anyhow::Result<()> {
         }
         Target::Fs(f) => {
             let shown = Target::Fs(f).describe();
-            super::bench_data::with_client(cli, f, move |_, c| async move {
-                let mut runs = Vec::new();
-                for i in 0..a.repeat {
-                    let res = run_client(&c, a).await?;
-                    print_table(&title(i, &shown, &a), &res);
-                    runs.push(res);
-                }
+            let fs = f.to_string();
+            super::bench_data::with_mounter(cli, move |m| async move {
+                let c = m.mount(&fs).await?;
+                let r = runs_client(&c, &shown, a).await;
+                let u = c.unmount().await;
+                let runs = r?;
+                u?;
                 Ok(runs)
             })?
         }
