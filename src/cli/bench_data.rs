@@ -42,18 +42,25 @@ impl Mounter {
     }
 }
 
-/// Runs `f` with a mounter on a fresh runtime and returns what it made. `f` runs as a
-/// task on the runtime's workers, as a mount's request handlers would, rather than on
-/// the blocked main thread: replies then wake it on the worker that received them
-/// instead of through a futex hand-off to another thread.
-pub fn with_mounter<F, Fut, T>(cli: &Cli, f: F) -> anyhow::Result<T>
+/// Runs `f` with a mounter on a fresh runtime and returns what it made. `threads`
+/// worker threads (0: a current-thread runtime, everything on this thread). `f` runs as
+/// a task on the runtime, as a mount's request handlers would, rather than on a blocked
+/// main thread: replies then wake it on the thread that received them instead of
+/// through a futex hand-off.
+pub fn with_mounter<F, Fut, T>(cli: &Cli, threads: usize, f: F) -> anyhow::Result<T>
 where
     F: FnOnce(Arc<Mounter>) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = Result<T, CmdError>> + Send + 'static,
     T: Send + 'static,
 {
+    if threads > 64 {
+        return Err(CmdError::einval("--client-threads must be 0..=64").into());
+    }
     let m = Arc::new(Mounter::new(cli)?);
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let rt = match threads {
+        0 => tokio::runtime::Builder::new_current_thread().enable_all().build()?,
+        n => tokio::runtime::Builder::new_multi_thread().worker_threads(n).enable_all().build()?,
+    };
     let task = rt.spawn(f(m));
     rt.block_on(task).map_err(|e| CmdError::new(Errno::EIO, format!("benchmark task failed: {e}")))?.map_err(Into::into)
 }
@@ -234,7 +241,7 @@ pub async fn data_client(m: &Mounter, fs: &str, total: u64) -> Result<Vec<PhaseR
     Ok(vec![write, cold, warm])
 }
 
-pub fn run(cli: &Cli, target: Target, size_mib: u64) -> anyhow::Result<()> {
+pub fn run(cli: &Cli, target: Target, size_mib: u64, client_threads: usize) -> anyhow::Result<()> {
     if size_mib == 0 || size_mib > 1 << 20 {
         return Err(CmdError::einval("--size-mib must be 1..=1048576").into());
     }
@@ -248,7 +255,7 @@ pub fn run(cli: &Cli, target: Target, size_mib: u64) -> anyhow::Result<()> {
         }
         Target::Fs(f) => {
             let fs = f.to_string();
-            let out = with_mounter(cli, move |m| async move { data_client(&m, &fs, total).await })?;
+            let out = with_mounter(cli, client_threads, move |m| async move { data_client(&m, &fs, total).await })?;
             print_table(&title(&format!("fs:{f}")), &out);
             out
         }

@@ -50,6 +50,8 @@ pub struct MetaArgs {
     pub files: usize,
     pub dirs: usize,
     pub repeat: usize,
+    /// Runtime worker threads of the library client (0: current-thread runtime).
+    pub client_threads: usize,
 }
 
 /// A local I/O error as a command error with the matching errno.
@@ -251,7 +253,7 @@ pub fn run(cli: &Cli, target: Target, a: MetaArgs) -> anyhow::Result<()> {
         Target::Fs(f) => {
             let shown = Target::Fs(f).describe();
             let fs = f.to_string();
-            super::bench_data::with_mounter(cli, move |m| async move {
+            super::bench_data::with_mounter(cli, a.client_threads, move |m| async move {
                 let c = m.mount(&fs).await?;
                 let r = runs_client(&c, &shown, a).await;
                 let u = c.unmount().await;
@@ -273,7 +275,7 @@ mod tests {
     #[test]
     fn mount_mode_on_a_local_dir() {
         let dir = tempfile::tempdir().unwrap();
-        let res = run_mount(dir.path(), MetaArgs { files: 50, dirs: 20, repeat: 1 }).unwrap();
+        let res = run_mount(dir.path(), MetaArgs { files: 50, dirs: 20, repeat: 1, client_threads: 2 }).unwrap();
         let names: Vec<&str> = res.iter().map(|r| r.phase.as_str()).collect();
         assert_eq!(names, ["create", "stat", "readdir", "unlink", "mkdir", "rmdir"]);
         let ops: Vec<usize> = res.iter().map(|r| r.ops).collect();
@@ -292,8 +294,8 @@ mod tests {
         assert_eq!(Target::pick(None, None).unwrap_err().errno, Errno::EINVAL);
         assert_eq!(Target::pick(Some(dir.path()), Some("x")).unwrap_err().errno, Errno::EINVAL);
         assert!(matches!(Target::pick(None, Some("cephfs")), Ok(Target::Fs("cephfs"))));
-        assert!(check(&MetaArgs { files: 0, dirs: 1, repeat: 1 }).is_err());
-        assert!(check(&MetaArgs { files: 1, dirs: 1, repeat: 0 }).is_err());
+        assert!(check(&MetaArgs { files: 0, dirs: 1, repeat: 1, client_threads: 2 }).is_err());
+        assert!(check(&MetaArgs { files: 1, dirs: 1, repeat: 0, client_threads: 2 }).is_err());
     }
 
     /// That a run never uses (nor removes) a work directory that already exists.
@@ -303,7 +305,7 @@ mod tests {
         let work = dir.path().join("w");
         std::fs::create_dir(&work).unwrap();
         std::fs::write(work.join("keep"), b"x").unwrap();
-        let e = run_mount_at(&work, MetaArgs { files: 3, dirs: 0, repeat: 1 }).unwrap_err();
+        let e = run_mount_at(&work, MetaArgs { files: 3, dirs: 0, repeat: 1, client_threads: 2 }).unwrap_err();
         assert_eq!(e.errno, Errno::EEXIST);
         assert!(work.join("keep").exists());
     }

@@ -173,6 +173,9 @@ pub enum BenchCmd {
         /// Runs; the JSON line holds the median of each phase.
         #[arg(long, default_value_t = 1)]
         repeat: usize,
+        /// With --fs: runtime worker threads of the client (0: one thread for all).
+        #[arg(long = "client-threads", default_value_t = 2)]
+        client_threads: usize,
     },
     /// Sequential 4 MiB writes + fsync, then a cold and a warm read, of one file.
     Data {
@@ -181,6 +184,9 @@ pub enum BenchCmd {
         fs: Option<String>,
         #[arg(long = "size-mib", default_value_t = 256)]
         size_mib: u64,
+        /// With --fs: runtime worker threads of the client (0: one thread for all).
+        #[arg(long = "client-threads", default_value_t = 2)]
+        client_threads: usize,
     },
 }
 
@@ -394,15 +400,16 @@ pub fn run() -> i32 {
             Cmd::Bench(BenchCmd::Rados { pool, size, threads, seconds }) => {
                 bench::run(&cli, bench::BenchArgs { pool, size, threads: *threads, seconds: *seconds })
             }
-            Cmd::Bench(BenchCmd::Meta { mountpoint, fs, files, dirs, repeat }) => {
-                bench_meta::Target::pick(mountpoint.as_deref(), fs.as_deref()).map_err(Into::into).and_then(|t| {
-                    bench_meta::run(&cli, t, bench_meta::MetaArgs { files: *files, dirs: *dirs, repeat: *repeat })
-                })
-            }
-            Cmd::Bench(BenchCmd::Data { mountpoint, fs, size_mib }) => {
+            Cmd::Bench(BenchCmd::Meta { mountpoint, fs, files, dirs, repeat, client_threads }) => {
+                let a = bench_meta::MetaArgs { files: *files, dirs: *dirs, repeat: *repeat, client_threads: *client_threads };
                 bench_meta::Target::pick(mountpoint.as_deref(), fs.as_deref())
                     .map_err(Into::into)
-                    .and_then(|t| bench_data::run(&cli, t, *size_mib))
+                    .and_then(|t| bench_meta::run(&cli, t, a))
+            }
+            Cmd::Bench(BenchCmd::Data { mountpoint, fs, size_mib, client_threads }) => {
+                bench_meta::Target::pick(mountpoint.as_deref(), fs.as_deref())
+                    .map_err(Into::into)
+                    .and_then(|t| bench_data::run(&cli, t, *size_mib, *client_threads))
             }
             other => admin::run(&cli, other),
         }
