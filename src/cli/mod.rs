@@ -174,7 +174,8 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 1)]
         repeat: usize,
         /// With --fs: runtime worker threads of the client (0: one thread for all).
-        #[arg(long = "client-threads", default_value_t = 2)]
+        /// One is fastest for a single-threaded workload (no cross-thread wake-ups).
+        #[arg(long = "client-threads", default_value_t = 1)]
         client_threads: usize,
     },
     /// Sequential 4 MiB writes + fsync, then a cold and a warm read, of one file.
