@@ -115,10 +115,11 @@ fn with_rate(mut r: PhaseResult, bytes: u64, elapsed: Duration) -> PhaseResult {
 
 /// Drops the page cache (root only); false when that is not possible here.
 fn drop_caches() -> bool {
-    // SAFETY: geteuid and sync take no arguments and cannot fail.
+    // SAFETY: geteuid takes no arguments and cannot fail.
     if unsafe { libc::geteuid() } != 0 {
         return false;
     }
+    // SAFETY: sync takes no arguments and cannot fail.
     unsafe { libc::sync() };
     std::fs::write("/proc/sys/vm/drop_caches", b"3").is_ok()
 }
