@@ -342,7 +342,6 @@ impl Inner {
         }
         let tid = self.next_tid.fetch_add(1, Ordering::Relaxed);
         let req = ClientRequest { tid, op, caller: lock(&self.caller).clone() };
-        let what = format!("{:?}", req.op);
         let (tx, rx) = oneshot::channel();
         {
             let mut pending = lock(&self.pending);
@@ -363,7 +362,9 @@ impl Inner {
             }
             Ok(Err(_)) => Err(CmdError::new(Errno::ENOTCONN, "client is shutting down")),
             Err(_) => {
-                lock(&self.pending).remove(&tid);
+                // Described only now: formatting every request up front cost more than
+                // the rest of the client's bookkeeping.
+                let what = lock(&self.pending).remove(&tid).map(|p| format!("{:?}", p.req.op)).unwrap_or_default();
                 self.safe_changed.notify_waiters();
                 let short: String = what.chars().take(80).collect();
                 Err(CmdError::new(

@@ -3,8 +3,10 @@
 //! from RADOS and retrying; unsafe reply at once, safe reply once journaled; purge of
 //! a destroyed file's data objects after that).
 use actix::prelude::*;
+use std::sync::Arc;
+use tokio::sync::oneshot;
 
-use super::events::{LogEvent, SessionEvent};
+use super::events::{LogEvent, Purge, SessionEvent};
 use super::rank::MdsRank;
 use crate::now_ns;
 use super::server::{self, Need};
@@ -16,7 +18,9 @@ use crate::maps::MdsState;
 use crate::msg::mds::{ClientRequest, MdsReply, SessionOp, SessionReply};
 use crate::msg::osd::OsdOp;
 use crate::msg::Message;
+use crate::maps::OsdMap;
 use crate::net::{ConnHandle, Incoming};
+use crate::objecter::Objecter;
 
 /// Inode numbers preallocated for a new session.
 const PREALLOC: u64 = 64;
@@ -57,6 +61,30 @@ pub fn session_root(grants: &[Grant], requested: &str) -> Result<(String, bool),
 
 fn reply(conn: &ConnHandle, tid: u64, result: Result<crate::msg::mds::ReplyBody, Errno>, safe: bool) {
     let _ = conn.send(Message::MClientReply(MdsReply { tid, result, safe }));
+}
+
+/// Runs `then` once the journal entry behind `rx` is durable (never if the journal
+/// goes away first). A task of its own, not an actor future: the actor's context polls
+/// every future spawned on it at each wake-up, so one future per request waiting for
+/// the journal made each message cost O(requests in flight).
+fn after_durable(rx: oneshot::Receiver<()>, then: impl FnOnce() + 'static) {
+    actix::spawn(async move {
+        if rx.await.is_ok() {
+            then();
+        }
+    });
+}
+
+/// Removes the data objects of destroyed files (after their unlink is durable).
+async fn purge_data(obj: Arc<Objecter>, pools: Option<Arc<OsdMap>>, purge: Vec<Purge>) {
+    for p in purge {
+        let Some(pool) = pools.as_ref().and_then(|m| m.pools.get(&p.layout.pool)).map(|p| p.name.clone()) else {
+            continue;
+        };
+        for objno in 0..p.layout.object_count(p.size) {
+            let _ = obj.op(&pool, &data_object(p.ino, objno), vec![OsdOp::Remove]).await;
+        }
+    }
 }
 
 impl MdsRank {
@@ -121,14 +149,9 @@ impl MdsRank {
                 self.session_rw.remove(&client);
                 let rx = self.journal(ev, false);
                 let (conn, tid) = (inc.conn, inc.tid);
-                ctx.spawn(
-                    async move {
-                        if rx.await.is_ok() {
-                            let _ = conn.reply(tid, Message::MClientSessionReply(SessionReply::Closed));
-                        }
-                    }
-                    .into_actor(self),
-                );
+                after_durable(rx, move || {
+                    let _ = conn.reply(tid, Message::MClientSessionReply(SessionReply::Closed));
+                });
             }
             Message::MClientRequest(req) => self.run(Work::Request { client, conn: inc.conn, req }, 0, ctx),
             _ => {}
@@ -148,8 +171,8 @@ impl MdsRank {
     /// Runs `w`; when the cache lacks something, loads it and runs `w` again.
     pub(super) fn run(&mut self, w: Work, loads: u32, ctx: &mut Context<Self>) {
         let need = match &w {
-            Work::Request { .. } => self.try_request(&w, ctx),
-            Work::Open { .. } => self.try_open(&w, ctx),
+            Work::Request { .. } => self.try_request(&w),
+            Work::Open { .. } => self.try_open(&w),
         };
         let Some(need) = need else { return };
         if loads >= MAX_LOADS {
@@ -200,7 +223,7 @@ impl MdsRank {
         !g.is_empty() && g.iter().all(|g| g.perm.w)
     }
 
-    fn try_request(&mut self, w: &Work, ctx: &mut Context<Self>) -> Option<Need> {
+    fn try_request(&mut self, w: &Work) -> Option<Need> {
         let Work::Request { client, conn, req } = w else { return None };
         let info = match self.rs.as_ref().and_then(|rs| rs.sessions.get(client)) {
             Some(s) => s.info(),
@@ -247,30 +270,17 @@ impl MdsRank {
         let purge = blob.purge.clone();
         let rx = self.journal(LogEvent::Update(blob), false);
         let (conn, tid, result) = (conn.clone(), req.tid, out.result);
-        let obj = self.obj.clone();
-        let pools = self.monc.current().osdmap;
-        ctx.spawn(
-            async move {
-                if rx.await.is_err() {
-                    return;
-                }
-                reply(&conn, tid, result, true);
-                for p in purge {
-                    let Some(pool) = pools.as_ref().and_then(|m| m.pools.get(&p.layout.pool)).map(|p| p.name.clone())
-                    else {
-                        continue;
-                    };
-                    for objno in 0..p.layout.object_count(p.size) {
-                        let _ = obj.op(&pool, &data_object(p.ino, objno), vec![OsdOp::Remove]).await;
-                    }
-                }
+        let purger = (!purge.is_empty()).then(|| (self.obj.clone(), self.monc.current().osdmap, purge));
+        after_durable(rx, move || {
+            reply(&conn, tid, result, true);
+            if let Some((obj, pools, purge)) = purger {
+                actix::spawn(purge_data(obj, pools, purge));
             }
-            .into_actor(self),
-        );
+        });
         None
     }
 
-    fn try_open(&mut self, w: &Work, ctx: &mut Context<Self>) -> Option<Need> {
+    fn try_open(&mut self, w: &Work) -> Option<Need> {
         let Work::Open { client, conn, tid, path, rw, addr } = w else { return None };
         let rs = self.rs.as_ref()?;
         let ino: Ino = match server::resolve_path(&rs.cache, ROOT_INO, path) {
@@ -301,15 +311,10 @@ impl MdsRank {
         let rx = self.journal(ev, false);
         let (conn, tid) = (conn.clone(), *tid);
         tracing::info!(%client, root = %path, rw, "session opened");
-        ctx.spawn(
-            async move {
-                if rx.await.is_ok() {
-                    let r = SessionReply::Opened { root_ino: ino, session_timeout_ms: timeout_ms };
-                    let _ = conn.reply(tid, Message::MClientSessionReply(r));
-                }
-            }
-            .into_actor(self),
-        );
+        after_durable(rx, move || {
+            let r = SessionReply::Opened { root_ino: ino, session_timeout_ms: timeout_ms };
+            let _ = conn.reply(tid, Message::MClientSessionReply(r));
+        });
         None
     }
 }

@@ -2,6 +2,9 @@
 //! commands, which talk to the monitors as `client.admin` (or `--name`).
 mod admin;
 mod bench;
+mod bench_data;
+mod bench_meta;
+mod bench_stats;
 mod client;
 mod cluster;
 mod daemon;
@@ -157,6 +160,39 @@ pub enum BenchCmd {
         threads: usize,
         #[arg(long, default_value_t = 10.0)]
         seconds: f64,
+    },
+    /// Single-threaded metadata ops (create, stat, readdir, unlink, mkdir, rmdir) on a
+    /// mounted file system, or through the client library with --fs NAME.
+    Meta {
+        /// A mounted file system (plain syscalls); or give --fs.
+        mountpoint: Option<PathBuf>,
+        /// A cephr file system, used through the client library.
+        #[arg(long)]
+        fs: Option<String>,
+        /// Files created, stat'ed and unlinked.
+        #[arg(long, default_value_t = 5000)]
+        files: usize,
+        /// Directories made and removed.
+        #[arg(long, default_value_t = 2000)]
+        dirs: usize,
+        /// Runs; the JSON line holds the median of each phase.
+        #[arg(long, default_value_t = 1)]
+        repeat: usize,
+        /// With --fs: runtime worker threads of the client (0: one thread for all).
+        /// One is fastest for a single-threaded workload (no cross-thread wake-ups).
+        #[arg(long = "client-threads", default_value_t = 1)]
+        client_threads: usize,
+    },
+    /// Sequential 4 MiB writes + fsync, then a cold and a warm read, of one file.
+    Data {
+        mountpoint: Option<PathBuf>,
+        #[arg(long)]
+        fs: Option<String>,
+        #[arg(long = "size-mib", default_value_t = 256)]
+        size_mib: u64,
+        /// With --fs: runtime worker threads of the client (0: one thread for all).
+        #[arg(long = "client-threads", default_value_t = 2)]
+        client_threads: usize,
     },
 }
 
@@ -398,6 +434,17 @@ pub fn run() -> i32 {
             Cmd::Client(c) => client::run(&cli, c),
             Cmd::Bench(BenchCmd::Rados { pool, size, threads, seconds }) => {
                 bench::run(&cli, bench::BenchArgs { pool, size, threads: *threads, seconds: *seconds })
+            }
+            Cmd::Bench(BenchCmd::Meta { mountpoint, fs, files, dirs, repeat, client_threads }) => {
+                let a = bench_meta::MetaArgs { files: *files, dirs: *dirs, repeat: *repeat, client_threads: *client_threads };
+                bench_meta::Target::pick(mountpoint.as_deref(), fs.as_deref())
+                    .map_err(Into::into)
+                    .and_then(|t| bench_meta::run(&cli, t, a))
+            }
+            Cmd::Bench(BenchCmd::Data { mountpoint, fs, size_mib, client_threads }) => {
+                bench_meta::Target::pick(mountpoint.as_deref(), fs.as_deref())
+                    .map_err(Into::into)
+                    .and_then(|t| bench_data::run(&cli, t, *size_mib, *client_threads))
             }
             other => admin::run(&cli, other),
         }
