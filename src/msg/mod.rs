@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::ids::{EntityAddr, EntityName, Epoch, Gid, OsdId};
 use crate::maps::{FsMap, MdsState, MonMap, OsdMap};
 
+pub mod caps;
 pub mod command;
 pub mod mds;
 pub mod osd;
@@ -68,6 +69,8 @@ pub enum Message {
     /// (journaled), or a single safe one for reads and errors.
     MClientRequest(mds::ClientRequest),
     MClientReply(mds::MdsReply),
+    /// Caps of one inode, both ways (grant, revoke, ack, flush, release); one-way.
+    MClientCaps(caps::ClientCaps),
 
     // --- osd ---
     MOsdBoot(OsdBoot),
@@ -112,6 +115,7 @@ impl Message {
             Message::MClientSessionReply(_) => "MClientSessionReply",
             Message::MClientRequest(_) => "MClientRequest",
             Message::MClientReply(_) => "MClientReply",
+            Message::MClientCaps(_) => "MClientCaps",
             Message::MOsdBoot(_) => "MOsdBoot",
             Message::MOsdFailure(_) => "MOsdFailure",
             Message::MOsdAlive(_) => "MOsdAlive",
