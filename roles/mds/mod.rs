@@ -8,6 +8,7 @@ pub mod daemon;
 pub mod events;
 pub mod inotable;
 pub mod journal;
+pub mod locker;
 pub mod locks;
 pub mod logio;
 pub mod mdlog;
