@@ -13,6 +13,7 @@ pub mod locks;
 pub mod logio;
 pub mod mdlog;
 pub mod rank;
+mod rank_caps;
 mod rank_client;
 pub mod replay;
 pub mod store;

@@ -49,6 +49,8 @@ pub struct MdsRank {
     pub(super) waiting: Vec<Incoming>,
     /// Whether each session may write (from its caps when it opened).
     pub(super) session_rw: HashMap<String, bool>,
+    /// Caps: the Locker, client connections, parked requests (`rank_caps.rs`).
+    pub(super) caps: super::rank_caps::CapsState,
 }
 
 enum BootKind {
@@ -87,6 +89,7 @@ impl MdsRank {
             flushing: false,
             waiting: Vec::new(),
             session_rw: HashMap::new(),
+            caps: Default::default(),
         }
     }
 

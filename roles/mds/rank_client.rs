@@ -67,7 +67,7 @@ impl MdsRank {
     }
 
     pub(super) fn dispatch(&mut self, inc: Incoming, ctx: &mut Context<Self>) {
-        if !matches!(inc.msg, Message::MClientSession(_) | Message::MClientRequest(_)) {
+        if !matches!(inc.msg, Message::MClientSession(_) | Message::MClientRequest(_) | Message::MClientCaps(_)) {
             tracing::debug!(from = %inc.from, "ignoring {}", inc.msg.name());
             return;
         }
@@ -89,6 +89,7 @@ impl MdsRank {
             return;
         }
         let client = inc.from.to_string();
+        self.note_conn(&client, &inc.conn);
         match inc.msg {
             Message::MClientSession(SessionOp::Open { root, .. }) => {
                 match session_root(&self.grants(&inc.from), &root) {
@@ -123,6 +124,7 @@ impl MdsRank {
                     rs.apply_event(&ev);
                 }
                 self.session_rw.remove(&client);
+                self.caps_session_gone(&client, ctx);
                 let rx = self.journal(ev, false);
                 let (conn, tid) = (inc.conn, inc.tid);
                 ctx.spawn(
@@ -135,6 +137,7 @@ impl MdsRank {
                 );
             }
             Message::MClientRequest(req) => self.run(Work::Request { client, conn: inc.conn, req }, 0, ctx),
+            Message::MClientCaps(m) => self.handle_client_caps(&client, &inc.conn, m, ctx),
             _ => {}
         }
     }
@@ -218,12 +221,17 @@ impl MdsRank {
             reply(conn, req.tid, Err(Errno::EACCES), true);
             return None;
         }
+        // Caps: the request's locks first (or it is parked and rerun on wake).
+        let held = self.lock_request(client, conn, req, ctx)?;
         if write {
             self.maybe_segment();
         }
         let rs = self.rs.as_mut()?;
         let out = match server::handle(&mut rs.cache, &mut rs.inotable, &info, req, now_ns()) {
-            Err(n) => return Some(n),
+            Err(n) => {
+                self.release_held(held, ctx);
+                return Some(n);
+            }
             Ok(o) => o,
         };
         let Some(blob) = out.blob else {
@@ -243,13 +251,16 @@ impl MdsRank {
                 });
                 return None;
             }
-            reply(conn, req.tid, result, true);
+            reply(conn, req.tid, result.clone(), true);
+            self.release_held(held, ctx);
+            self.issue_for_reply(client, &req.op, &result, ctx);
             return None;
         };
         rs.sessions.apply_blob(&blob);
         reply(conn, req.tid, out.result.clone(), false);
         let purge = blob.purge.clone();
         let rx = self.journal(LogEvent::Update(blob), false);
+        self.issue_for_reply(client, &req.op, &out.result, ctx);
         let (conn, tid, result) = (conn.clone(), req.tid, out.result);
         let obj = self.obj.clone();
         let pools = self.monc.current().osdmap;
@@ -259,17 +270,11 @@ impl MdsRank {
                     return;
                 }
                 reply(&conn, tid, result, true);
-                for p in purge {
-                    let Some(pool) = pools.as_ref().and_then(|m| m.pools.get(&p.layout.pool)).map(|p| p.name.clone())
-                    else {
-                        continue;
-                    };
-                    for objno in 0..p.layout.object_count(p.size) {
-                        let _ = obj.op(&pool, &data_object(p.ino, objno), vec![OsdOp::Remove]).await;
-                    }
-                }
+                // Purging needs no lock: the request's locks go back now.
+                actix::spawn(async move { purge_data(obj, pools, purge).await });
             }
-            .into_actor(self),
+            .into_actor(self)
+            .map(move |_, act, ctx| act.release_held(held, ctx)),
         );
         None
     }
@@ -315,6 +320,22 @@ impl MdsRank {
             .into_actor(self),
         );
         None
+    }
+}
+
+/// Deletes the data objects of destroyed inodes (after their removal is journaled).
+async fn purge_data(
+    obj: std::sync::Arc<crate::objecter::Objecter>,
+    pools: Option<std::sync::Arc<crate::maps::OsdMap>>,
+    purge: Vec<super::events::Purge>,
+) {
+    for p in purge {
+        let Some(pool) = pools.as_ref().and_then(|m| m.pools.get(&p.layout.pool)).map(|p| p.name.clone()) else {
+            continue;
+        };
+        for objno in 0..p.layout.object_count(p.size) {
+            let _ = obj.op(&pool, &data_object(p.ino, objno), vec![OsdOp::Remove]).await;
+        }
     }
 }
 

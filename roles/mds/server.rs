@@ -21,6 +21,9 @@ use crate::msg::mds::{Caller, ClientRequest, MdsOp, ReplyBody, S_ISVTX};
 mod ns;
 #[path = "server_attr.rs"]
 mod attr;
+#[path = "server_caps.rs"]
+mod caps;
+pub use caps::update_inode;
 
 /// What the cache lacks to answer a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

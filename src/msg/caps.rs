@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::ops::{BitAnd, BitOr, BitOrAssign, Not};
 
-use super::mds::{Ino, O_ACCMODE};
+use super::mds::{Ino, InodeStat, O_ACCMODE};
 
 /// Generic bits, shifted into a family by `Caps::gen`.
 pub const GSHARED: u32 = 1;
@@ -255,6 +255,10 @@ pub struct ClientCaps {
     pub want_max: u64,
     pub mtime: i64,
     pub atime: i64,
+    /// Grant/Revoke: the inode's attributes as the MDS has them (the client caches
+    /// them under `As`/`Fs`; `version` orders them against replies).
+    #[serde(default)]
+    pub stat: Option<InodeStat>,
 }
 
 impl ClientCaps {
@@ -273,6 +277,7 @@ impl ClientCaps {
             want_max: 0,
             mtime: 0,
             atime: 0,
+            stat: None,
         }
     }
 }
