@@ -4,7 +4,6 @@
 //! entry. Normalization is lexical (`.` dropped, `..` pops a component, never above
 //! the root); symbolic links met in the middle of a walk are followed by the walker.
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
 
 use crate::error::{CmdError, Errno};
 use crate::msg::mds::{check_name, Ino, InodeStat};
@@ -41,28 +40,30 @@ pub fn join(comps: &[String]) -> String {
     format!("/{}", comps.join("/"))
 }
 
-/// (parent, name) → child ino, plus the newest attributes seen per ino. Entries expire
-/// after `ttl` (other clients may change the namespace: this client holds no leases),
-/// and the client drops the ones its own unlink/rmdir/rename make wrong.
+/// (parent, name) → child ino, plus the newest attributes seen per ino. Whether an
+/// entry may be used is the caps' call (the parent directory's `Fs`, see `caps.rs`):
+/// entries stay until that cap is revoked (`invalidate_dir`) or the client's own
+/// unlink/rmdir/rename makes them wrong.
 pub struct DentryCache {
-    ttl: Duration,
     max: usize,
-    dentries: HashMap<(Ino, String), (Ino, Instant)>,
+    dentries: HashMap<(Ino, String), Ino>,
     attrs: HashMap<Ino, InodeStat>,
 }
 
 impl DentryCache {
-    pub fn new(ttl: Duration, max: usize) -> Self {
-        DentryCache { ttl, max: max.max(1), dentries: HashMap::new(), attrs: HashMap::new() }
+    pub fn new(max: usize) -> Self {
+        DentryCache { max: max.max(1), dentries: HashMap::new(), attrs: HashMap::new() }
     }
 
-    /// The cached child of `parent` named `name` with its attributes, if fresh.
+    /// The cached child of `parent` named `name` with its attributes.
     pub fn get(&self, parent: Ino, name: &str) -> Option<InodeStat> {
-        let (ino, at) = self.dentries.get(&(parent, name.to_string()))?;
-        if at.elapsed() > self.ttl {
-            return None;
-        }
+        let ino = self.dentries.get(&(parent, name.to_string()))?;
         self.attrs.get(ino).cloned()
+    }
+
+    /// The names cached under directory `dir`.
+    pub fn names_in(&self, dir: Ino) -> Vec<String> {
+        self.dentries.keys().filter(|(p, _)| *p == dir).map(|(_, n)| n.clone()).collect()
     }
 
     pub fn insert(&mut self, parent: Ino, name: &str, st: &InodeStat) {
@@ -71,7 +72,7 @@ impl DentryCache {
             self.dentries.clear();
             self.attrs.clear();
         }
-        self.dentries.insert((parent, name.to_string()), (st.ino, Instant::now()));
+        self.dentries.insert((parent, name.to_string()), st.ino);
         self.update_attrs(st);
     }
 
@@ -87,7 +88,7 @@ impl DentryCache {
 
     /// Forgets one entry (after unlink, rmdir, or as a rename's source or target).
     pub fn invalidate(&mut self, parent: Ino, name: &str) {
-        if let Some((ino, _)) = self.dentries.remove(&(parent, name.to_string())) {
+        if let Some(ino) = self.dentries.remove(&(parent, name.to_string())) {
             // Hard links may still name it; attributes (nlink) changed anyway.
             self.attrs.remove(&ino);
         }
@@ -155,11 +156,11 @@ mod tests {
         assert_eq!(join(&["a".into(), "b".into()]), "/a/b");
     }
 
-    /// That the cache answers hits, drops invalidated entries, expires old ones and
-    /// keeps only the newest attributes.
+    /// That the cache answers hits, drops invalidated entries (one, or a whole
+    /// directory's), lists a directory's names and keeps only the newest attributes.
     #[test]
     fn dentry_cache_invalidation() {
-        let mut c = DentryCache::new(Duration::from_secs(60), 100);
+        let mut c = DentryCache::new(100);
         c.insert(1, "a", &st(10, 1));
         c.insert(10, "b", &st(11, 1));
         assert_eq!(c.get(1, "a").map(|s| s.ino), Some(10));
@@ -169,16 +170,12 @@ mod tests {
         assert_eq!(c.get(1, "a").map(|s| s.version), Some(5));
         c.invalidate(1, "a");
         assert!(c.get(1, "a").is_none());
+        assert_eq!(c.names_in(10), vec!["b".to_string()]);
         c.invalidate_dir(10);
         assert!(c.get(10, "b").is_none());
         assert!(c.is_empty());
 
-        let mut short = DentryCache::new(Duration::from_millis(0), 100);
-        short.insert(1, "x", &st(12, 1));
-        std::thread::sleep(Duration::from_millis(2));
-        assert!(short.get(1, "x").is_none());
-
-        let mut small = DentryCache::new(Duration::from_secs(60), 2);
+        let mut small = DentryCache::new(2);
         small.insert(1, "p", &st(20, 1));
         small.insert(1, "q", &st(21, 1));
         small.insert(1, "r", &st(22, 1));
