@@ -136,6 +136,11 @@ impl Drop for CapRef {
 }
 
 impl Client {
+    /// The caps this client holds on `ino` (for tools and tests).
+    pub fn held_caps(&self, ino: Ino) -> Caps {
+        self.caps_of(ino)
+    }
+
     pub(super) fn caps_of(&self, ino: Ino) -> Caps {
         lock(&self.inner.caps.map).get(&ino).map_or(Caps::NONE, |c| c.caps)
     }
@@ -241,6 +246,12 @@ impl Client {
             c.opens.0 = c.opens.0.saturating_sub(mode.read as u32);
             c.opens.1 = c.opens.1.saturating_sub(mode.write as u32);
         }
+        self.send_wanted_later(ino);
+    }
+
+    /// After a short delay, tells the MDS what the open handles of `ino` want (so caps
+    /// nobody wants go back, without thrashing on close-reopen).
+    pub(super) fn send_wanted_later(&self, ino: Ino) {
         let me = self.clone();
         tokio::spawn(async move {
             tokio::time::sleep(RELEASE_DELAY).await;

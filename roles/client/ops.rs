@@ -172,6 +172,9 @@ impl Client {
         let op = MdsOp::Create { parent, name: name.to_string(), mode, excl };
         let st = self.op_inode("create", op).await?;
         self.remember(parent, name, &st);
+        // The MDS takes a create as a read-write open: unless a handle is opened on it
+        // meanwhile, the write caps go back shortly.
+        self.send_wanted_later(st.ino);
         Ok(st)
     }
 

@@ -249,6 +249,9 @@ impl MdsRank {
     /// Once a second: when more segments than `mds_log_max_segments` are held, write
     /// back everything the older segments dirtied, then move the expire position.
     fn tick(&mut self, ctx: &mut Context<Self>) {
+        if self.state == MdsState::Active {
+            self.caps_tick(ctx);
+        }
         if self.flushing || self.state != MdsState::Active {
             return;
         }

@@ -15,6 +15,7 @@ use super::locks::{LockKind, LockMode};
 use super::rank::MdsRank;
 use super::rank_client::Work;
 use super::server::update_inode;
+use super::sessionmap::SessionState;
 use super::types::Ino;
 use crate::error::Errno;
 use crate::msg::caps::{CapOp, Caps, ClientCaps, FileMode};
@@ -314,6 +315,27 @@ impl MdsRank {
                 let _ = conn.send(Message::MClientCaps(ack));
             }
         }
+    }
+
+    /// Once a second: sessions silent for longer than the session timeout go stale and
+    /// their caps are taken back without an ack, so a dead client blocks nobody.
+    pub(super) fn caps_tick(&mut self, ctx: &mut Context<Self>) {
+        let timeout_ms = self.mdsmap.as_ref().map_or(60, |m| m.session_timeout) as u64 * 1000;
+        let Some(rs) = self.rs.as_mut() else { return };
+        let mut cmds = Vec::new();
+        for c in rs.sessions.to_mark_stale(crate::now_ms(), timeout_ms) {
+            if rs.sessions.set_state(&c, SessionState::Stale).is_ok() {
+                tracing::info!(client = %c, caps = self.caps.locker.cap_count(&c), "session stale: its caps are revoked");
+                cmds.extend(self.caps.locker.mark_stale(&c));
+            }
+        }
+        self.exec_caps(cmds, ctx);
+    }
+
+    /// A stale session renewed: its client may hold caps again.
+    pub(super) fn caps_session_fresh(&mut self, client: &str, ctx: &mut Context<Self>) {
+        let cmds = self.locker().mark_fresh(client);
+        self.exec_caps(cmds, ctx);
     }
 
     /// The client's session ended: its caps, ranges and parked requests go.

@@ -103,8 +103,12 @@ impl MdsRank {
             Message::MClientSession(SessionOp::Renew { seq }) => {
                 let known = self.rs.as_ref().is_some_and(|rs| rs.sessions.get(&client).is_some());
                 let r = if known {
+                    let stale = self.rs.as_ref().and_then(|rs| rs.sessions.get(&client)).map(|s| s.state);
                     if let Some(rs) = self.rs.as_mut() {
                         rs.sessions.renew(&client, crate::now_ms());
+                    }
+                    if stale == Some(super::sessionmap::SessionState::Stale) {
+                        self.caps_session_fresh(&client, ctx);
                     }
                     SessionReply::RenewAck { seq }
                 } else {
