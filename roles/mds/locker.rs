@@ -14,7 +14,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::locks::{LockKind, LockMode, LockState};
-use crate::msg::caps::{Caps, FileMode};
+use crate::msg::caps::Caps;
 use crate::msg::mds::Ino;
 
 /// A client, by entity name (`client.4127`).
@@ -200,8 +200,9 @@ impl InodeLocks {
             _ => None,
         };
         if let Some(w) = loner_wants {
+            // Bits only a loner is given: exclusive, plus file cache/read/write/buffer.
             let excl_bits = match kind {
-                LockKind::File => Caps::parse("Fxcrwb").unwrap_or_default(),
+                LockKind::File => Caps::FILE_EXCL | Caps::FILE_CACHE | Caps::FILE_RD | Caps::FILE_WR | Caps::FILE_BUFFER,
                 _ => Caps::gen(crate::msg::caps::GEXCL, kind.shift()),
             };
             if (kind == LockKind::File && self.info.is_dir) || w.intersects(excl_bits) {
@@ -387,11 +388,6 @@ impl Locker {
         let il = self.entry(ino, info);
         let cap = il.caps.entry(client.to_string()).or_default();
         cap.wanted = set.unwrap_or(cap.wanted) | add;
-    }
-
-    /// Wanted caps for an open mode, for `open`.
-    pub fn wanted_for(mode: FileMode) -> Caps {
-        Caps::for_mode(mode)
     }
 }
 

@@ -239,6 +239,11 @@ impl Locker {
         self.inodes.values().filter(|il| il.caps.contains_key(client)).count()
     }
 
+    /// How many clients hold a cap on `ino`.
+    pub fn cap_holders(&self, ino: Ino) -> usize {
+        self.inodes.get(&ino).map_or(0, |il| il.caps.len())
+    }
+
     pub fn cap(&self, client: &str, ino: Ino) -> Option<&Capability> {
         self.inodes.get(&ino).and_then(|il| il.caps.get(client))
     }

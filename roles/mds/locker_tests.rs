@@ -1,5 +1,6 @@
 //! Locker scenarios, asserted on the commands it returns.
 use super::*;
+use crate::msg::caps::FileMode;
 use crate::roles::mds::locks::{LockKind::*, LockMode, LockState};
 
 const F: Ino = 0x1000_0000_0001;

@@ -23,6 +23,9 @@ use crate::msg::mds::{ClientRequest, MdsOp, ReplyBody, O_ACCMODE, O_TRUNC, S_IFD
 use crate::msg::Message;
 use crate::net::ConnHandle;
 
+/// Fires once a journal entry is durable.
+type Durable = tokio::sync::oneshot::Receiver<()>;
+
 /// The rank's caps state: the Locker, how to reach each client, parked requests.
 #[derive(Default)]
 pub(super) struct CapsState {
@@ -175,61 +178,50 @@ impl MdsRank {
             _ => {}
         }
         for (ino, info, mode) in todo {
+            self.restore_ranges(ino, info);
             let cmds = self.locker().issue(client, ino, info, mode);
             self.exec_caps(cmds, ctx);
         }
+    }
+
+    /// The first time the Locker sees a file after a restart, it takes the writable
+    /// ranges the journal kept, for clients that still have a session.
+    fn restore_ranges(&mut self, ino: Ino, info: InodeInfo) {
+        let Some(rs) = self.rs.as_ref() else { return };
+        if !self.caps.locker.ranges(ino).is_empty() || self.caps.locker.cap_holders(ino) > 0 {
+            return;
+        }
+        let Some(i) = rs.cache.inode(ino) else { return };
+        let live: BTreeMap<String, u64> =
+            i.client_ranges.iter().filter(|(c, _)| rs.sessions.get(c).is_some()).map(|(c, r)| (c.clone(), *r)).collect();
+        self.caps.locker.restore_ranges(ino, info, live);
     }
 
     /// Carries out Locker commands. Cap messages of a batch that journals writable
     /// ranges leave once those are durable, so no client writes past a range a
     /// restarted MDS would not know.
     pub(super) fn exec_caps(&mut self, cmds: Vec<Command>, ctx: &mut Context<Self>) {
-        let mut msgs = Vec::new();
+        let mut sends = Vec::new();
         let mut journals = Vec::new();
         let mut wakes = Vec::new();
         for cmd in cmds {
             match cmd {
                 Command::Caps { client, ino, revoke, caps, wanted, seq, max_size } => {
                     let mut m = ClientCaps::new(if revoke { CapOp::Revoke } else { CapOp::Grant }, ino, caps, seq);
-                    m.wanted = wanted;
-                    m.max_size = max_size;
+                    (m.wanted, m.max_size) = (wanted, max_size);
                     if let Some(i) = self.rs.as_ref().and_then(|rs| rs.cache.inode(ino)) {
-                        (m.size, m.mtime, m.atime) = (i.size, i.mtime, i.atime);
-                        m.stat = Some(i.stat());
+                        (m.size, m.mtime, m.atime, m.stat) = (i.size, i.mtime, i.atime, Some(i.stat()));
                     }
-                    msgs.push((client, m));
+                    match self.caps.conns.get(&client) {
+                        Some(conn) => sends.push((conn.clone(), m)),
+                        None => tracing::debug!(%client, "no connection for a cap message"),
+                    }
                 }
                 Command::JournalRanges { ino, ranges, locked } => journals.push(self.journal_ranges(ino, ranges, locked)),
                 Command::Wake(id) => wakes.push(id),
             }
         }
-        let sends: Vec<(ConnHandle, ClientCaps)> =
-            msgs.into_iter().filter_map(|(c, m)| self.caps.conns.get(&c).map(|conn| (conn.clone(), m))).collect();
-        if journals.is_empty() {
-            for (conn, m) in sends {
-                let _ = conn.send(Message::MClientCaps(m));
-            }
-        } else {
-            let fut = async move {
-                let mut done = Vec::new();
-                for (ino, locked, rx) in journals {
-                    if let Some(rx) = rx {
-                        let _ = rx.await;
-                    }
-                    done.push((ino, locked));
-                }
-                for (conn, m) in sends {
-                    let _ = conn.send(Message::MClientCaps(m));
-                }
-                done
-            };
-            ctx.spawn(fut.into_actor(self).map(|done, act, ctx| {
-                for (ino, locked) in done {
-                    let cmds = act.locker().range_journaled(ino, locked);
-                    act.exec_caps(cmds, ctx);
-                }
-            }));
-        }
+        self.send_after(journals, sends, ctx);
         for id in wakes {
             if let Some(w) = self.caps.parked.remove(&id) {
                 self.run(w, 0, ctx);
@@ -237,9 +229,39 @@ impl MdsRank {
         }
     }
 
+    /// Sends cap messages once the journal entries are durable (at once if none), then
+    /// gives the range wrlocks back to the Locker.
+    fn send_after(&mut self, journals: Vec<(Ino, bool, Option<Durable>)>, sends: Vec<(ConnHandle, ClientCaps)>, ctx: &mut Context<Self>) {
+        if journals.is_empty() {
+            for (conn, m) in sends {
+                let _ = conn.send(Message::MClientCaps(m));
+            }
+            return;
+        }
+        let fut = async move {
+            let mut done = Vec::new();
+            for (ino, locked, rx) in journals {
+                if let Some(rx) = rx {
+                    let _ = rx.await;
+                }
+                done.push((ino, locked));
+            }
+            for (conn, m) in sends {
+                let _ = conn.send(Message::MClientCaps(m));
+            }
+            done
+        };
+        ctx.spawn(fut.into_actor(self).map(|done, act, ctx| {
+            for (ino, locked) in done {
+                let cmds = act.locker().range_journaled(ino, locked);
+                act.exec_caps(cmds, ctx);
+            }
+        }));
+    }
+
     /// Records the writable ranges in the inode (journaled); the receiver fires once
     /// durable (`None`: nothing to journal).
-    fn journal_ranges(&mut self, ino: Ino, ranges: BTreeMap<String, u64>, locked: bool) -> (Ino, bool, Option<tokio::sync::oneshot::Receiver<()>>) {
+    fn journal_ranges(&mut self, ino: Ino, ranges: BTreeMap<String, u64>, locked: bool) -> (Ino, bool, Option<Durable>) {
         self.maybe_segment();
         let Some(rs) = self.rs.as_mut() else { return (ino, locked, None) };
         match update_inode(&mut rs.cache, format!("client ranges {ino:#x}"), ino, |i| i.client_ranges = ranges) {
