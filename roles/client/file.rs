@@ -1,20 +1,22 @@
 //! Open files: the handle layer a mount (FUSE) drives. `open` asks the MDS (permission
-//! checks, O_TRUNC), reads and writes go to the data objects, and the size and mtime a
-//! handle's writes produced reach the MDS when the handle is flushed (close(2)),
-//! fsync'ed or released, not after every write.
-//!
-//! This is the seam for caps: the Locker's grants decide what a handle may cache
-//! (Fc/Fb) and when buffered state must be flushed; `Invalidate` events tell the
-//! mount which kernel cache entries to drop.
+//! checks, O_TRUNC) and registers the handle's wanted caps; reads and writes run under
+//! caps (`caps.rs`): reads need `Fr` and use the `Fc` page cache when held; writes need
+//! `Fw` and stay in the `Fb` write-back buffer when held (else go straight to the
+//! OSDs), within the writable range the MDS granted. The data and the size and mtime
+//! the writes produced reach the OSDs and the MDS (a cap flush) when the handle is
+//! flushed (close(2)), fsync'ed or released, or when the MDS revokes the caps.
+//! `Invalidate` events tell the mount which kernel cache entries to drop.
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use tokio::sync::mpsc;
 
+use super::caps::{MAX_BUFFER, MAX_PAGES, PAGE};
 use super::session::lock;
 use super::Client;
 use crate::error::{CmdError, Errno};
+use crate::msg::caps::Caps;
 use crate::msg::mds::{Ino, InodeStat, MdsOp, ReplyBody, O_ACCMODE, S_IFDIR, S_IFMT};
 use crate::now_ns;
 
@@ -38,8 +40,6 @@ pub enum Invalidate {
 pub struct Handle {
     pub ino: Ino,
     pub flags: u32,
-    /// End of the data this handle wrote and has not yet reported, and its mtime.
-    dirty: Option<(u64, i64)>,
 }
 
 /// The client's open handles and invalidation subscribers.
@@ -52,7 +52,6 @@ pub(super) struct Files {
 
 impl Files {
     /// Sends `inv` to every subscriber still listening (the caps layer calls it).
-    #[allow(dead_code)]
     pub(super) fn invalidate(&self, inv: Invalidate) {
         lock(&self.subscribers).retain(|s| s.send(inv.clone()).is_ok());
     }
@@ -68,7 +67,8 @@ impl Client {
 
     fn new_handle(&self, ino: Ino, flags: u32) -> Fh {
         let fh = self.inner.files.next.fetch_add(1, Ordering::Relaxed) + 1;
-        lock(&self.inner.files.handles).insert(fh, Handle { ino, flags, dirty: None });
+        lock(&self.inner.files.handles).insert(fh, Handle { ino, flags });
+        self.cap_open(ino, flags);
         fh
     }
 
@@ -99,48 +99,130 @@ impl Client {
         excl: bool,
     ) -> Result<(InodeStat, Fh), CmdError> {
         let st = self.create(parent, name, mode, excl).await?;
-        Ok((st.clone(), self.new_handle(st.ino, flags)))
+        let fh = self.new_handle(st.ino, flags);
+        // The MDS took a create as a read-write open; say what this handle wants.
+        self.send_wanted(st.ino);
+        Ok((st, fh))
     }
 
-    /// Reads up to `len` bytes at `off` through handle `fh`.
+    /// The size (and attributes) reads and appends go by: the cached ones while `Fs` or
+    /// `Fx` is held, else the MDS's (which makes writers report theirs first).
+    async fn size_view(&self, ino: Ino) -> Result<InodeStat, CmdError> {
+        match self.cached_attrs(ino) {
+            Some(st) if self.caps_of(ino).intersects(Caps::FILE_SHARED | Caps::FILE_EXCL) => Ok(st),
+            _ => {
+                let mut st = self.getattr(ino).await?;
+                if let Some((end, _)) = lock(&self.inner.caps.map).get(&ino).and_then(|c| c.dirty) {
+                    st.size = st.size.max(end);
+                }
+                Ok(st)
+            }
+        }
+    }
+
+    /// Reads up to `len` bytes at `off` through handle `fh` (needs `Fr`; `Fc` caches).
     pub async fn fh_read(&self, fh: Fh, off: u64, len: u64) -> Result<Vec<u8>, CmdError> {
         let h = self.handle(fh)?;
-        let mut st = self.getattr(h.ino).await?;
-        if let Some((end, _)) = self.handle(fh)?.dirty {
-            st.size = st.size.max(end);
+        let caps = self.get_caps(h.ino, Caps::FILE_RD, Caps::FILE_CACHE).await?;
+        let st = self.size_view(h.ino).await?;
+        let Some(_r) = self.cap_ref(h.ino, Caps::FILE_RD) else {
+            return Box::pin(self.fh_read(fh, off, len)).await;
+        };
+        if off >= st.size {
+            return Ok(Vec::new());
         }
-        self.read_with(&st, off, len).await
+        let len = len.min(st.size - off);
+        let mut out = if caps.contains(Caps::FILE_CACHE) {
+            self.read_cached(&st, off, len).await?
+        } else {
+            self.read_with(&st, off, len).await?
+        };
+        if let Some(c) = lock(&self.inner.caps.map).get(&h.ino) {
+            c.overlay(off, &mut out);
+        }
+        Ok(out)
+    }
+
+    /// Reads through the `Fc` page cache, fetching missing pages.
+    async fn read_cached(&self, st: &InodeStat, off: u64, len: u64) -> Result<Vec<u8>, CmdError> {
+        let (first, last) = (off / PAGE, (off + len).div_ceil(PAGE));
+        let mut out = Vec::with_capacity(len as usize);
+        for p in first..last {
+            let cached = lock(&self.inner.caps.map).get(&st.ino).and_then(|c| c.pages.get(&p).cloned());
+            let page = match cached {
+                Some(d) => d,
+                None => {
+                    let d = self.read_with(st, p * PAGE, PAGE).await?;
+                    let mut map = lock(&self.inner.caps.map);
+                    if let Some(c) = map.get_mut(&st.ino).filter(|c| c.caps.contains(Caps::FILE_CACHE)) {
+                        if c.pages.len() >= MAX_PAGES {
+                            c.pages.clear();
+                        }
+                        c.pages.insert(p, d.clone());
+                    }
+                    d
+                }
+            };
+            let from = if p == first { (off - p * PAGE) as usize } else { 0 };
+            let to = ((off + len).min(p * PAGE + page.len() as u64)).saturating_sub(p * PAGE) as usize;
+            if from < to {
+                out.extend_from_slice(&page[from..to]);
+            }
+        }
+        out.resize(len as usize, 0);
+        Ok(out)
     }
 
     /// Writes `data` at `off` (at the end for `O_APPEND` handles); returns bytes written.
+    /// Needs `Fw` and a writable range reaching the end; `Fb` buffers the data.
     pub async fn fh_write(&self, fh: Fh, off: u64, data: &[u8]) -> Result<usize, CmdError> {
         let h = self.handle(fh)?;
         if h.flags & O_ACCMODE == 0 {
             return Err(CmdError::new(Errno::EINVAL, "handle is not open for writing"));
         }
-        let st = self.getattr(h.ino).await?;
-        let off = if h.flags & O_APPEND != 0 { st.size.max(h.dirty.map_or(0, |d| d.0)) } else { off };
-        self.write_data(&st, off, data).await?;
+        let ino = h.ino;
+        let caps = self.get_caps(ino, Caps::FILE_WR, Caps::FILE_BUFFER).await?;
+        let off = if h.flags & O_APPEND != 0 { self.size_view(ino).await?.size } else { off };
         let end = off + data.len() as u64;
-        if let Some(h) = lock(&self.inner.files.handles).get_mut(&fh) {
-            let e = h.dirty.map_or(end, |(e, _)| e.max(end));
-            h.dirty = Some((e, now_ns()));
+        self.ensure_max_size(ino, end).await?;
+        let Some(_r) = self.cap_ref(ino, Caps::FILE_WR) else {
+            return Box::pin(self.fh_write(fh, off, data)).await;
+        };
+        let buffered = caps.contains(Caps::FILE_BUFFER) && {
+            let mut map = lock(&self.inner.caps.map);
+            match map.get_mut(&ino) {
+                Some(c) if c.caps.contains(Caps::FILE_BUFFER) && c.buffered + data.len() <= MAX_BUFFER => {
+                    c.buffer_write(off, data);
+                    true
+                }
+                _ => false,
+            }
+        };
+        if !buffered {
+            // Older buffered bytes must not land over these later.
+            self.flush_buffer(ino).await?;
+            let st = self.layout_for_write(ino).await?;
+            self.write_data(&st, off, data).await?;
+        }
+        if let Some(c) = lock(&self.inner.caps.map).get_mut(&ino) {
+            c.drop_pages(off, end);
+            c.dirty = Some((c.dirty.map_or(end, |(e, _)| e.max(end)), now_ns()));
         }
         Ok(data.len())
     }
 
-    /// Reports what the handle's writes produced (size, mtime) to the MDS.
-    pub async fn fh_flush(&self, fh: Fh) -> Result<(), CmdError> {
-        let dirty = lock(&self.inner.files.handles).get_mut(&fh).and_then(|h| h.dirty.take());
-        let Some((end, mtime)) = dirty else { return Ok(()) };
-        let ino = self.handle(fh)?.ino;
-        if let Err(e) = self.set_size(ino, end, mtime).await {
-            if let Some(h) = lock(&self.inner.files.handles).get_mut(&fh) {
-                h.dirty = Some((end, mtime));
-            }
-            return Err(e);
+    async fn layout_for_write(&self, ino: Ino) -> Result<InodeStat, CmdError> {
+        let cached = lock(&self.inner.dcache).attrs_of(ino);
+        match cached {
+            Some(st) => Ok(st),
+            None => self.getattr(ino).await,
         }
-        Ok(())
+    }
+
+    /// close(2): buffered data to the OSDs, size and mtime to the MDS (journaled).
+    pub async fn fh_flush(&self, fh: Fh) -> Result<(), CmdError> {
+        let ino = self.handle(fh)?.ino;
+        self.flush_ino(ino).await
     }
 
     /// fsync(2): flushes the handle, then waits until every metadata change so far is
@@ -150,10 +232,13 @@ impl Client {
         self.sync().await
     }
 
-    /// Closes handle `fh` for good (flushing it first).
+    /// Closes handle `fh` for good (flushing it first); the caps it wanted are given
+    /// back a little later unless the file is opened again.
     pub async fn fh_release(&self, fh: Fh) -> Result<(), CmdError> {
         let r = self.fh_flush(fh).await;
-        lock(&self.inner.files.handles).remove(&fh);
+        if let Some(h) = lock(&self.inner.files.handles).remove(&fh) {
+            self.cap_close(h.ino, h.flags);
+        }
         r
     }
 

@@ -2,9 +2,11 @@
 //! every namespace op) and direct object I/O to the OSDs for file data, striped by each
 //! file's layout. Used by `cephr fs ...` commands and tests.
 //!
-//! Consistency model (no caps yet): each op is a synchronous request to rank 0; the
-//! client caches dentries for a few seconds and drops its own stale ones on
-//! unlink/rmdir/rename; file size and mtime reach the MDS by `SetSize` after writes.
+//! Consistency model: caps (`caps.rs`). Attributes and dentries are served from the
+//! cache while the MDS's caps allow it (`As`/`Fs`/`Ls` on the inode, `Fs` on the
+//! parent directory) and dropped when they are revoked; file data is cached under
+//! `Fc` and buffered under `Fb`; size and mtime reach the MDS in cap flushes.
+pub mod caps;
 pub mod data;
 pub mod file;
 pub mod ops;

@@ -45,9 +45,10 @@ impl Client {
         Ok(st)
     }
 
-    /// Looks `name` up in directory `parent` (cache first).
+    /// Looks `name` up in directory `parent` (cache first, while the directory's `Fs`
+    /// cap says its entries have not changed).
     pub async fn lookup(&self, parent: Ino, name: &str) -> Result<InodeStat, CmdError> {
-        if name != "." && name != ".." {
+        if name != "." && name != ".." && self.dir_cached(parent) {
             if let Some(st) = lock(&self.inner.dcache).get(parent, name) {
                 return Ok(st);
             }
@@ -114,14 +115,26 @@ impl Client {
         Ok((dir, name))
     }
 
+    /// Attributes: from the cache while `As`, `Ls` and `Fs` are held, else the MDS's.
     pub async fn getattr(&self, ino: Ino) -> Result<InodeStat, CmdError> {
+        if let Some(st) = self.cached_attrs(ino) {
+            return Ok(st);
+        }
         self.op_inode("getattr", MdsOp::Getattr { ino }).await
     }
 
     /// Changes attributes; a smaller size also cuts the data objects past the new end.
     pub async fn setattr(&self, ino: Ino, set: SetAttr) -> Result<InodeStat, CmdError> {
         let old = match set.size {
-            Some(_) => Some(self.getattr(ino).await?),
+            Some(_) => {
+                // A size change: buffered writes and unreported sizes go first, and the
+                // truncated tail must not come back from this client.
+                self.flush_ino(ino).await?;
+                if let Some(c) = super::session::lock(&self.inner.caps.map).get_mut(&ino) {
+                    c.pages.clear();
+                }
+                Some(self.getattr(ino).await?)
+            }
             None => None,
         };
         let st = self.op_inode("setattr", MdsOp::Setattr { ino, set: set.clone() }).await?;
@@ -159,6 +172,9 @@ impl Client {
         let op = MdsOp::Create { parent, name: name.to_string(), mode, excl };
         let st = self.op_inode("create", op).await?;
         self.remember(parent, name, &st);
+        // The MDS takes a create as a read-write open: unless a handle is opened on it
+        // meanwhile, the write caps go back shortly.
+        self.send_wanted_later(st.ino);
         Ok(st)
     }
 

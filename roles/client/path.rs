@@ -4,7 +4,6 @@
 //! entry. Normalization is lexical (`.` dropped, `..` pops a component, never above
 //! the root); symbolic links met in the middle of a walk are followed by the walker.
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
 
 use crate::error::{CmdError, Errno};
 use crate::msg::mds::{check_name, Ino, InodeStat};
@@ -41,28 +40,32 @@ pub fn join(comps: &[String]) -> String {
     format!("/{}", comps.join("/"))
 }
 
-/// (parent, name) → child ino, plus the newest attributes seen per ino. Entries expire
-/// after `ttl` (other clients may change the namespace: this client holds no leases),
-/// and the client drops the ones its own unlink/rmdir/rename make wrong.
+/// (parent, name) → child ino, plus the newest attributes seen per ino. Whether an
+/// entry may be used is the caps' call (the parent directory's `Fs`, see `caps.rs`):
+/// entries stay until that cap is revoked (`invalidate_dir`) or the client's own
+/// unlink/rmdir/rename makes them wrong.
 pub struct DentryCache {
-    ttl: Duration,
     max: usize,
-    dentries: HashMap<(Ino, String), (Ino, Instant)>,
+    /// Child ino and an insertion stamp (for trimming oldest first).
+    dentries: HashMap<(Ino, String), (Ino, u64)>,
+    stamp: u64,
     attrs: HashMap<Ino, InodeStat>,
 }
 
 impl DentryCache {
-    pub fn new(ttl: Duration, max: usize) -> Self {
-        DentryCache { ttl, max: max.max(1), dentries: HashMap::new(), attrs: HashMap::new() }
+    pub fn new(max: usize) -> Self {
+        DentryCache { max: max.max(1), dentries: HashMap::new(), stamp: 0, attrs: HashMap::new() }
     }
 
-    /// The cached child of `parent` named `name` with its attributes, if fresh.
+    /// The cached child of `parent` named `name` with its attributes.
     pub fn get(&self, parent: Ino, name: &str) -> Option<InodeStat> {
-        let (ino, at) = self.dentries.get(&(parent, name.to_string()))?;
-        if at.elapsed() > self.ttl {
-            return None;
-        }
+        let (ino, _) = self.dentries.get(&(parent, name.to_string()))?;
         self.attrs.get(ino).cloned()
+    }
+
+    /// The names cached under directory `dir`.
+    pub fn names_in(&self, dir: Ino) -> Vec<String> {
+        self.dentries.keys().filter(|(p, _)| *p == dir).map(|(_, n)| n.clone()).collect()
     }
 
     pub fn insert(&mut self, parent: Ino, name: &str, st: &InodeStat) {
@@ -71,7 +74,8 @@ impl DentryCache {
             self.dentries.clear();
             self.attrs.clear();
         }
-        self.dentries.insert((parent, name.to_string()), (st.ino, Instant::now()));
+        self.stamp += 1;
+        self.dentries.insert((parent, name.to_string()), (st.ino, self.stamp));
         self.update_attrs(st);
     }
 
@@ -112,14 +116,15 @@ impl DentryCache {
         self.dentries.len()
     }
 
-    /// Cache pressure: keeps at most `max` dentries, dropping expired then least
-    /// recently cached ones, and the attributes no remaining dentry names (attributes
-    /// are refetched on demand). Returns how many dentries remain.
+    pub fn is_empty(&self) -> bool {
+        self.dentries.is_empty()
+    }
+
+    /// Trims to at most `max` entries, oldest first, and drops attributes no entry
+    /// names any more (a cache-pressure recall); returns the entries left.
     pub fn trim_to(&mut self, max: usize) -> usize {
-        let ttl = self.ttl;
-        self.dentries.retain(|_, (_, at)| at.elapsed() <= ttl);
         if self.dentries.len() > max {
-            let mut ages: Vec<((Ino, String), Instant)> = self.dentries.iter().map(|(k, (_, at))| (k.clone(), *at)).collect();
+            let mut ages: Vec<((Ino, String), u64)> = self.dentries.iter().map(|(k, (_, at))| (k.clone(), *at)).collect();
             ages.sort_by_key(|(_, at)| *at);
             let excess = self.dentries.len() - max;
             for (k, _) in ages.into_iter().take(excess) {
@@ -129,10 +134,6 @@ impl DentryCache {
         let named: std::collections::HashSet<Ino> = self.dentries.values().map(|(i, _)| *i).collect();
         self.attrs.retain(|ino, _| named.contains(ino));
         self.dentries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.dentries.is_empty()
     }
 }
 
@@ -174,11 +175,11 @@ mod tests {
         assert_eq!(join(&["a".into(), "b".into()]), "/a/b");
     }
 
-    /// That the cache answers hits, drops invalidated entries, expires old ones,
-    /// keeps only the newest attributes, and trims to a recall target oldest first.
+    /// That the cache answers hits, drops invalidated entries (one, or a whole
+    /// directory's), lists a directory's names and keeps only the newest attributes.
     #[test]
     fn dentry_cache_invalidation() {
-        let mut c = DentryCache::new(Duration::from_secs(60), 100);
+        let mut c = DentryCache::new(100);
         c.insert(1, "a", &st(10, 1));
         c.insert(10, "b", &st(11, 1));
         assert_eq!(c.get(1, "a").map(|s| s.ino), Some(10));
@@ -188,19 +189,26 @@ mod tests {
         assert_eq!(c.get(1, "a").map(|s| s.version), Some(5));
         c.invalidate(1, "a");
         assert!(c.get(1, "a").is_none());
+        assert_eq!(c.names_in(10), vec!["b".to_string()]);
         c.invalidate_dir(10);
         assert!(c.get(10, "b").is_none());
         assert!(c.is_empty());
 
-        let mut short = DentryCache::new(Duration::from_millis(0), 100);
-        short.insert(1, "x", &st(12, 1));
-        std::thread::sleep(Duration::from_millis(2));
-        assert!(short.get(1, "x").is_none());
+        let mut small = DentryCache::new(2);
+        small.insert(1, "p", &st(20, 1));
+        small.insert(1, "q", &st(21, 1));
+        small.insert(1, "r", &st(22, 1));
+        assert!(small.len() <= 2);
+        assert!(small.get(1, "r").is_some());
+    }
 
-        let mut many = DentryCache::new(Duration::from_secs(60), 100);
+    /// That a recall trims the oldest entries first and forgets attributes no entry
+    /// names any more.
+    #[test]
+    fn dentry_cache_trim() {
+        let mut many = DentryCache::new(100);
         for i in 0..10u64 {
             many.insert(1, &format!("f{i}"), &st(100 + i, 1));
-            std::thread::sleep(Duration::from_millis(1));
         }
         many.update_attrs(&st(500, 1));
         assert_eq!(many.trim_to(4), 4);
@@ -209,12 +217,5 @@ mod tests {
         assert!(many.attrs_of(500).is_none() && many.attrs_of(100).is_none(), "unnamed attributes go");
         assert_eq!(many.trim_to(0), 0);
         assert!(many.is_empty());
-
-        let mut small = DentryCache::new(Duration::from_secs(60), 2);
-        small.insert(1, "p", &st(20, 1));
-        small.insert(1, "q", &st(21, 1));
-        small.insert(1, "r", &st(22, 1));
-        assert!(small.len() <= 2);
-        assert!(small.get(1, "r").is_some());
     }
 }

@@ -24,8 +24,6 @@ use crate::msg::{Message, MonSubscribe};
 use crate::net::{ConnHandle, FaultRules, Incoming, Messenger, MsgrOptions};
 use crate::objecter::Objecter;
 
-/// How long dentries stay in the client's cache without a lease.
-const DENTRY_TTL: Duration = Duration::from_secs(5);
 const DENTRY_MAX: usize = 16_384;
 
 struct Pending {
@@ -55,13 +53,15 @@ pub(super) struct Inner {
     next_tid: AtomicU64,
     pending: Mutex<BTreeMap<u64, Pending>>,
     safe_changed: Notify,
-    conn: Mutex<Option<(MdsTarget, ConnHandle)>>,
+    pub(super) conn: Mutex<Option<(MdsTarget, ConnHandle)>>,
     kick: Notify,
     closed: AtomicBool,
     pub dcache: Mutex<DentryCache>,
     pub(super) files: super::file::Files,
     /// Why the mount was evicted, once it was (`session_faults.rs`).
     blocklisted: Mutex<Option<String>>,
+    /// Caps per inode, with the cached and buffered data they cover.
+    pub(super) caps: super::caps::CapTable,
 }
 
 #[path = "session_faults.rs"]
@@ -200,9 +200,10 @@ impl Client {
             conn: Mutex::new(None),
             kick: Notify::new(),
             closed: AtomicBool::new(false),
-            dcache: Mutex::new(DentryCache::new(DENTRY_TTL, DENTRY_MAX)),
+            dcache: Mutex::new(DentryCache::new(DENTRY_MAX)),
             files: Default::default(),
             blocklisted: Mutex::new(None),
+            caps: Default::default(),
         });
         // A map can name an instance that is gone (all daemons restarted, the monitors not
         // yet past the beacon grace): the daemon now at that address says EAGAIN (or
@@ -419,6 +420,7 @@ async fn receive_loop(monc: Arc<MonClient>, cell: Arc<OnceLock<Arc<Inner>>>, mut
         match inc.msg {
             Message::MClientReply(r) => inner.dispatch(r),
             Message::MClientSessionReply(SessionReply::Rejected { errno, reason }) => inner.on_rejected(errno, &reason),
+            Message::MClientCaps(m) => Client { inner: inner.clone() }.handle_caps(m),
             Message::MClientSessionReply(SessionReply::Closed) => {
                 tracing::warn!(from = %inc.from, "MDS closed our session; reopening");
                 inner.drop_conn();

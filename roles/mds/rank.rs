@@ -51,6 +51,8 @@ pub struct MdsRank {
     pub(super) session_rw: HashMap<String, bool>,
     /// Session timeouts, evictions and cache-pressure recalls (`rank_sessions.rs`).
     pub(super) upkeep: super::rank_sessions::SessionUpkeep,
+    /// Caps: the Locker, client connections, parked requests (`rank_caps.rs`).
+    pub(super) caps: super::rank_caps::CapsState,
 }
 
 enum BootKind {
@@ -90,6 +92,7 @@ impl MdsRank {
             waiting: Vec::new(),
             session_rw: HashMap::new(),
             upkeep: Default::default(),
+            caps: Default::default(),
         }
     }
 

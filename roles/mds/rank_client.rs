@@ -96,7 +96,7 @@ impl MdsRank {
 
     pub(super) fn dispatch(&mut self, inc: Incoming, ctx: &mut Context<Self>) {
         let Some(inc) = self.session_gate(inc, ctx) else { return };
-        if !matches!(inc.msg, Message::MClientSession(_) | Message::MClientRequest(_)) {
+        if !matches!(inc.msg, Message::MClientSession(_) | Message::MClientRequest(_) | Message::MClientCaps(_)) {
             tracing::debug!(from = %inc.from, "ignoring {}", inc.msg.name());
             return;
         }
@@ -118,6 +118,7 @@ impl MdsRank {
             return;
         }
         let client = inc.from.to_string();
+        self.note_conn(&client, &inc.conn);
         match inc.msg {
             Message::MClientSession(SessionOp::Open { root, .. }) => {
                 match session_root(&self.grants(&inc.from), &root) {
@@ -132,7 +133,12 @@ impl MdsRank {
                 }
             }
             Message::MClientSession(SessionOp::Renew { seq }) => {
+                let was_stale = self.rs.as_ref().and_then(|rs| rs.sessions.get(&client)).map(|s| s.state)
+                    == Some(super::sessionmap::SessionState::Stale);
                 let r = self.renew_session(&client, seq);
+                if was_stale && matches!(r, SessionReply::RenewAck { .. }) {
+                    self.caps_session_fresh(&client, ctx);
+                }
                 let _ = inc.conn.reply(inc.tid, Message::MClientSessionReply(r));
             }
             Message::MClientSession(SessionOp::Close) => {
@@ -147,6 +153,7 @@ impl MdsRank {
                     rs.apply_event(&ev);
                 }
                 self.session_rw.remove(&client);
+                self.caps_session_gone(&client, ctx);
                 let rx = self.journal(ev, false);
                 let (conn, tid) = (inc.conn, inc.tid);
                 after_durable(rx, move || {
@@ -154,6 +161,7 @@ impl MdsRank {
                 });
             }
             Message::MClientRequest(req) => self.run(Work::Request { client, conn: inc.conn, req }, 0, ctx),
+            Message::MClientCaps(m) => self.handle_client_caps(&client, &inc.conn, m, ctx),
             _ => {}
         }
     }
@@ -171,7 +179,7 @@ impl MdsRank {
     /// Runs `w`; when the cache lacks something, loads it and runs `w` again.
     pub(super) fn run(&mut self, w: Work, loads: u32, ctx: &mut Context<Self>) {
         let need = match &w {
-            Work::Request { .. } => self.try_request(&w),
+            Work::Request { .. } => self.try_request(&w, ctx),
             Work::Open { .. } => self.try_open(&w),
         };
         let Some(need) = need else { return };
@@ -223,7 +231,7 @@ impl MdsRank {
         !g.is_empty() && g.iter().all(|g| g.perm.w)
     }
 
-    fn try_request(&mut self, w: &Work) -> Option<Need> {
+    fn try_request(&mut self, w: &Work, ctx: &mut Context<Self>) -> Option<Need> {
         let Work::Request { client, conn, req } = w else { return None };
         let info = match self.rs.as_ref().and_then(|rs| rs.sessions.get(client)) {
             Some(s) => s.info(),
@@ -237,12 +245,17 @@ impl MdsRank {
             reply(conn, req.tid, Err(Errno::EACCES), true);
             return None;
         }
+        // Caps: the request's locks first (or it is parked and rerun on wake).
+        let held = self.lock_request(client, conn, req, ctx)?;
         if write {
             self.maybe_segment();
         }
         let rs = self.rs.as_mut()?;
         let out = match server::handle(&mut rs.cache, &mut rs.inotable, &info, req, now_ns()) {
-            Err(n) => return Some(n),
+            Err(n) => {
+                self.release_held(held, ctx);
+                return Some(n);
+            }
             Ok(o) => o,
         };
         let Some(blob) = out.blob else {
@@ -262,17 +275,25 @@ impl MdsRank {
                 });
                 return None;
             }
-            reply(conn, req.tid, result, true);
+            reply(conn, req.tid, result.clone(), true);
+            self.release_held(held, ctx);
+            self.issue_for_reply(client, &req.op, &result, ctx);
             return None;
         };
         rs.sessions.apply_blob(&blob);
         reply(conn, req.tid, out.result.clone(), false);
         let purge = blob.purge.clone();
         let rx = self.journal(LogEvent::Update(blob), false);
+        self.issue_for_reply(client, &req.op, &out.result, ctx);
         let (conn, tid, result) = (conn.clone(), req.tid, out.result);
         let purger = (!purge.is_empty()).then(|| (self.obj.clone(), self.monc.current().osdmap, purge));
+        // The request's locks go back once the change is durable (purging needs none).
+        let me = (!held.is_empty()).then(|| ctx.address());
         after_durable(rx, move || {
             reply(&conn, tid, result, true);
+            if let Some(me) = me {
+                me.do_send(super::rank_caps::ReleaseHeld(held));
+            }
             if let Some((obj, pools, purge)) = purger {
                 actix::spawn(purge_data(obj, pools, purge));
             }

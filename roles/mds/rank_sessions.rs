@@ -71,7 +71,7 @@ impl MdsRank {
         let flying: BTreeSet<String> = self.upkeep.evicting.keys().cloned().collect();
         for action in due(&rs.sessions, now, self.session_timeouts(), &flying) {
             match action {
-                SessionAction::MarkStale { client, silent_ms } => self.mark_stale(&client, silent_ms),
+                SessionAction::MarkStale { client, silent_ms } => self.mark_stale(&client, silent_ms, ctx),
                 SessionAction::Evict { client, silent_ms } => {
                     let why = format!("no renewal for {:.1} s (session_autoclose)", silent_ms as f64 / 1000.0);
                     self.evict(client, why, None, ctx);
@@ -83,12 +83,12 @@ impl MdsRank {
         self.recall_tick(now);
     }
 
-    fn mark_stale(&mut self, client: &str, silent_ms: u64) {
+    fn mark_stale(&mut self, client: &str, silent_ms: u64, ctx: &mut Context<Self>) {
         let Some(rs) = self.rs.as_mut() else { return };
         match rs.sessions.set_state(client, SessionState::Stale) {
             Ok(()) => {
                 tracing::warn!(%client, "session open -> stale: no renewal for {:.1} s; its caps are revocable", silent_ms as f64 / 1000.0);
-                self.locker_mark_stale(client);
+                self.locker_mark_stale(client, ctx);
             }
             Err(e) => tracing::warn!("{e}"),
         }
@@ -144,12 +144,12 @@ impl MdsRank {
                 None => Ok(()),
             }
         };
-        ctx.spawn(fut.into_actor(self).map(move |r, act, _| act.evicted(client, addr, r)));
+        ctx.spawn(fut.into_actor(self).map(move |r, act, ctx| act.evicted(client, addr, r, ctx)));
     }
 
     /// The close is durable and the instance blocklisted (or that failed: the session
     /// stays `killing` and the next tick tries again).
-    fn evicted(&mut self, client: String, addr: Option<EntityAddr>, r: Result<(), String>) {
+    fn evicted(&mut self, client: String, addr: Option<EntityAddr>, r: Result<(), String>, ctx: &mut Context<Self>) {
         let waiters = self.upkeep.evicting.remove(&client).unwrap_or_default();
         if let Err(e) = r {
             tracing::warn!(%client, "eviction not finished, will retry: {e}");
@@ -163,7 +163,7 @@ impl MdsRank {
         }
         self.session_rw.remove(&client);
         self.upkeep.recall.forget(&client);
-        self.locker_drop_client(&client);
+        self.caps_session_gone(&client, ctx);
         let shown = addr.map_or("no known instance".to_string(), |a| a.to_string());
         tracing::warn!(%client, "session killing -> closed: evicted, {shown} blocklisted");
         let done = format!("evicted {client} ({shown} blocklisted)");
@@ -318,24 +318,17 @@ impl MdsRank {
     }
 
     /// Caps `client` holds on this rank.
-    // LOCKER: return self.locker.client_caps_count(client). Until the Locker issues
-    // caps, no client holds any, so this counts none.
+    /// Caps `client` holds (for `client ls` and recall tracking).
     fn caps_count(&self, client: &str) -> u64 {
-        let _ = client;
-        0
+        self.caps.locker.cap_count(client) as u64
     }
 
-    /// `client` went stale: its caps may be revoked for other clients' sake.
-    // LOCKER: call self.locker.mark_client_stale(client) (caps revocable, revokes
-    // may proceed without waiting for this client). No caps are issued yet.
-    fn locker_mark_stale(&mut self, client: &str) {
-        tracing::debug!(%client, "stale: caps revocable ({} held)", self.caps_count(client));
-    }
-
-    /// `client` is gone for good: forget its caps and wake whoever waited on them.
-    // LOCKER: call self.locker.remove_client(client) (drop caps, re-evaluate locks).
-    fn locker_drop_client(&mut self, client: &str) {
-        tracing::debug!(%client, "evicted: dropping its caps ({} held)", self.caps_count(client));
+    /// A stale session's caps become revocable: revokes finish without its acks, so
+    /// other clients proceed.
+    fn locker_mark_stale(&mut self, client: &str, ctx: &mut Context<Self>) {
+        tracing::info!(%client, caps = self.caps_count(client), "stale: its caps are revoked");
+        let cmds = self.locker().mark_stale(client);
+        self.exec_caps(cmds, ctx);
     }
 }
 

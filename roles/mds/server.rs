@@ -23,6 +23,9 @@ mod ns;
 mod attr;
 #[path = "server_quota.rs"]
 mod vxattr;
+#[path = "server_caps.rs"]
+mod caps;
+pub use caps::update_inode;
 
 /// What the cache lacks to answer a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -103,6 +103,10 @@ pub struct Inode {
     pub symlink: Option<String>,
     pub xattrs: BTreeMap<String, ByteBuf>,
     pub version: u64,
+    /// Writable ranges (max_size) of clients holding `Fw`, by client: after a crash the
+    /// file may have data up to there that no size report has covered yet.
+    #[serde(default)]
+    pub client_ranges: BTreeMap<String, u64>,
     /// Recursive statistics of a directory's subtree (zero for other inodes); kept by
     /// `quota::propagate` in every blob that changes the subtree.
     #[serde(default)]
@@ -162,6 +166,7 @@ impl Inode {
             symlink: None,
             xattrs: BTreeMap::new(),
             version: 0,
+            client_ranges: BTreeMap::new(),
             rstat: RStat::default(),
             quota: Quota::default(),
         }

@@ -10,6 +10,9 @@ use std::collections::BTreeMap;
 use crate::error::Errno;
 use crate::ids::PoolId;
 
+/// Caps (`p A L X F` bits) and `MClientCaps` live in `msg::caps`.
+pub use super::caps::{CapOp, Caps, ClientCaps, FileMode};
+
 /// An inode number. Small numbers are reserved for the MDS (see `roles/mds/types.rs`).
 pub type Ino = u64;
 

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::ids::{EntityAddr, EntityName, Epoch, Gid, OsdId};
 use crate::maps::{FsMap, MdsState, MonMap, OsdMap};
 
+pub mod caps;
 pub mod command;
 pub mod mds;
 pub mod osd;
@@ -71,6 +72,8 @@ pub enum Message {
     /// Admin commands to the MDS holding a rank (`cephr client ls|evict`).
     MMdsCommand(mds::MdsCommand),
     MMdsCommandReply(Result<mds::MdsCommandReply, crate::error::CmdError>),
+    /// Caps of one inode, both ways (grant, revoke, ack, flush, release); one-way.
+    MClientCaps(caps::ClientCaps),
 
     // --- osd ---
     MOsdBoot(OsdBoot),
@@ -117,6 +120,7 @@ impl Message {
             Message::MClientReply(_) => "MClientReply",
             Message::MMdsCommand(_) => "MMdsCommand",
             Message::MMdsCommandReply(_) => "MMdsCommandReply",
+            Message::MClientCaps(_) => "MClientCaps",
             Message::MOsdBoot(_) => "MOsdBoot",
             Message::MOsdFailure(_) => "MOsdFailure",
             Message::MOsdAlive(_) => "MOsdAlive",

@@ -1,0 +1,477 @@
+//! The client's caps: per inode what the MDS granted (`MClientCaps`), what open files
+//! want, in-flight I/O references, the `Fc` page cache and the `Fb` write-back buffer
+//! with the size/mtime those writes produced.
+//!
+//! Grants apply at once (in message order; older `seq`s are ignored). A revoke first
+//! narrows the caps (new I/O waits in `get_caps`), then a task waits for in-flight I/O,
+//! writes buffered data to the OSDs and sends the size/mtime as a cap `Flush` when `Fb`
+//! or `Fw` goes, drops cached pages when `Fc` goes, drops a directory's dentries when
+//! its `Fs` goes (telling the mount through `Files::invalidate`), and acks. It never
+//! waits for the MDS, so the MDS's revoke cannot deadlock with this client's requests.
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use super::file::Invalidate;
+use super::session::{lock, Inner};
+use super::Client;
+use crate::error::{CmdError, Errno};
+use crate::msg::caps::{CapOp, Caps, ClientCaps};
+use crate::msg::mds::{Ino, InodeStat, S_IFDIR, S_IFMT};
+use crate::msg::Message;
+
+/// Page size of the `Fc` read cache.
+pub const PAGE: u64 = 64 << 10;
+/// Pages cached per inode before the cache of that inode starts over.
+pub(super) const MAX_PAGES: usize = 1024;
+/// Bytes buffered per inode under `Fb` before writes go through.
+pub(super) const MAX_BUFFER: usize = 8 << 20;
+/// How long caps nobody wants are kept after the last close.
+const RELEASE_DELAY: Duration = Duration::from_millis(500);
+/// Entry/attribute TTL the mount may give the kernel while caps allow caching.
+const KERNEL_TTL: Duration = Duration::from_secs(30);
+
+/// Caps whose holder may serve attributes from its cache.
+fn attr_caps() -> Caps {
+    Caps::AUTH_SHARED | Caps::LINK_SHARED | Caps::FILE_SHARED
+}
+
+/// One inode's caps and cached/buffered state.
+#[derive(Default, Debug)]
+pub(super) struct InodeCaps {
+    pub caps: Caps,
+    pub seq: u64,
+    pub max_size: u64,
+    pub is_dir: bool,
+    /// Open handles by mode: (readers, writers).
+    pub opens: (u32, u32),
+    /// I/O in flight under these caps.
+    pub users: u32,
+    /// End and mtime of writes not yet reported to the MDS.
+    pub dirty: Option<(u64, i64)>,
+    /// `Fb`: written data not yet sent to the OSDs, by offset (non-overlapping).
+    pub buffer: BTreeMap<u64, Vec<u8>>,
+    pub buffered: usize,
+    /// `Fc`: cached pages by page number.
+    pub pages: HashMap<u64, Vec<u8>>,
+    pub flush_tid: u64,
+    pub flush_acked: u64,
+}
+
+impl InodeCaps {
+    /// Caps the open handles want.
+    pub fn wanted(&self) -> Caps {
+        if self.opens == (0, 0) {
+            return Caps::NONE;
+        }
+        Caps::for_mode(crate::msg::caps::FileMode { read: self.opens.0 > 0, write: self.opens.1 > 0 })
+    }
+
+    /// Adds a write to the buffer, replacing what it overlaps.
+    pub fn buffer_write(&mut self, off: u64, data: &[u8]) {
+        let end = off + data.len() as u64;
+        let overlapping: Vec<u64> = self.buffer.range(..end).filter(|(o, d)| **o + d.len() as u64 > off).map(|(o, _)| *o).collect();
+        for o in overlapping {
+            let Some(d) = self.buffer.remove(&o) else { continue };
+            self.buffered -= d.len();
+            let dend = o + d.len() as u64;
+            if o < off {
+                let head = d[..(off - o) as usize].to_vec();
+                self.buffered += head.len();
+                self.buffer.insert(o, head);
+            }
+            if dend > end {
+                let tail = d[(end - o) as usize..].to_vec();
+                self.buffered += tail.len();
+                self.buffer.insert(end, tail);
+            }
+        }
+        self.buffered += data.len();
+        self.buffer.insert(off, data.to_vec());
+    }
+
+    /// Copies buffered data over `out`, which holds file bytes from `off`.
+    pub fn overlay(&self, off: u64, out: &mut [u8]) {
+        let end = off + out.len() as u64;
+        for (o, d) in self.buffer.range(..end) {
+            let dend = o + d.len() as u64;
+            if dend <= off {
+                continue;
+            }
+            let from = off.max(*o);
+            let to = end.min(dend);
+            out[(from - off) as usize..(to - off) as usize].copy_from_slice(&d[(from - o) as usize..(to - o) as usize]);
+        }
+    }
+
+    /// Drops cached pages that a write of `off..end` makes stale.
+    pub fn drop_pages(&mut self, off: u64, end: u64) {
+        let (first, last) = (off / PAGE, end.div_ceil(PAGE));
+        self.pages.retain(|p, _| *p < first || *p >= last);
+    }
+}
+
+/// Every inode's caps, and a notifier for those waiting on them.
+#[derive(Default)]
+pub(super) struct CapTable {
+    pub map: Mutex<HashMap<Ino, InodeCaps>>,
+    pub changed: Notify,
+}
+
+/// An in-flight I/O reference: a revoke waits until it is dropped.
+pub(super) struct CapRef {
+    inner: Arc<Inner>,
+    ino: Ino,
+}
+
+impl Drop for CapRef {
+    fn drop(&mut self) {
+        if let Some(c) = lock(&self.inner.caps.map).get_mut(&self.ino) {
+            c.users = c.users.saturating_sub(1);
+        }
+        self.inner.caps.changed.notify_waiters();
+    }
+}
+
+impl Client {
+    /// The caps this client holds on `ino` (for tools and tests).
+    pub fn held_caps(&self, ino: Ino) -> Caps {
+        self.caps_of(ino)
+    }
+
+    pub(super) fn caps_of(&self, ino: Ino) -> Caps {
+        lock(&self.inner.caps.map).get(&ino).map_or(Caps::NONE, |c| c.caps)
+    }
+
+    fn send_caps(&self, m: ClientCaps) {
+        if let Some((_, c)) = lock(&self.inner.conn).as_ref() {
+            let _ = c.send(Message::MClientCaps(m));
+        }
+    }
+
+    /// Waits (bounded) until `ino` holds `need`; returns what it holds of `need | want`.
+    pub(super) async fn get_caps(&self, ino: Ino, need: Caps, want: Caps) -> Result<Caps, CmdError> {
+        let deadline = tokio::time::Instant::now() + self.inner.timeout;
+        loop {
+            let notified = self.inner.caps.changed.notified();
+            let have = self.caps_of(ino);
+            if have.contains(need) {
+                return Ok(have & (need | want));
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Err(CmdError::new(
+                    Errno::ETIMEDOUT,
+                    format!("inode {ino:#x}: caps {need} not granted within {:.0} s (holding {have})", self.inner.timeout.as_secs_f64()),
+                ));
+            }
+        }
+    }
+
+    /// Waits until the writable range of `ino` reaches `end`, asking the MDS for more.
+    pub(super) async fn ensure_max_size(&self, ino: Ino, end: u64) -> Result<(), CmdError> {
+        let deadline = tokio::time::Instant::now() + self.inner.timeout;
+        let mut asked = false;
+        loop {
+            let notified = self.inner.caps.changed.notified();
+            let (max, wanted) = lock(&self.inner.caps.map).get(&ino).map_or((0, Caps::NONE), |c| (c.max_size, c.wanted()));
+            if max >= end {
+                return Ok(());
+            }
+            if !asked {
+                let mut m = ClientCaps::new(CapOp::Update, ino, self.caps_of(ino), 0);
+                (m.wanted, m.want_max) = (wanted, end);
+                self.send_caps(m);
+                asked = true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Err(CmdError::new(Errno::ETIMEDOUT, format!("inode {ino:#x}: no writable range up to {end}")));
+            }
+        }
+    }
+
+    /// Takes an I/O reference if `ino` still holds `need`.
+    pub(super) fn cap_ref(&self, ino: Ino, need: Caps) -> Option<CapRef> {
+        let mut map = lock(&self.inner.caps.map);
+        let c = map.get_mut(&ino).filter(|c| c.caps.contains(need))?;
+        c.users += 1;
+        Some(CapRef { inner: self.inner.clone(), ino })
+    }
+
+    /// Attributes served from the cache while the caps allow it (with this client's
+    /// unreported size/mtime on top).
+    pub(super) fn cached_attrs(&self, ino: Ino) -> Option<InodeStat> {
+        let (caps, dirty) = lock(&self.inner.caps.map).get(&ino).map(|c| (c.caps, c.dirty))?;
+        if !caps.contains(attr_caps()) {
+            return None;
+        }
+        let mut st = lock(&self.inner.dcache).attrs_of(ino)?;
+        if let Some((end, mtime)) = dirty {
+            st.size = st.size.max(end);
+            st.mtime = st.mtime.max(mtime);
+            st.blocks = st.size.div_ceil(512);
+        }
+        Some(st)
+    }
+
+    /// Whether the directory's entries may be served from the dentry cache.
+    pub(super) fn dir_cached(&self, dir: Ino) -> bool {
+        self.caps_of(dir).contains(Caps::FILE_SHARED)
+    }
+
+    /// How long the mount may let the kernel cache `ino`'s entry and attributes: long
+    /// while the caps allow caching (a revoke invalidates it), zero otherwise.
+    pub fn kernel_ttl(&self, ino: Ino) -> Duration {
+        if self.caps_of(ino).contains(attr_caps()) {
+            KERNEL_TTL
+        } else {
+            Duration::ZERO
+        }
+    }
+
+    /// An open handle of `flags` on `ino` (the MDS recorded the wanted caps already).
+    pub(super) fn cap_open(&self, ino: Ino, flags: u32) {
+        let mode = crate::msg::caps::FileMode::from_flags(flags);
+        let mut map = lock(&self.inner.caps.map);
+        let c = map.entry(ino).or_default();
+        c.opens.0 += mode.read as u32;
+        c.opens.1 += mode.write as u32;
+    }
+
+    /// A handle closed: once nothing wants the caps (after a short delay), tell the MDS.
+    pub(super) fn cap_close(&self, ino: Ino, flags: u32) {
+        let mode = crate::msg::caps::FileMode::from_flags(flags);
+        if let Some(c) = lock(&self.inner.caps.map).get_mut(&ino) {
+            c.opens.0 = c.opens.0.saturating_sub(mode.read as u32);
+            c.opens.1 = c.opens.1.saturating_sub(mode.write as u32);
+        }
+        self.send_wanted_later(ino);
+    }
+
+    /// After a short delay, tells the MDS what the open handles of `ino` want (so caps
+    /// nobody wants go back, without thrashing on close-reopen).
+    pub(super) fn send_wanted_later(&self, ino: Ino) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(RELEASE_DELAY).await;
+            me.send_wanted(ino);
+        });
+    }
+
+    /// Tells the MDS what the open handles of `ino` want now.
+    pub(super) fn send_wanted(&self, ino: Ino) {
+        let Some((caps, wanted)) = lock(&self.inner.caps.map).get(&ino).map(|c| (c.caps, c.wanted())) else { return };
+        let mut m = ClientCaps::new(CapOp::Update, ino, caps, 0);
+        m.wanted = wanted;
+        self.send_caps(m);
+    }
+
+    /// Writes the `Fb` buffer of `ino` to the OSDs (the size/mtime stay dirty).
+    pub(super) async fn flush_buffer(&self, ino: Ino) -> Result<(), CmdError> {
+        let buf = match lock(&self.inner.caps.map).get_mut(&ino) {
+            Some(c) if !c.buffer.is_empty() => {
+                c.buffered = 0;
+                std::mem::take(&mut c.buffer)
+            }
+            _ => return Ok(()),
+        };
+        let st = self.layout_for(ino).await?;
+        for (off, data) in &buf {
+            if let Err(e) = self.write_data(&st, *off, data).await {
+                // Put back what was not written, under anything written since.
+                let mut map = lock(&self.inner.caps.map);
+                let c = map.entry(ino).or_default();
+                let newer = std::mem::take(&mut c.buffer);
+                c.buffered = 0;
+                for (o, d) in buf.range(*off..) {
+                    c.buffer_write(*o, d);
+                }
+                for (o, d) in newer {
+                    c.buffer_write(o, &d);
+                }
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    async fn layout_for(&self, ino: Ino) -> Result<InodeStat, CmdError> {
+        let cached = lock(&self.inner.dcache).attrs_of(ino);
+        match cached {
+            Some(st) => Ok(st),
+            None => self.getattr(ino).await,
+        }
+    }
+
+    /// Sends the dirty size/mtime of `ino` as a cap flush; with `wait`, until it is
+    /// journaled (`FlushAck`).
+    pub(super) async fn cap_flush(&self, ino: Ino, wait: bool) -> Result<(), CmdError> {
+        let (m, tid) = {
+            let mut map = lock(&self.inner.caps.map);
+            let Some(c) = map.get_mut(&ino) else { return Ok(()) };
+            let Some((size, mtime)) = c.dirty.take() else { return Ok(()) };
+            c.flush_tid += 1;
+            let mut m = ClientCaps::new(CapOp::Flush, ino, c.caps, c.seq);
+            (m.wanted, m.dirty, m.flush_tid, m.size, m.mtime) = (c.wanted(), Caps::FILE_WR, c.flush_tid, size, mtime);
+            (m, c.flush_tid)
+        };
+        self.send_caps(m);
+        if !wait {
+            return Ok(());
+        }
+        let deadline = tokio::time::Instant::now() + self.inner.timeout;
+        loop {
+            let notified = self.inner.caps.changed.notified();
+            if lock(&self.inner.caps.map).get(&ino).is_some_and(|c| c.flush_acked >= tid) {
+                return Ok(());
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Err(CmdError::new(Errno::ETIMEDOUT, format!("inode {ino:#x}: cap flush not acknowledged")));
+            }
+        }
+    }
+
+    /// Buffered data to the OSDs, then size/mtime to the MDS (journaled).
+    pub(super) async fn flush_ino(&self, ino: Ino) -> Result<(), CmdError> {
+        self.flush_buffer(ino).await?;
+        self.cap_flush(ino, true).await
+    }
+
+    /// An `MClientCaps` from the MDS (called in message order by the receive loop).
+    pub(super) fn handle_caps(&self, m: ClientCaps) {
+        match m.op {
+            CapOp::Grant | CapOp::Revoke => self.grant_or_revoke(m),
+            CapOp::FlushAck => {
+                if let Some(c) = lock(&self.inner.caps.map).get_mut(&m.ino) {
+                    c.flush_acked = c.flush_acked.max(m.flush_tid);
+                }
+                self.inner.caps.changed.notify_waiters();
+            }
+            CapOp::Ack | CapOp::Update | CapOp::Flush | CapOp::Release => {
+                tracing::debug!(op = ?m.op, "MDS sent a client-only cap op; ignored");
+            }
+        }
+    }
+
+    fn grant_or_revoke(&self, m: ClientCaps) {
+        if let Some(st) = &m.stat {
+            lock(&self.inner.dcache).update_attrs(st);
+        }
+        let lost = {
+            let mut map = lock(&self.inner.caps.map);
+            let c = map.entry(m.ino).or_default();
+            if m.seq <= c.seq {
+                return;
+            }
+            let lost = c.caps.minus(m.caps);
+            (c.caps, c.seq) = (m.caps, m.seq);
+            if m.max_size > 0 {
+                c.max_size = m.max_size;
+            }
+            if let Some(st) = &m.stat {
+                c.is_dir = st.mode & S_IFMT == S_IFDIR;
+            }
+            lost
+        };
+        self.inner.caps.changed.notify_waiters();
+        if m.op == CapOp::Revoke {
+            let me = self.clone();
+            tokio::spawn(async move { me.finish_revoke(m, lost).await });
+        }
+    }
+
+    /// After a revoke narrowed the caps: wait for I/O, flush, drop caches, ack.
+    async fn finish_revoke(&self, m: ClientCaps, lost: Caps) {
+        let ino = m.ino;
+        let deadline = tokio::time::Instant::now() + self.inner.timeout;
+        loop {
+            let notified = self.inner.caps.changed.notified();
+            if lock(&self.inner.caps.map).get(&ino).is_none_or(|c| c.users == 0) {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                tracing::warn!(ino = format!("{ino:#x}"), "I/O still in flight at revoke; acking anyway");
+                break;
+            }
+        }
+        if lost.intersects(Caps::FILE_BUFFER | Caps::FILE_WR | Caps::FILE_EXCL) {
+            if let Err(e) = self.flush_buffer(ino).await {
+                tracing::warn!(ino = format!("{ino:#x}"), "flushing buffered data on revoke: {e}");
+            }
+            let _ = self.cap_flush(ino, false).await;
+        }
+        self.drop_caches(ino, lost);
+        let wanted = lock(&self.inner.caps.map).get(&ino).map_or(Caps::NONE, |c| c.wanted());
+        let mut ack = ClientCaps::new(CapOp::Ack, ino, m.caps, m.seq);
+        ack.wanted = wanted;
+        self.send_caps(ack);
+    }
+
+    /// Drops what the lost caps covered, and tells the mount.
+    fn drop_caches(&self, ino: Ino, lost: Caps) {
+        let is_dir = {
+            let mut map = lock(&self.inner.caps.map);
+            let Some(c) = map.get_mut(&ino) else { return };
+            if lost.contains(Caps::FILE_CACHE) {
+                c.pages.clear();
+            }
+            c.is_dir
+        };
+        if lost.intersects(attr_caps() | Caps::FILE_CACHE) {
+            self.inner.files.invalidate(Invalidate::Inode(ino));
+        }
+        if is_dir && lost.contains(Caps::FILE_SHARED) {
+            let names = {
+                let mut d = lock(&self.inner.dcache);
+                let names = d.names_in(ino);
+                d.invalidate_dir(ino);
+                names
+            };
+            for name in names {
+                self.inner.files.invalidate(Invalidate::Entry { parent: ino, name });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// That the write-back buffer keeps the newest bytes of overlapping writes and
+    /// that reads see them over older data.
+    #[test]
+    fn buffer_overlay() {
+        let mut c = InodeCaps::default();
+        c.buffer_write(10, b"aaaaaaaaaa");
+        c.buffer_write(15, b"bb");
+        c.buffer_write(0, b"cccccccccccc");
+        assert_eq!(c.buffered, 20);
+        let mut out = vec![b'.'; 24];
+        c.overlay(0, &mut out);
+        assert_eq!(&out, b"ccccccccccccaaabbaaa....");
+        let mut part = vec![b'.'; 4];
+        c.overlay(14, &mut part);
+        assert_eq!(&part, b"abba");
+    }
+
+    /// That writes drop exactly the cached pages they overlap, and that open modes
+    /// want the caps Ceph's client wants.
+    #[test]
+    fn pages_and_wants() {
+        let mut c = InodeCaps::default();
+        for p in 0..4 {
+            c.pages.insert(p, vec![0; PAGE as usize]);
+        }
+        c.drop_pages(PAGE + 1, 2 * PAGE + 1);
+        let mut left: Vec<u64> = c.pages.keys().copied().collect();
+        left.sort();
+        assert_eq!(left, vec![0, 3]);
+        assert_eq!(c.wanted(), Caps::NONE);
+        c.opens = (1, 0);
+        assert_eq!(c.wanted().to_string(), "pFscr");
+        c.opens = (0, 1);
+        assert!(c.wanted().contains(Caps::parse("Fwb").unwrap()));
+    }
+}
