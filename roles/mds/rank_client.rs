@@ -59,6 +59,13 @@ pub fn session_root(grants: &[Grant], requested: &str) -> Result<(String, bool),
     best.ok_or(Errno::EACCES)
 }
 
+/// The session key of a client instance: its entity and its messenger nonce
+/// (`client.admin/1f3a…`), so two mounts by one entity are two sessions with their own
+/// caps, as in Ceph where each mount is its own client instance.
+pub(super) fn session_key(inc: &Incoming) -> String {
+    format!("{}/{:x}", inc.from, inc.nonce)
+}
+
 fn reply(conn: &ConnHandle, tid: u64, result: Result<crate::msg::mds::ReplyBody, Errno>, safe: bool) {
     let _ = conn.send(Message::MClientReply(MdsReply { tid, result, safe }));
 }
@@ -117,7 +124,7 @@ impl MdsRank {
             }
             return;
         }
-        let client = inc.from.to_string();
+        let client = session_key(&inc);
         self.note_conn(&client, &inc.conn);
         match inc.msg {
             Message::MClientSession(SessionOp::Open { root, .. }) => {
@@ -226,7 +233,8 @@ impl MdsRank {
             return *rw;
         }
         // A session restored by replay: writable only if every grant allows writing.
-        let Ok(name) = client.parse::<EntityName>() else { return false };
+        let entity = client.split_once('/').map_or(client, |(e, _)| e);
+        let Ok(name) = entity.parse::<EntityName>() else { return false };
         let g = self.grants(&name);
         !g.is_empty() && g.iter().all(|g| g.perm.w)
     }

@@ -181,11 +181,11 @@ impl MdsRank {
                 None
             }
             Message::MClientSession(SessionOp::RecallAck { seq, caps, dentries }) => {
-                self.recall_ack(&inc.from.to_string(), *seq, (*caps).max(*dentries));
+                self.recall_ack(&super::rank_client::session_key(&inc), *seq, (*caps).max(*dentries));
                 None
             }
             Message::MClientSession(_) | Message::MClientRequest(_) if self.state == MdsState::Active => {
-                let client = inc.from.to_string();
+                let client = super::rank_client::session_key(&inc);
                 let instance = EntityAddr { addr: inc.conn.remote(), nonce: inc.nonce };
                 if let Some((errno, why)) = self.refusal(&client, &instance) {
                     refuse(&inc, errno, why);
@@ -238,15 +238,17 @@ impl MdsRank {
         }
     }
 
-    /// The session key named by `who`: `client.x`, `x`, or an instance `IP:PORT/NONCE`.
+    /// The session key named by `who`: a key from `client ls`, an entity `client.x`
+    /// or `x` holding exactly one session, or an instance `IP:PORT/NONCE`.
     fn resolve_client(&self, who: &str) -> Option<String> {
         let sessions = &self.rs.as_ref()?.sessions.sessions;
         if sessions.contains_key(who) {
             return Some(who.to_string());
         }
-        let full = format!("client.{who}");
-        if sessions.contains_key(&full) {
-            return Some(full);
+        let full = if who.contains('.') { who.to_string() } else { format!("client.{who}") };
+        let mut of_entity = sessions.keys().filter(|k| k.split_once('/').map_or(k.as_str(), |(e, _)| e) == full);
+        if let (Some(k), None) = (of_entity.next(), of_entity.next()) {
+            return Some(k.clone());
         }
         let inst: EntityAddr = who.parse().ok()?;
         sessions.values().find(|s| s.addr.is_some_and(|a| inst.matches(&a))).map(|s| s.client.clone())
@@ -261,8 +263,8 @@ impl MdsRank {
             .sessions
             .values()
             .map(|s| SessionListing {
-                id: s.client.split_once('.').map_or(s.client.clone(), |(_, id)| id.to_string()),
-                entity: s.client.clone(),
+                id: s.client.clone(),
+                entity: s.client.split_once('/').map_or(s.client.as_str(), |(e, _)| e).to_string(),
                 addr: s.addr,
                 state: format!("{:?}", s.state).to_lowercase(),
                 root: s.root,

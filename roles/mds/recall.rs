@@ -140,7 +140,11 @@ pub fn health(overdue: &[String]) -> Vec<HealthCheck> {
         .map(|c| HealthCheck {
             code: MDS_CLIENT_RECALL.into(),
             severity: HealthStatus::Warn,
-            summary: format!("client {c} failing to respond to cache pressure"),
+            summary: match c.split_once('/') {
+                // A session key `entity/nonce`: name the entity, then the instance.
+                Some((entity, _)) => format!("client {entity} failing to respond to cache pressure (session {c})"),
+                None => format!("client {c} failing to respond to cache pressure"),
+            },
         })
         .collect()
 }

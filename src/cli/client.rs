@@ -90,7 +90,7 @@ fn table(sessions: &[SessionListing]) -> String {
         let age = format!("{:.1}s ago", s.renew_age_ms as f64 / 1000.0);
         let state = if s.recall_overdue { format!("{}*", s.state) } else { s.state.clone() };
         let root = format!("{:#x}", s.root);
-        let _ = writeln!(o, "{:<16} {:<24} {:<32} {:<8} {:<8} {:>10} {:>6}", s.id, s.entity, addr, state, root, age, s.caps);
+        let _ = writeln!(o, "{:<36} {:<20} {:<28} {:<8} {:<8} {:>10} {:>6}", s.id, s.entity, addr, state, root, age, s.caps);
     }
     let overdue = sessions.iter().filter(|s| s.recall_overdue).count();
     let _ = write!(o, "{} sessions", sessions.len());

@@ -269,7 +269,7 @@ pub enum MdsCommand {
 /// One session as `cephr client ls` shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionListing {
-    /// The entity's id (`x` of `client.x`).
+    /// The session key: entity and messenger nonce (`client.x/1f3a…`), one per mount.
     pub id: String,
     pub entity: String,
     /// The client instance (address/nonce) the blocklist would name.
