@@ -7,6 +7,10 @@
 //! unlink/rmdir/rename; file size and mtime reach the MDS by `SetSize` after writes.
 pub mod data;
 pub mod file;
+pub mod fuse;
+pub mod fuse_map;
+pub mod fuse_ops;
+pub mod fuse_session;
 pub mod ops;
 pub mod path;
 pub mod session;

@@ -8,6 +8,7 @@ mod format;
 mod fs;
 mod fs_tree;
 mod journal;
+mod mount;
 mod rados;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -104,6 +105,14 @@ pub enum Cmd {
         rank: u32,
         #[command(subcommand)]
         cmd: JournalCmd,
+    },
+    /// Mount the file system with FUSE (daemonizes unless -f).
+    Mount(mount::MountArgs),
+    /// Unmount a FUSE mount (-l: lazily, when no longer busy); its process then exits.
+    Umount {
+        mountpoint: PathBuf,
+        #[arg(short = 'l', long = "lazy")]
+        lazy: bool,
     },
     /// Objects of a pool, straight to the OSDs.
     Rados {
@@ -362,6 +371,8 @@ pub fn run() -> i32 {
                 None => admin::run(&cli, cmd),
             },
             Cmd::ObjectstoreTool { data, op } => objectstore_tool(data, op),
+            Cmd::Mount(a) => mount::run(&cli, a),
+            Cmd::Umount { mountpoint, lazy } => mount::umount(mountpoint, *lazy),
             Cmd::Bench(BenchCmd::Rados { pool, size, threads, seconds }) => {
                 bench::run(&cli, bench::BenchArgs { pool, size, threads: *threads, seconds: *seconds })
             }
