@@ -197,7 +197,7 @@ impl Filesystem for CephFuse {
         atime: Option<TimeOrNow>,
         mtime: Option<TimeOrNow>,
         _ctime: Option<SystemTime>,
-        _fh: Option<FileHandle>,
+        fh: Option<FileHandle>,
         _crtime: Option<SystemTime>,
         _chgtime: Option<SystemTime>,
         _bkuptime: Option<SystemTime>,
@@ -206,6 +206,8 @@ impl Filesystem for CephFuse {
     ) {
         let ino = self.sh.map.to_mds(ino);
         let now = now_ns();
+        let times = [&atime, &mtime];
+        let times_now = times.iter().any(|t| t.is_some()) && times.iter().all(|t| matches!(t, None | Some(TimeOrNow::Now)));
         let set = SetAttr {
             mode: mode.map(|m| m & 0o7777),
             uid,
@@ -213,8 +215,10 @@ impl Filesystem for CephFuse {
             size,
             atime: atime.map(|t| set_time(t, now)),
             mtime: mtime.map(|t| set_time(t, now)),
+            times_now,
         };
-        self.attr_reply(req, reply, move |sh, _| async move { sh.setattr(ino, set).await });
+        let fh = fh.map(|f| f.0);
+        self.attr_reply(req, reply, move |sh, _| async move { sh.setattr(ino, set, fh).await });
     }
 
     fn readlink(&self, req: &Request, ino: INodeNo, reply: ReplyData) {
@@ -289,7 +293,7 @@ impl Filesystem for CephFuse {
     fn read(
         &self,
         req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         size: u32,
@@ -297,24 +301,26 @@ impl Filesystem for CephFuse {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        let body = move |sh: Arc<Shared>, _| async move { sh.as_opener(fh.0, sh.client.fh_read(fh.0, offset, size.into())).await };
+        let ino = self.sh.map.to_mds(ino);
+        let body = move |sh: Arc<Shared>, _| async move { sh.read(ino, fh.0, offset, size.into()).await };
         self.serve(req, reply, body, |r, _, data: Vec<u8>| r.data(&data));
     }
 
     fn write(
         &self,
         req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         data: &[u8],
         _write_flags: WriteFlags,
-        _flags: OpenFlags,
+        flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        let data = data.to_vec();
-        let body = move |sh: Arc<Shared>, _| async move { sh.as_opener(fh.0, sh.client.fh_write(fh.0, offset, &data)).await };
+        let (ino, data) = (self.sh.map.to_mds(ino), data.to_vec());
+        let append = flags.0 & libc::O_APPEND != 0;
+        let body = move |sh: Arc<Shared>, _| async move { sh.write(ino, fh.0, offset, &data, append).await };
         self.serve(req, reply, body, |r, _, n: usize| r.written(u32::try_from(n).unwrap_or(u32::MAX)));
     }
 

@@ -320,18 +320,19 @@ impl LookupCounts {
 /// opened it (flushes and closes are the opener's, whoever triggers them).
 #[derive(Debug, Default)]
 pub struct OpenFiles {
-    by_fh: HashMap<u64, (Ino, Caller)>,
+    by_fh: HashMap<u64, (Ino, Caller, bool)>,
     by_ino: HashMap<Ino, Vec<u64>>,
 }
 
 impl OpenFiles {
-    pub fn insert(&mut self, fh: u64, ino: Ino, opener: Caller) {
-        self.by_fh.insert(fh, (ino, opener));
+    /// Records handle `fh` of `ino`, opened by `opener` (for writing if `writable`).
+    pub fn insert(&mut self, fh: u64, ino: Ino, opener: Caller, writable: bool) {
+        self.by_fh.insert(fh, (ino, opener, writable));
         self.by_ino.entry(ino).or_default().push(fh);
     }
 
     pub fn remove(&mut self, fh: u64) {
-        let Some((ino, _)) = self.by_fh.remove(&fh) else { return };
+        let Some((ino, ..)) = self.by_fh.remove(&fh) else { return };
         if let Some(v) = self.by_ino.get_mut(&ino) {
             v.retain(|f| *f != fh);
             if v.is_empty() {
@@ -342,13 +343,18 @@ impl OpenFiles {
 
     /// Who opened handle `fh`.
     pub fn opener(&self, fh: u64) -> Option<Caller> {
-        self.by_fh.get(&fh).map(|(_, c)| c.clone())
+        self.by_fh.get(&fh).map(|(_, c, _)| c.clone())
+    }
+
+    /// Whether `fh` is open for writing (permission to write was checked at open).
+    pub fn writable(&self, fh: u64) -> bool {
+        self.by_fh.get(&fh).is_some_and(|(.., w)| *w)
     }
 
     /// The handles open on `ino`, each with its opener.
     pub fn of_ino(&self, ino: Ino) -> Vec<(u64, Caller)> {
         let fhs = self.by_ino.get(&ino).map(Vec::as_slice).unwrap_or_default();
-        fhs.iter().filter_map(|fh| self.by_fh.get(fh).map(|(_, c)| (*fh, c.clone()))).collect()
+        fhs.iter().filter_map(|fh| self.by_fh.get(fh).map(|(_, c, _)| (*fh, c.clone()))).collect()
     }
 
     pub fn len(&self) -> usize {

@@ -173,9 +173,10 @@ fn lookup_counts() {
 #[test]
 fn open_files() {
     let mut o = OpenFiles::default();
-    o.insert(1, 7, user(1000, 100, &[]));
-    o.insert(2, 7, user(0, 0, &[]));
-    o.insert(3, 8, user(5, 5, &[]));
+    o.insert(1, 7, user(1000, 100, &[]), true);
+    o.insert(2, 7, user(0, 0, &[]), false);
+    o.insert(3, 8, user(5, 5, &[]), true);
+    assert!(o.writable(1) && !o.writable(2) && !o.writable(42));
     assert_eq!(o.of_ino(7).iter().map(|(f, c)| (*f, c.uid)).collect::<Vec<_>>(), vec![(1, 1000), (2, 0)]);
     assert_eq!(o.opener(3).map(|c| c.uid), Some(5));
     o.remove(1);

@@ -11,7 +11,7 @@ use super::fuse_map::{file_type, InoMap, ListedEntry, Listing, LookupCounts, Mou
 use super::session::lock;
 use super::Client;
 use crate::error::{CmdError, Errno};
-use crate::msg::mds::{Caller, Ino, InodeStat, MdsOp, ReplyBody, SetAttr, S_IFDIR, S_IFMT};
+use crate::msg::mds::{Caller, Ino, InodeStat, MdsOp, ReplyBody, SetAttr, O_ACCMODE, S_IFDIR, S_IFMT};
 
 /// What every request handler of one mount shares.
 pub struct Shared {
@@ -62,11 +62,32 @@ impl Shared {
     /// Reports what this mount's open handles of `ino` wrote, each as its opener, so
     /// that the MDS's size and mtime include it.
     pub async fn flush_ino(&self, ino: Ino) -> Result<(), CmdError> {
+        self.flush_others(ino, None).await
+    }
+
+    /// `flush_ino` but for handle `except`.
+    async fn flush_others(&self, ino: Ino, except: Option<Fh>) -> Result<(), CmdError> {
         let handles = lock(&self.open).of_ino(ino);
-        for (fh, opener) in handles {
+        for (fh, opener) in handles.into_iter().filter(|(f, _)| Some(*f) != except) {
             Client::with_caller(opener, self.client.fh_flush(fh)).await?;
         }
         Ok(())
+    }
+
+    /// Reads through `fh` as its opener; what other handles of this mount wrote to
+    /// the file is reported first, so the size bounding the read includes it.
+    pub async fn read(&self, ino: Ino, fh: Fh, off: u64, len: u64) -> Result<Vec<u8>, CmdError> {
+        self.flush_others(ino, Some(fh)).await?;
+        self.as_opener(fh, self.client.fh_read(fh, off, len)).await
+    }
+
+    /// Writes through `fh` as its opener. An append first reports what other handles
+    /// of this mount wrote, so it lands after their data.
+    pub async fn write(&self, ino: Ino, fh: Fh, off: u64, data: &[u8], append: bool) -> Result<usize, CmdError> {
+        if append {
+            self.flush_others(ino, Some(fh)).await?;
+        }
+        self.as_opener(fh, self.client.fh_write(fh, off, data)).await
     }
 
     /// Attributes including this mount's writes not yet reported.
@@ -87,10 +108,17 @@ impl Shared {
     }
 
     /// setattr: open handles of the inode are flushed first when the size changes,
-    /// so that no later flush brings an old end back.
-    pub async fn setattr(&self, ino: Ino, set: SetAttr) -> Result<InodeStat, CmdError> {
-        if set.size.is_some() {
-            self.flush_ino(ino).await?;
+    /// so that no later flush brings an old end back. ftruncate(2) through a handle
+    /// open for writing needs no write permission now (it was checked at open), so
+    /// a size-only change through one is made with full credentials.
+    pub async fn setattr(&self, ino: Ino, set: SetAttr, fh: Option<Fh>) -> Result<InodeStat, CmdError> {
+        if set.size.is_none() {
+            return self.client.setattr(ino, set).await;
+        }
+        self.flush_ino(ino).await?;
+        let size_only = SetAttr { size: set.size, ..Default::default() } == set;
+        if size_only && fh.is_some_and(|f| lock(&self.open).writable(f)) {
+            return Client::with_caller(Caller::root(), self.client.setattr(ino, set)).await;
         }
         self.client.setattr(ino, set).await
     }
@@ -98,7 +126,7 @@ impl Shared {
     /// Opens `ino` and remembers the handle with its opener.
     pub async fn open(&self, ino: Ino, flags: u32, caller: Caller) -> Result<(InodeStat, Fh), CmdError> {
         let (st, fh) = self.client.open(ino, flags).await?;
-        lock(&self.open).insert(fh, st.ino, caller);
+        lock(&self.open).insert(fh, st.ino, caller, flags & O_ACCMODE != 0);
         Ok((st, fh))
     }
 
@@ -113,7 +141,7 @@ impl Shared {
     ) -> Result<(InodeStat, Fh), CmdError> {
         let excl = flags & libc::O_EXCL as u32 != 0;
         let (st, fh) = self.client.create_open(parent, name, mode, flags, excl).await?;
-        lock(&self.open).insert(fh, st.ino, caller);
+        lock(&self.open).insert(fh, st.ino, caller, flags & O_ACCMODE != 0);
         Ok((st, fh))
     }
 
