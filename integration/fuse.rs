@@ -45,6 +45,11 @@ fn start_fs() -> Cluster {
     assert_eq!(r.code, 0, "{}", r.stderr);
     c.start_daemon("mds.a");
     c.wait_for(Duration::from_secs(30), "rank 0 active", fs_ready);
+    // One identity per mount: the MDS keeps one session per client name.
+    for id in ["client.fa", "client.fb"] {
+        let r = c.cli(&["auth", "add", id, "--caps", "mon=allow r", "--caps", "osd=allow rw", "--caps", "mds=allow rw"]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+    }
     c
 }
 
@@ -89,7 +94,7 @@ impl Mount {
         let out = Command::new(BIN)
             .arg("-c")
             .arg(c.conf())
-            .args(["mount", "--fs", FS, "-o", "allow_other"])
+            .args(["mount", "--fs", FS, "--id", "client.fa", "-o", "allow_other"])
             .arg(mp)
             .arg("--pid-file")
             .arg(&pid_file)
@@ -113,7 +118,7 @@ impl Mount {
         let child = Command::new(BIN)
             .arg("-c")
             .arg(c.conf())
-            .args(["mount", "-f", "--id", "admin"])
+            .args(["mount", "-f", "--id", "fb"])
             .arg(mp)
             .stdin(Stdio::null())
             .stdout(out.try_clone().expect("log"))

@@ -423,6 +423,21 @@ impl Filesystem for CephFuse {
         });
     }
 
+    /// Not supported: data objects are sparse and nothing reserves space for them, so
+    /// claiming an allocation would be false; posix_fallocate(3) then writes zeros.
+    fn fallocate(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _offset: u64,
+        _length: u64,
+        _mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        reply.error(fuser::Errno::EOPNOTSUPP);
+    }
+
     fn create(
         &self,
         req: &Request,
