@@ -9,6 +9,10 @@
 pub mod caps;
 pub mod data;
 pub mod file;
+pub mod fuse;
+pub mod fuse_map;
+pub mod fuse_ops;
+pub mod fuse_session;
 pub mod ops;
 pub mod path;
 pub mod session;

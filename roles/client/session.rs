@@ -26,6 +26,12 @@ use crate::objecter::Objecter;
 
 const DENTRY_MAX: usize = 16_384;
 
+tokio::task_local! {
+    /// Credentials of the request being served, when they differ per request (a FUSE
+    /// mount serves many users through one session); see `Client::with_caller`.
+    static CALLER: Caller;
+}
+
 struct Pending {
     req: ClientRequest,
     /// Taken by the first reply; `None` afterwards while waiting for the safe one.
@@ -251,6 +257,12 @@ impl Client {
         *lock(&self.inner.caller) = c;
     }
 
+    /// Runs `fut` with every MDS request it makes sent as `caller` instead of the
+    /// client-wide credentials of `set_caller` (tasks it spawns are not covered).
+    pub async fn with_caller<F: std::future::Future>(caller: Caller, fut: F) -> F::Output {
+        CALLER.scope(caller, fut).await
+    }
+
     /// Sends one metadata op and returns its first reply (unsafe or safe).
     pub async fn request(&self, op: MdsOp) -> Result<ReplyBody, CmdError> {
         self.inner.request(op).await
@@ -342,7 +354,8 @@ impl Inner {
             return Err(e);
         }
         let tid = self.next_tid.fetch_add(1, Ordering::Relaxed);
-        let req = ClientRequest { tid, op, caller: lock(&self.caller).clone() };
+        let caller = CALLER.try_with(Caller::clone).unwrap_or_else(|_| lock(&self.caller).clone());
+        let req = ClientRequest { tid, op, caller };
         let (tx, rx) = oneshot::channel();
         {
             let mut pending = lock(&self.pending);

@@ -458,3 +458,20 @@ fn prealloc_inos_first() {
     assert_eq!(a.from, InoSource::Prealloc);
     assert_eq!(fs.it.allocated, 0);
 }
+
+/// That setting times to "now" needs ownership or write permission (EACCES without),
+/// while setting given times stays the owner's (EPERM).
+#[test]
+fn setattr_times_now() {
+    let mut fs = Fs::new();
+    fs.run(MdsOp::Setattr { ino: ROOT_INO, set: SetAttr { mode: Some(0o777), ..Default::default() } }).unwrap();
+    let owner = user(1);
+    let f = Fs::stat_of(fs.run_as(&owner, MdsOp::Create { parent: ROOT_INO, name: n("f"), mode: 0o644, excl: true })).ino;
+    let now = |t| MdsOp::Setattr { ino: f, set: SetAttr { atime: Some(t), mtime: Some(t), times_now: true, ..Default::default() } };
+    assert_eq!(fs.err_as(&user(2), now(5)), Errno::EACCES);
+    fs.run_as(&owner, MdsOp::Setattr { ino: f, set: SetAttr { mode: Some(0o666), ..Default::default() } }).unwrap();
+    let s = Fs::stat_of(fs.run_as(&user(2), now(6)));
+    assert_eq!((s.atime, s.mtime), (6, 6));
+    let given = MdsOp::Setattr { ino: f, set: SetAttr { mtime: Some(7), ..Default::default() } };
+    assert_eq!(fs.err_as(&user(2), given), Errno::EPERM);
+}

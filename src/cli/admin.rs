@@ -153,7 +153,8 @@ fn to_command(cmd: &Cmd) -> Result<(MonCommand, Post), CmdError> {
                 BlocklistCmd::Rm { addr: a } => plain(M::OsdBlocklistRm { addr: addr(a)? }),
             },
         },
-        Cmd::Cluster(_) | Cmd::Client(_) | Cmd::Rados { .. } | Cmd::Journal { .. } | Cmd::ObjectstoreTool { .. } | Cmd::Bench(_) => Err(CmdError::einval("not a monitor command")),
+        Cmd::Cluster(_) | Cmd::Client(_) | Cmd::Rados { .. } | Cmd::Journal { .. } | Cmd::ObjectstoreTool { .. } | Cmd::Bench(_)
+        | Cmd::Mount(_) | Cmd::Umount { .. } => Err(CmdError::einval("not a monitor command")),
     }
 }
 

@@ -99,6 +99,7 @@ fn attrs_of(m: &std::fs::Metadata, with_mode: bool) -> SetAttr {
         size: None,
         atime: Some(ns(m.atime(), m.atime_nsec())),
         mtime: Some(ns(m.mtime(), m.mtime_nsec())),
+        times_now: false,
     }
 }
 

@@ -13,6 +13,7 @@ mod fs;
 mod fs_tree;
 mod fs_xattr;
 mod journal;
+mod mount;
 mod rados;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -112,6 +113,14 @@ pub enum Cmd {
         rank: u32,
         #[command(subcommand)]
         cmd: JournalCmd,
+    },
+    /// Mount the file system with FUSE (daemonizes unless -f).
+    Mount(mount::MountArgs),
+    /// Unmount a FUSE mount (-l: lazily, when no longer busy); its process then exits.
+    Umount {
+        mountpoint: PathBuf,
+        #[arg(short = 'l', long = "lazy")]
+        lazy: bool,
     },
     /// Objects of a pool, straight to the OSDs.
     Rados {
@@ -432,6 +441,8 @@ pub fn run() -> i32 {
             },
             Cmd::ObjectstoreTool { data, op } => objectstore_tool(data, op),
             Cmd::Client(c) => client::run(&cli, c),
+            Cmd::Mount(a) => mount::run(&cli, a),
+            Cmd::Umount { mountpoint, lazy } => mount::umount(mountpoint, *lazy),
             Cmd::Bench(BenchCmd::Rados { pool, size, threads, seconds }) => {
                 bench::run(&cli, bench::BenchArgs { pool, size, threads: *threads, seconds: *seconds })
             }

@@ -126,6 +126,10 @@ pub struct SetAttr {
     pub size: Option<u64>,
     pub atime: Option<i64>,
     pub mtime: Option<i64>,
+    /// The given times are "now" (utimes(NULL), UTIME_NOW): write permission suffices
+    /// instead of ownership (like Ceph's CEPH_SETATTR_[AM]TIME_NOW).
+    #[serde(default)]
+    pub times_now: bool,
 }
 
 /// One metadata operation.

@@ -1,0 +1,331 @@
+//! `cephr mount` end to end: a cluster with a file system, two FUSE mounts of it in
+//! temp directories (one daemonized with a pid file, one in the foreground), files,
+//! appends, attributes and renames seen across them, everyday tools (tar, git, make,
+//! sqlite3) on one, and both mounts ending cleanly (`cephr umount`, SIGTERM).
+//! Skipped with a message where /dev/fuse (or, not as root, fusermount3) is missing.
+mod harness;
+
+use harness::{Cluster, BIN};
+use std::io::Write;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const FS: &str = "cephfs";
+
+fn fuse_usable() -> Result<(), String> {
+    if !Path::new("/dev/fuse").exists() {
+        return Err("/dev/fuse is missing".into());
+    }
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let helper = Command::new("fusermount3").arg("-V").output().is_ok_and(|o| o.status.success());
+    if !root && !helper {
+        return Err("not root and fusermount3 is missing (apt-get install fuse3)".into());
+    }
+    Ok(())
+}
+
+fn fs_ready(c: &Cluster) -> bool {
+    let r = c.cli(&["fs", "status", FS, "--format", "json"]);
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(&r.stdout) else { return false };
+    v["filesystems"][0]["daemons"]
+        .as_array()
+        .is_some_and(|d| d.iter().any(|i| i["rank"] == 0 && i["state"] == "up:active"))
+}
+
+fn start_fs() -> Cluster {
+    let mut c = Cluster::start_with(&["a"], 3);
+    for p in [("cephfs_metadata", "16"), ("cephfs_data", "32")] {
+        let r = c.cli(&["osd", "pool", "create", p.0, "--pg-num", p.1]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+    }
+    let r = c.cli(&["fs", "new", FS, "cephfs_metadata", "cephfs_data"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    c.start_daemon("mds.a");
+    c.wait_for(Duration::from_secs(30), "rank 0 active", fs_ready);
+    // One identity per mount: the MDS keeps one session per client name.
+    for id in ["client.fa", "client.fb"] {
+        let r = c.cli(&["auth", "add", id, "--caps", "mon=allow r", "--caps", "osd=allow rw", "--caps", "mds=allow rw"]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+    }
+    c
+}
+
+/// Whether `mp` is a mount point now (listed in /proc/self/mountinfo).
+fn mounted(mp: &Path) -> bool {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let want = mp.to_string_lossy();
+    info.lines().any(|l| l.split(' ').nth(4) == Some(&want))
+}
+
+/// Running and not a zombie.
+fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => s.rsplit(')').next().and_then(|r| r.split_whitespace().next()).is_some_and(|st| st != "Z"),
+        Err(_) => false,
+    }
+}
+
+fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let t = Instant::now();
+    while t.elapsed() < limit {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    cond()
+}
+
+/// One `cephr mount` process; dropping it unmounts and kills it by PID if needed.
+struct Mount {
+    mp: PathBuf,
+    pid: u32,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Mount {
+    /// `cephr mount` daemonized: returns once the parent says the mount is ready.
+    fn daemon(c: &Cluster, mp: &Path, name: &str) -> Mount {
+        let (pid_file, log) = (c.path().join(format!("{name}.pid")), c.log(name));
+        let out = Command::new(BIN)
+            .arg("-c")
+            .arg(c.conf())
+            .args(["mount", "--fs", FS, "--id", "client.fa", "-o", "allow_other"])
+            .arg(mp)
+            .arg("--pid-file")
+            .arg(&pid_file)
+            .arg("--log-file")
+            .arg(&log)
+            .output()
+            .expect("run cephr mount");
+        let pid = std::fs::read_to_string(&pid_file).ok().and_then(|s| s.trim().parse().ok());
+        let m = Mount { mp: mp.to_path_buf(), pid: pid.unwrap_or(0), child: None, log };
+        assert!(out.status.success(), "cephr mount: {}\n{}", String::from_utf8_lossy(&out.stderr), m.log_tail());
+        assert!(m.pid != 0 && alive(m.pid), "no live pid in {}", pid_file.display());
+        assert!(mounted(mp), "{} is not mounted", mp.display());
+        eprintln!("--- mounted {} (daemon pid {})", mp.display(), m.pid);
+        m
+    }
+
+    /// `cephr mount -f` as our child: ready when the mount point shows up.
+    fn foreground(c: &Cluster, mp: &Path, name: &str) -> Mount {
+        let log = c.log(name);
+        let out = std::fs::File::create(&log).expect("log");
+        let child = Command::new(BIN)
+            .arg("-c")
+            .arg(c.conf())
+            .args(["mount", "-f", "--id", "fb"])
+            .arg(mp)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("log"))
+            .stderr(out)
+            .spawn()
+            .expect("spawn cephr mount -f");
+        let mut m = Mount { mp: mp.to_path_buf(), pid: child.id(), child: Some(child), log };
+        let up = wait_until(Duration::from_secs(30), || mounted(mp) || !m.running());
+        assert!(up && mounted(mp), "foreground mount did not come up\n{}", m.log_tail());
+        eprintln!("--- mounted {} (foreground pid {})", mp.display(), m.pid);
+        m
+    }
+
+    fn running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => alive(self.pid),
+        }
+    }
+
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.mp.join(rel)
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        if mounted(&self.mp) {
+            let _ = Command::new(BIN).arg("umount").arg("-l").arg(&self.mp).output();
+        }
+        if !wait_until(Duration::from_secs(10), || !self.running()) {
+            eprintln!("--- kill -9 mount pid {}", self.pid);
+            // SAFETY: signalling a process this test started, by its pid.
+            unsafe { libc::kill(self.pid as i32, libc::SIGKILL) };
+        }
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn bytes(seed: u64, n: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn append_line(path: &Path, line: &str) {
+    let mut f = std::fs::OpenOptions::new().append(true).create(true).open(path).expect("open for append");
+    f.write_all(format!("{line}\n").as_bytes()).expect("append");
+}
+
+fn have(tool: &str) -> bool {
+    Command::new("sh").args(["-c", &format!("command -v {tool}")]).output().is_ok_and(|o| o.status.success())
+}
+
+/// Runs `sh -c script` in `dir`, asserting success; returns stdout.
+fn sh(dir: &Path, script: &str) -> String {
+    let out = Command::new("sh").arg("-c").arg(script).current_dir(dir).output().expect("run sh");
+    assert!(out.status.success(), "{script}: {}\n{}", String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&out.stdout));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// That data, appends, attributes, renames and unlinks made through one mount are
+/// seen through the other once the file is closed.
+fn across_mounts(a: &Mount, b: &Mount) {
+    eprintln!("--- a file written in A reads back byte-identical in B");
+    let data = bytes(7, 9 << 20 | 12345);
+    std::fs::write(a.path("big"), &data).expect("write big");
+    assert!(std::fs::read(b.path("big")).expect("read big") == data, "B reads other bytes");
+
+    eprintln!("--- appends from both mounts interleave without loss");
+    let log = "appends.log";
+    for i in 0..25 {
+        append_line(&a.path(log), &format!("A {i:03} {}", "a".repeat(40)));
+        append_line(&b.path(log), &format!("B {i:03} {}", "b".repeat(40)));
+    }
+    for m in [a, b] {
+        let text = std::fs::read_to_string(m.path(log)).expect("read appends");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 50, "{text}");
+        for (i, l) in lines.iter().enumerate() {
+            let who = if i % 2 == 0 { "A" } else { "B" };
+            let fill = if i % 2 == 0 { "a" } else { "b" };
+            assert_eq!(*l, format!("{who} {:03} {}", i / 2, fill.repeat(40)));
+        }
+    }
+
+    eprintln!("--- stat in B sees size and mtime from A after close");
+    std::fs::write(a.path("stamp"), b"12345678").expect("write stamp");
+    let (ma, mb) = (std::fs::metadata(a.path("stamp")).unwrap(), std::fs::metadata(b.path("stamp")).unwrap());
+    assert_eq!((mb.size(), mb.mtime(), mb.mtime_nsec()), (8, ma.mtime(), ma.mtime_nsec()));
+    std::fs::OpenOptions::new().append(true).open(a.path("stamp")).unwrap().write_all(b"9").unwrap();
+    let (ma, mb) = (std::fs::metadata(a.path("stamp")).unwrap(), std::fs::metadata(b.path("stamp")).unwrap());
+    assert_eq!((mb.size(), mb.mtime(), mb.mtime_nsec()), (9, ma.mtime(), ma.mtime_nsec()));
+
+    eprintln!("--- rename and unlink in A are visible in B");
+    std::fs::create_dir(a.path("d")).unwrap();
+    std::fs::rename(a.path("stamp"), a.path("d/renamed")).unwrap();
+    assert!(!b.path("stamp").exists());
+    assert_eq!(std::fs::read(b.path("d/renamed")).unwrap(), b"123456789");
+    std::fs::remove_file(a.path("d/renamed")).unwrap();
+    assert!(!b.path("d/renamed").exists());
+    assert_eq!(std::fs::read_dir(b.path("d")).unwrap().count(), 0);
+}
+
+/// That tar, git, make and sqlite3 work on a mount.
+fn everyday_tools(m: &Mount, scratch: &Path) {
+    let src = scratch.join("src");
+    std::fs::create_dir_all(src.join("lib/sub")).unwrap();
+    for i in 0..30 {
+        std::fs::write(src.join(format!("lib/f{i}.txt")), bytes(i, 1000 + 997 * i as usize)).unwrap();
+    }
+    std::fs::write(src.join("lib/sub/deep.txt"), b"deep\n").unwrap();
+    std::os::unix::fs::symlink("lib/sub/deep.txt", src.join("link")).unwrap();
+    if have("tar") {
+        eprintln!("--- tar x of a small tree");
+        sh(scratch, "tar cf tree.tar -C src .");
+        std::fs::create_dir(m.path("untar")).unwrap();
+        sh(&m.path("untar"), &format!("tar xf {}", scratch.join("tree.tar").display()));
+        sh(scratch, &format!("diff -r src {}", m.path("untar").display()));
+    } else {
+        eprintln!("--- tar is not installed: skipped");
+    }
+    if have("git") {
+        eprintln!("--- git init/add/commit/fsck");
+        let g = m.path("repo");
+        std::fs::create_dir(&g).unwrap();
+        sh(&g, "git init -q . && git config user.name t && git config user.email t@example.com");
+        sh(&g, &format!("cp -r {}/lib . && git add . && git commit -qm first", src.display()));
+        sh(&g, "echo more >> lib/f1.txt && git commit -qam second && git fsck --strict");
+        assert_eq!(sh(&g, "git log --oneline | wc -l").trim(), "2");
+    } else {
+        eprintln!("--- git is not installed: skipped");
+    }
+    if have("make") && have("gcc") {
+        eprintln!("--- make of a small C program that then runs");
+        let d = m.path("cprog");
+        std::fs::create_dir(&d).unwrap();
+        std::fs::write(d.join("main.c"), "#include <stdio.h>\nint twice(int);\nint main(void){printf(\"%d\\n\", twice(21));return 0;}\n").unwrap();
+        std::fs::write(d.join("twice.c"), "int twice(int x){return 2*x;}\n").unwrap();
+        std::fs::write(d.join("Makefile"), "prog: main.o twice.o\n\tgcc -o prog main.o twice.o\n%.o: %.c\n\tgcc -c $<\n").unwrap();
+        sh(&d, "make -s");
+        assert_eq!(sh(&d, "./prog").trim(), "42");
+    } else {
+        eprintln!("--- make or gcc is not installed: skipped");
+    }
+    if have("sqlite3") {
+        eprintln!("--- sqlite3 table, rows, integrity check");
+        let sql = "create table t(k integer primary key, v text); \
+                   with recursive n(i) as (select 1 union all select i+1 from n where i < 2000) \
+                   insert into t(v) select hex(randomblob(50)) from n; \
+                   select count(*) from t; pragma integrity_check;";
+        let out = sh(&m.mp, &format!("sqlite3 db.sqlite \"{sql}\""));
+        assert_eq!(out.lines().collect::<Vec<_>>(), vec!["2000", "ok"], "{out}");
+    } else {
+        eprintln!("--- sqlite3 is not installed: skipped");
+    }
+}
+
+/// That two FUSE mounts of one file system agree on files, appends, attributes and
+/// renames, that tar, git, make and sqlite3 work on a mount, and that `cephr umount`
+/// and SIGTERM each end a mount process cleanly (exit 0, pid file removed).
+#[test]
+fn t10_two_mounts_and_tools() {
+    if let Err(why) = fuse_usable() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let c = start_fs();
+    let dirs = tempfile::Builder::new().prefix("cephr-fuse-").tempdir().expect("tempdir");
+    let (mpa, mpb) = (dirs.path().join("a"), dirs.path().join("b"));
+    std::fs::create_dir(&mpa).unwrap();
+    std::fs::create_dir(&mpb).unwrap();
+    let a = Mount::daemon(&c, &mpa, "mount.a");
+    let mut b = Mount::foreground(&c, &mpb, "mount.b");
+    across_mounts(&a, &b);
+    everyday_tools(&a, dirs.path());
+
+    eprintln!("--- cephr umount ends the foreground mount with exit 0");
+    let r = c.cli(&["umount", &mpb.to_string_lossy()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let child = b.child.as_mut().expect("child");
+    let exited = wait_until(Duration::from_secs(30), || !matches!(child.try_wait(), Ok(None)));
+    assert!(exited, "mount process still running after umount\n{}", b.log_tail());
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "mount exited with {status}\n{}", b.log_tail());
+    assert!(!mounted(&mpb));
+
+    eprintln!("--- SIGTERM unmounts the daemon and removes its pid file");
+    // SAFETY: signalling the mount process this test started, by its pid.
+    unsafe { libc::kill(a.pid as i32, libc::SIGTERM) };
+    assert!(wait_until(Duration::from_secs(30), || !alive(a.pid)), "daemon still running\n{}", a.log_tail());
+    assert!(!mounted(&mpa));
+    assert!(!c.path().join("mount.a.pid").exists());
+    assert!(a.log_tail().contains("closing the MDS session"), "{}", a.log_tail());
+}

@@ -1,0 +1,202 @@
+//! The mount's state shared by every FUSE request, and the async bodies of the ops
+//! that need more than one library call: fresh lookups (the kernel is the cache, so
+//! lookups go to the MDS, not the library's dentry cache), attributes that include
+//! this mount's unreported writes, truncation after flushing open handles, directory
+//! listings, and handle ops made with the opener's credentials.
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use super::file::Fh;
+use super::fuse_map::{file_type, InoMap, ListedEntry, Listing, LookupCounts, MountOpts, OpenFiles};
+use super::session::lock;
+use super::Client;
+use crate::error::{CmdError, Errno};
+use crate::msg::mds::{Caller, Ino, InodeStat, MdsOp, ReplyBody, SetAttr, O_ACCMODE, S_IFDIR, S_IFMT};
+
+/// What every request handler of one mount shares.
+pub struct Shared {
+    pub client: Client,
+    pub map: InoMap,
+    pub opts: MountOpts,
+    pub open: Mutex<OpenFiles>,
+    /// Listings of open directories (`None` until the first readdir at offset 0).
+    dirs: Mutex<std::collections::HashMap<u64, Option<Listing>>>,
+    next_dir: AtomicU64,
+    pub lookups: Mutex<LookupCounts>,
+}
+
+fn inode(what: &str, body: ReplyBody) -> Result<InodeStat, CmdError> {
+    match body {
+        ReplyBody::Inode(st) => Ok(st),
+        other => Err(CmdError::new(Errno::EIO, format!("{what}: unexpected reply {other:?}"))),
+    }
+}
+
+impl Shared {
+    pub fn new(client: Client, opts: MountOpts) -> Shared {
+        Shared {
+            map: InoMap { root: client.root_ino() },
+            client,
+            opts,
+            open: Mutex::default(),
+            dirs: Mutex::default(),
+            next_dir: AtomicU64::new(1),
+            lookups: Mutex::default(),
+        }
+    }
+
+    /// Notes that the kernel now holds one more reference to `ino`.
+    pub fn held(&self, ino: Ino) {
+        lock(&self.lookups).add(ino);
+    }
+
+    /// Runs `fut` as whoever opened `fh` (the request's caller if unknown).
+    pub async fn as_opener<F: std::future::Future>(&self, fh: Fh, fut: F) -> F::Output {
+        let opener = lock(&self.open).opener(fh);
+        match opener {
+            Some(c) => Client::with_caller(c, fut).await,
+            None => fut.await,
+        }
+    }
+
+    /// Reports what this mount's open handles of `ino` wrote, each as its opener, so
+    /// that the MDS's size and mtime include it.
+    pub async fn flush_ino(&self, ino: Ino) -> Result<(), CmdError> {
+        self.flush_others(ino, None).await
+    }
+
+    /// `flush_ino` but for handle `except`.
+    async fn flush_others(&self, ino: Ino, except: Option<Fh>) -> Result<(), CmdError> {
+        let handles = lock(&self.open).of_ino(ino);
+        for (fh, opener) in handles.into_iter().filter(|(f, _)| Some(*f) != except) {
+            Client::with_caller(opener, self.client.fh_flush(fh)).await?;
+        }
+        Ok(())
+    }
+
+    /// Reads through `fh` as its opener; what other handles of this mount wrote to
+    /// the file is reported first, so the size bounding the read includes it.
+    pub async fn read(&self, ino: Ino, fh: Fh, off: u64, len: u64) -> Result<Vec<u8>, CmdError> {
+        self.flush_others(ino, Some(fh)).await?;
+        self.as_opener(fh, self.client.fh_read(fh, off, len)).await
+    }
+
+    /// Writes through `fh` as its opener. An append first reports what other handles
+    /// of this mount wrote, so it lands after their data.
+    pub async fn write(&self, ino: Ino, fh: Fh, off: u64, data: &[u8], append: bool) -> Result<usize, CmdError> {
+        if append {
+            self.flush_others(ino, Some(fh)).await?;
+        }
+        self.as_opener(fh, self.client.fh_write(fh, off, data)).await
+    }
+
+    /// Attributes including this mount's writes not yet reported.
+    pub async fn attr(&self, ino: Ino) -> Result<InodeStat, CmdError> {
+        self.flush_ino(ino).await?;
+        self.client.getattr(ino).await
+    }
+
+    /// Looks `name` up at the MDS (the kernel caches entries, by the mount's TTLs).
+    pub async fn lookup(&self, parent: Ino, name: &str) -> Result<InodeStat, CmdError> {
+        let op = MdsOp::Lookup { parent, name: name.to_string() };
+        let st = inode("lookup", self.client.request(op).await?)?;
+        if lock(&self.open).of_ino(st.ino).is_empty() {
+            Ok(st)
+        } else {
+            self.attr(st.ino).await
+        }
+    }
+
+    /// setattr: open handles of the inode are flushed first when the size changes,
+    /// so that no later flush brings an old end back. ftruncate(2) through a handle
+    /// open for writing needs no write permission now (it was checked at open), so
+    /// a size-only change through one is made with full credentials.
+    pub async fn setattr(&self, ino: Ino, set: SetAttr, fh: Option<Fh>) -> Result<InodeStat, CmdError> {
+        if set.size.is_none() {
+            return self.client.setattr(ino, set).await;
+        }
+        self.flush_ino(ino).await?;
+        let size_only = SetAttr { size: set.size, ..Default::default() } == set;
+        if size_only && fh.is_some_and(|f| lock(&self.open).writable(f)) {
+            return Client::with_caller(Caller::root(), self.client.setattr(ino, set)).await;
+        }
+        self.client.setattr(ino, set).await
+    }
+
+    /// Opens `ino` and remembers the handle with its opener.
+    pub async fn open(&self, ino: Ino, flags: u32, caller: Caller) -> Result<(InodeStat, Fh), CmdError> {
+        let (st, fh) = self.client.open(ino, flags).await?;
+        lock(&self.open).insert(fh, st.ino, caller, flags & O_ACCMODE != 0);
+        Ok((st, fh))
+    }
+
+    /// Creates and opens `parent/name`.
+    pub async fn create(
+        &self,
+        parent: Ino,
+        name: &str,
+        mode: u32,
+        flags: u32,
+        caller: Caller,
+    ) -> Result<(InodeStat, Fh), CmdError> {
+        let excl = flags & libc::O_EXCL as u32 != 0;
+        let (st, fh) = self.client.create_open(parent, name, mode, flags, excl).await?;
+        lock(&self.open).insert(fh, st.ino, caller, flags & O_ACCMODE != 0);
+        Ok((st, fh))
+    }
+
+    /// Closes handle `fh` (flushing it as its opener).
+    pub async fn release(&self, fh: Fh) -> Result<(), CmdError> {
+        let r = self.as_opener(fh, self.client.fh_release(fh)).await;
+        lock(&self.open).remove(fh);
+        r
+    }
+
+    /// A directory handle; the caller must be allowed to read the directory.
+    pub async fn opendir(&self, ino: Ino, caller: &Caller) -> Result<u64, CmdError> {
+        let st = self.client.getattr(ino).await?;
+        if st.mode & S_IFMT != S_IFDIR {
+            return Err(CmdError::new(Errno::ENOTDIR, format!("inode {ino:#x} is not a directory")));
+        }
+        super::fuse_map::access_ok(&st, caller, libc::R_OK as u32)
+            .map_err(|e| CmdError::new(e, format!("opendir {ino:#x}")))?;
+        let fh = self.next_dir.fetch_add(1, Ordering::Relaxed);
+        lock(&self.dirs).insert(fh, None);
+        Ok(fh)
+    }
+
+    pub fn releasedir(&self, fh: u64) {
+        lock(&self.dirs).remove(&fh);
+    }
+
+    /// Entries of directory handle `fh` from `offset` on; the listing is read on the
+    /// first call and again at offset 0 (rewinddir), and served from memory otherwise.
+    pub async fn readdir(&self, ino: Ino, fh: u64, offset: u64) -> Result<Vec<(u64, ListedEntry)>, CmdError> {
+        let have = lock(&self.dirs).get(&fh).map(Option::is_some);
+        match have {
+            None => return Err(CmdError::einval(format!("no open directory handle {fh}"))),
+            Some(true) if offset != 0 => {}
+            Some(_) => {
+                let listing = self.list(ino).await?;
+                lock(&self.dirs).insert(fh, Some(listing));
+            }
+        }
+        let dirs = lock(&self.dirs);
+        let Some(Some(l)) = dirs.get(&fh) else { return Err(CmdError::einval(format!("directory handle {fh} closed"))) };
+        Ok(l.from_offset(offset).map(|(o, e)| (o, e.clone())).collect())
+    }
+
+    async fn list(&self, ino: Ino) -> Result<Listing, CmdError> {
+        let parent = if ino == self.map.root {
+            ino
+        } else {
+            inode("lookup ..", self.client.request(MdsOp::Lookup { parent: ino, name: "..".into() }).await?)?.ino
+        };
+        let dot = |name: &str, i: Ino| ListedEntry { ino: self.map.to_fuse(i), kind: file_type(S_IFDIR), name: name.into() };
+        let mut entries = vec![dot(".", ino), dot("..", parent)];
+        for e in self.client.readdir(ino).await? {
+            entries.push(ListedEntry { ino: self.map.to_fuse(e.ino), kind: file_type(e.d_type), name: e.name });
+        }
+        Ok(Listing { entries })
+    }
+}
