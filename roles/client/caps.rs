@@ -343,6 +343,9 @@ impl Client {
         match m.op {
             CapOp::Grant | CapOp::Revoke => self.grant_or_revoke(m),
             CapOp::FlushAck => {
+                if let Some(st) = &m.stat {
+                    lock(&self.inner.dcache).update_attrs(st);
+                }
                 if let Some(c) = lock(&self.inner.caps.map).get_mut(&m.ino) {
                     c.flush_acked = c.flush_acked.max(m.flush_tid);
                 }

@@ -83,15 +83,14 @@ impl CephFuse {
     }
 
     /// `serve` for ops that answer with a new entry (lookup, mknod, mkdir, ...).
-    fn entry<F, Fut>(&self, req: &Request, reply: ReplyEntry, body: F)
+    fn entry<F, Fut>(&self, req: &Request, reply: ReplyEntry, parent: crate::msg::mds::Ino, body: F)
     where
         F: FnOnce(Arc<Shared>, Caller) -> Fut + Send + 'static,
         Fut: Future<Output = Result<InodeStat, CmdError>> + Send + 'static,
     {
-        self.serve(req, reply, body, |reply, sh, st| {
+        self.serve(req, reply, body, move |reply, sh, st| {
             sh.held(st.ino);
-            let o = &sh.opts;
-            reply.entry_with_ttls(&o.attr_timeout, &o.entry_timeout, &attr(&st, &sh.map), Generation(0));
+            reply.entry_with_ttls(&sh.attr_ttl(st.ino), &sh.entry_ttl(parent), &attr(&st, &sh.map), Generation(0));
         });
     }
 
@@ -109,7 +108,7 @@ impl CephFuse {
         F: FnOnce(Arc<Shared>, Caller) -> Fut + Send + 'static,
         Fut: Future<Output = Result<InodeStat, CmdError>> + Send + 'static,
     {
-        self.serve(req, reply, body, |reply, sh, st| reply.attr(&sh.opts.attr_timeout, &attr(&st, &sh.map)));
+        self.serve(req, reply, body, |reply, sh, st| reply.attr(&sh.attr_ttl(st.ino), &attr(&st, &sh.map)));
     }
 
     fn xattr_data(&self, req: &Request, reply: ReplyXattr, size: u32, body: impl XattrBody) {
@@ -173,7 +172,7 @@ impl Filesystem for CephFuse {
     fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let name = name_or_fail!(reply, name);
         let p = self.sh.map.to_mds(parent);
-        self.entry(req, reply, move |sh, _| async move { sh.lookup(p, &name).await });
+        self.entry(req, reply, p, move |sh, _| async move { sh.lookup(p, &name).await });
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
@@ -231,13 +230,13 @@ impl Filesystem for CephFuse {
     fn mknod(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, _umask: u32, rdev: u32, reply: ReplyEntry) {
         let name = name_or_fail!(reply, name);
         let p = self.sh.map.to_mds(parent);
-        self.entry(req, reply, move |sh, _| async move { sh.client.mknod(p, &name, mode, rdev.into()).await });
+        self.entry(req, reply, p, move |sh, _| async move { sh.client.mknod(p, &name, mode, rdev.into()).await });
     }
 
     fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, _umask: u32, reply: ReplyEntry) {
         let name = name_or_fail!(reply, name);
         let p = self.sh.map.to_mds(parent);
-        self.entry(req, reply, move |sh, _| async move { sh.client.mkdir(p, &name, mode).await });
+        self.entry(req, reply, p, move |sh, _| async move { sh.client.mkdir(p, &name, mode).await });
     }
 
     fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
@@ -256,7 +255,7 @@ impl Filesystem for CephFuse {
         let name = name_or_fail!(reply, link_name);
         let target = name_or_fail!(reply, target.as_os_str());
         let p = self.sh.map.to_mds(parent);
-        self.entry(req, reply, move |sh, _| async move { sh.client.symlink(p, &name, &target).await });
+        self.entry(req, reply, p, move |sh, _| async move { sh.client.symlink(p, &name, &target).await });
     }
 
     fn rename(
@@ -280,7 +279,7 @@ impl Filesystem for CephFuse {
     fn link(&self, req: &Request, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
         let name = name_or_fail!(reply, newname);
         let (ino, np) = (self.sh.map.to_mds(ino), self.sh.map.to_mds(newparent));
-        self.entry(req, reply, move |sh, _| async move { sh.client.link(ino, np, &name).await });
+        self.entry(req, reply, np, move |sh, _| async move { sh.client.link(ino, np, &name).await });
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
@@ -455,7 +454,7 @@ impl Filesystem for CephFuse {
         self.serve(req, reply, body, move |r, sh, (st, fh)| {
             sh.held(st.ino);
             let a = attr(&st, &sh.map);
-            let ttl = sh.opts.attr_timeout.min(sh.opts.entry_timeout);
+            let ttl = sh.attr_ttl(st.ino).min(sh.entry_ttl(p));
             r.created(&ttl, &a, Generation(0), FileHandle(fh), fopen(direct))
         });
     }

@@ -5,6 +5,7 @@
 //! listings, and handle ops made with the opener's credentials.
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use super::file::Fh;
 use super::fuse_map::{file_type, InoMap, ListedEntry, Listing, LookupCounts, MountOpts, OpenFiles};
@@ -46,6 +47,18 @@ impl Shared {
     }
 
     /// Notes that the kernel now holds one more reference to `ino`.
+    /// How long the kernel may keep `ino`'s attributes: while the caps allow caching
+    /// (the library invalidates them when the caps go), else the mount's attr_timeout.
+    pub fn attr_ttl(&self, ino: Ino) -> Duration {
+        self.client.kernel_ttl(ino).max(self.opts.attr_timeout)
+    }
+
+    /// How long the kernel may keep an entry of directory `parent`: while the
+    /// directory's caps allow caching its entries, else the mount's entry_timeout.
+    pub fn entry_ttl(&self, parent: Ino) -> Duration {
+        self.client.kernel_ttl(parent).max(self.opts.entry_timeout)
+    }
+
     pub fn held(&self, ino: Ino) {
         lock(&self.lookups).add(ino);
     }
@@ -96,10 +109,10 @@ impl Shared {
         self.client.getattr(ino).await
     }
 
-    /// Looks `name` up at the MDS (the kernel caches entries, by the mount's TTLs).
+    /// Looks `name` up (from the library's cache while the directory's caps allow,
+    /// else at the MDS).
     pub async fn lookup(&self, parent: Ino, name: &str) -> Result<InodeStat, CmdError> {
-        let op = MdsOp::Lookup { parent, name: name.to_string() };
-        let st = inode("lookup", self.client.request(op).await?)?;
+        let st = self.client.lookup(parent, name).await?;
         if lock(&self.open).of_ino(st.ino).is_empty() {
             Ok(st)
         } else {

@@ -329,11 +329,14 @@ impl MdsRank {
                 i.ctime = now.max(mtime);
             }
         });
-        let new_size = rs.cache.inode(m.ino).map(|i| i.size);
+        let now_stat = rs.cache.inode(m.ino).map(|i| i.stat());
+        let new_size = now_stat.as_ref().map(|st| st.size);
         if let Some(s) = new_size {
             self.caps.locker.set_size(m.ino, s);
         }
-        let ack = ClientCaps { op: CapOp::FlushAck, size: new_size.unwrap_or(size), ..m.clone() };
+        // The ack carries the inode as the MDS now has it, so the writer's cached
+        // attributes match what every other client will see.
+        let ack = ClientCaps { op: CapOp::FlushAck, size: new_size.unwrap_or(size), stat: now_stat, ..m.clone() };
         let conn = conn.clone();
         match r {
             Ok(Some(blob)) => {
