@@ -329,3 +329,89 @@ fn t10_two_mounts_and_tools() {
     assert!(!c.path().join("mount.a.pid").exists());
     assert!(a.log_tail().contains("closing the MDS session"), "{}", a.log_tail());
 }
+
+/// The sessions of entity `entity` (from `client ls --format json`).
+fn sessions_of(c: &Cluster, entity: &str) -> Vec<serde_json::Value> {
+    let r = c.cli(&["client", "ls", FS, "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap_or_default();
+    let all = v.as_array().cloned().or_else(|| v["sessions"].as_array().cloned()).unwrap_or_default();
+    all.into_iter().filter(|s| s["entity"] == entity).collect()
+}
+
+/// Mounts B (`client.fb`), writes to `file` through a descriptor it keeps open (so B
+/// holds write caps), then kills B's process with SIGKILL; returns the open descriptor.
+fn kill_writer(c: &Cluster, mp: &Path, file: &str, line: &str) -> (Mount, std::fs::File) {
+    let b = Mount::foreground(c, mp, "mount.b");
+    let mut f = std::fs::OpenOptions::new().append(true).create(true).open(b.path(file)).expect("open in B");
+    f.write_all(line.as_bytes()).expect("write in B");
+    eprintln!("--- kill -9 mount B (pid {}) while it holds write caps", b.pid);
+    // SAFETY: signalling the mount process this test started, by its pid.
+    unsafe { libc::kill(b.pid as i32, libc::SIGKILL) };
+    (b, f)
+}
+
+/// Appends `line` to `file` through mount A and returns how long the open+write+close took.
+fn append_timed(a: &Mount, file: &str, line: &str) -> Duration {
+    let t = Instant::now();
+    append_line(&a.path(file), line);
+    t.elapsed()
+}
+
+/// That when a client holding write caps on a file is killed (kill -9), another
+/// client can still open the file for writing: once the dead client's session goes
+/// stale (its caps are revoked without its answer), or at once after `cephr client
+/// evict`, after which the dead client's instance is in the OSD blocklist.
+#[test]
+fn t20_dead_writer_blocks_nobody() {
+    if let Err(why) = fuse_usable() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let c = start_fs();
+    for (k, v) in [("session_autoclose", "300"), ("session_timeout", "3")] {
+        let r = c.cli(&["fs", "set", FS, k, v]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+    }
+    let dirs = tempfile::Builder::new().prefix("cephr-fuse-").tempdir().expect("tempdir");
+    let (mpa, mpb) = (dirs.path().join("a"), dirs.path().join("b"));
+    std::fs::create_dir(&mpa).unwrap();
+    std::fs::create_dir(&mpb).unwrap();
+    let a = Mount::daemon(&c, &mpa, "mount.a");
+    append_line(&a.path("shared"), "A 0");
+
+    eprintln!("--- a dead writer: A proceeds once B's session is stale");
+    let (b, f) = kill_writer(&c, &mpb, "shared", "B 0\n");
+    let took = append_timed(&a, "shared", "A 1");
+    eprintln!("--- A appended {:.2} s after B died (session_timeout 3 s)", took.as_secs_f64());
+    drop(f);
+    drop(b);
+
+    eprintln!("--- evicted: A proceeds at once, B's instance is blocklisted");
+    for (k, v) in [("session_timeout", "60")] {
+        let r = c.cli(&["fs", "set", FS, k, v]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+    }
+    let (b, f) = kill_writer(&c, &mpb, "shared", "B 1\n");
+    let open: Vec<_> = sessions_of(&c, "client.fb").into_iter().filter(|s| s["state"] == "open").collect();
+    assert_eq!(open.len(), 1, "one open session of client.fb: {open:?}");
+    let (id, addr) = (open[0]["id"].as_str().unwrap().to_string(), open[0]["addr"].as_str().unwrap_or("").to_string());
+    let appender = std::thread::scope(|s| {
+        let h = s.spawn(|| append_timed(&a, "shared", "A 2"));
+        std::thread::sleep(Duration::from_millis(500));
+        let t = Instant::now();
+        let r = c.cli(&["client", "evict", FS, &id]);
+        assert_eq!(r.code, 0, "evict: {} {}", r.stdout, r.stderr);
+        let waited = h.join().expect("appender");
+        (waited, t.elapsed())
+    });
+    eprintln!("--- A's append finished {:.2} s after it began; evict took {:.2} s", appender.0.as_secs_f64(), appender.1.as_secs_f64());
+    let bl = c.cli(&["osd", "blocklist", "ls"]).stdout;
+    assert!(!addr.is_empty() && bl.contains(&addr), "{addr} not blocklisted:\n{bl}");
+    drop(f);
+    drop(b);
+
+    let text = std::fs::read_to_string(a.path("shared")).expect("read shared");
+    for line in ["A 0", "A 1", "A 2"] {
+        assert!(text.lines().any(|l| l == line), "{line} lost:\n{text}");
+    }
+}

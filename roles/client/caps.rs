@@ -24,8 +24,11 @@ use crate::msg::Message;
 
 /// Page size of the `Fc` read cache.
 pub const PAGE: u64 = 64 << 10;
+/// Bytes read beyond a cache miss (four default objects, fetched in parallel), for
+/// sequential readers.
+pub const READAHEAD: u64 = 16 << 20;
 /// Pages cached per inode before the cache of that inode starts over.
-pub(super) const MAX_PAGES: usize = 1024;
+pub(super) const MAX_PAGES: usize = 2048;
 /// Bytes buffered per inode under `Fb` before writes go through.
 pub(super) const MAX_BUFFER: usize = 8 << 20;
 /// How long caps nobody wants are kept after the last close.

@@ -12,7 +12,7 @@ use std::sync::Mutex;
 
 use tokio::sync::mpsc;
 
-use super::caps::{MAX_BUFFER, MAX_PAGES, PAGE};
+use super::caps::{READAHEAD, MAX_BUFFER, MAX_PAGES, PAGE};
 use super::session::lock;
 use super::Client;
 use crate::error::{CmdError, Errno};
@@ -143,25 +143,42 @@ impl Client {
         Ok(out)
     }
 
-    /// Reads through the `Fc` page cache, fetching missing pages.
+    /// Reads through the `Fc` page cache. Missing pages are fetched in one read that
+    /// also covers up to `READAHEAD` bytes beyond the request (sequential readers then
+    /// hit the cache), split into pages afterwards.
     async fn read_cached(&self, st: &InodeStat, off: u64, len: u64) -> Result<Vec<u8>, CmdError> {
         let (first, last) = (off / PAGE, (off + len).div_ceil(PAGE));
+        let missing: Vec<u64> = {
+            let map = lock(&self.inner.caps.map);
+            let have = map.get(&st.ino);
+            (first..last).filter(|p| have.is_none_or(|c| !c.pages.contains_key(p))).collect()
+        };
+        let mut fetched: std::collections::HashMap<u64, Vec<u8>> = std::collections::HashMap::new();
+        if let (Some(&lo), Some(&hi)) = (missing.first(), missing.last()) {
+            let end_page = (hi + 1).max(lo + READAHEAD / PAGE).min(st.size.div_ceil(PAGE)).max(hi + 1);
+            let data = self.read_with(st, lo * PAGE, (end_page - lo) * PAGE).await?;
+            let mut map = lock(&self.inner.caps.map);
+            let mut cache = map.get_mut(&st.ino).filter(|c| c.caps.contains(Caps::FILE_CACHE));
+            for (i, chunk) in data.chunks(PAGE as usize).enumerate() {
+                let p = lo + i as u64;
+                if let Some(c) = cache.as_mut() {
+                    if c.pages.len() >= MAX_PAGES {
+                        c.pages.clear();
+                    }
+                    c.pages.insert(p, chunk.to_vec());
+                }
+                if p < last {
+                    fetched.insert(p, chunk.to_vec());
+                }
+            }
+        }
         let mut out = Vec::with_capacity(len as usize);
         for p in first..last {
-            let cached = lock(&self.inner.caps.map).get(&st.ino).and_then(|c| c.pages.get(&p).cloned());
+            let cached = fetched.remove(&p).or_else(|| lock(&self.inner.caps.map).get(&st.ino).and_then(|c| c.pages.get(&p).cloned()));
             let page = match cached {
                 Some(d) => d,
-                None => {
-                    let d = self.read_with(st, p * PAGE, PAGE).await?;
-                    let mut map = lock(&self.inner.caps.map);
-                    if let Some(c) = map.get_mut(&st.ino).filter(|c| c.caps.contains(Caps::FILE_CACHE)) {
-                        if c.pages.len() >= MAX_PAGES {
-                            c.pages.clear();
-                        }
-                        c.pages.insert(p, d.clone());
-                    }
-                    d
-                }
+                // Dropped meanwhile (a revoke or the cache bound): read it directly.
+                None => self.read_with(st, p * PAGE, PAGE).await?,
             };
             let from = if p == first { (off - p * PAGE) as usize } else { 0 };
             let to = ((off + len).min(p * PAGE + page.len() as u64)).saturating_sub(p * PAGE) as usize;

@@ -84,7 +84,7 @@ fn rank0(map: &FsMap, fs: &str) -> Result<(EntityName, SocketAddr), CmdError> {
 
 fn table(sessions: &[SessionListing]) -> String {
     let mut o = String::new();
-    let _ = writeln!(o, "{:<16} {:<24} {:<32} {:<8} {:<8} {:>10} {:>6}", "ID", "ENTITY", "ADDRESS", "STATE", "ROOT", "RENEWED", "CAPS");
+    let _ = writeln!(o, "{:<36} {:<20} {:<28} {:<8} {:<8} {:>10} {:>6}", "ID", "ENTITY", "ADDRESS", "STATE", "ROOT", "RENEWED", "CAPS");
     for s in sessions {
         let addr = s.addr.map_or("-".to_string(), |a| a.to_string());
         let age = format!("{:.1}s ago", s.renew_age_ms as f64 / 1000.0);
