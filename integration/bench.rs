@@ -4,28 +4,13 @@
 mod harness;
 
 use harness::Cluster;
-use std::time::Duration;
 
 const FS: &str = "cephfs";
 
-fn fs_active(c: &Cluster) -> bool {
-    let r = c.cli(&["fs", "status", FS, "--format", "json"]);
-    let Ok(v) = serde_json::from_str::<serde_json::Value>(&r.stdout) else { return false };
-    v["filesystems"][0]["daemons"]
-        .as_array()
-        .is_some_and(|d| d.iter().any(|i| i["rank"] == 0 && i["state"] == "up:active"))
-}
 
 fn start_fs() -> Cluster {
     let mut c = Cluster::start_with(&["a"], 3);
-    for p in [("cephfs_metadata", "16"), ("cephfs_data", "32")] {
-        let r = c.cli(&["osd", "pool", "create", p.0, "--pg-num", p.1]);
-        assert_eq!(r.code, 0, "{}", r.stderr);
-    }
-    let r = c.cli(&["fs", "new", FS, "cephfs_metadata", "cephfs_data"]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    c.start_daemon("mds.a");
-    c.wait_for(Duration::from_secs(30), "rank 0 active", fs_active);
+    c.start_fs(FS, [("cephfs_metadata", 16), ("cephfs_data", 32)], &["mds.a"]);
     c
 }
 

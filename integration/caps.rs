@@ -22,11 +22,7 @@ fn ok(c: &Cluster, args: &[&str]) {
 
 fn start_fs() -> Cluster {
     let mut c = Cluster::start_with(&["a"], 3);
-    ok(&c, &["osd", "pool", "create", "meta", "--pg-num", "8"]);
-    ok(&c, &["osd", "pool", "create", "data", "--pg-num", "8"]);
-    ok(&c, &["fs", "new", FS, "meta", "data"]);
-    c.start_daemon("mds.a");
-    c.wait_for(Duration::from_secs(30), "rank 0 up:active", |c| c.cli(&["fs", "status", FS]).stdout.contains("active"));
+    c.start_fs(FS, [("meta", 8), ("data", 8)], &["mds.a"]);
     for who in ["client.one", "client.two"] {
         ok(&c, &["auth", "add", who, "--caps", "mon=allow r", "--caps", "osd=allow rw", "--caps", "mds=allow rw"]);
     }

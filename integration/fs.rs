@@ -3,7 +3,7 @@
 //! a `kill -9` of every daemon, and a client confined to a sub-directory.
 mod harness;
 
-use harness::Cluster;
+use harness::{bytes, Cluster};
 use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -18,27 +18,10 @@ fn all_daemons(c: &Cluster) -> Vec<String> {
     v
 }
 
-/// rank 0 active and one standby, as `fs status --format json` shows it.
-fn fs_ready(c: &Cluster) -> bool {
-    let r = c.cli(&["fs", "status", FS, "--format", "json"]);
-    let Ok(v) = serde_json::from_str::<serde_json::Value>(&r.stdout) else { return false };
-    let active = v["filesystems"][0]["daemons"]
-        .as_array()
-        .is_some_and(|d| d.iter().any(|i| i["rank"] == 0 && i["state"] == "up:active"));
-    active && v["standbys"].as_array().is_some_and(|s| s.len() == 1)
-}
 
 fn start_fs() -> Cluster {
     let mut c = Cluster::start_with(&["a"], 3);
-    for p in [("cephfs_metadata", "16"), ("cephfs_data", "32")] {
-        let r = c.cli(&["osd", "pool", "create", p.0, "--pg-num", p.1]);
-        assert_eq!(r.code, 0, "{}", r.stderr);
-    }
-    let r = c.cli(&["fs", "new", FS, "cephfs_metadata", "cephfs_data"]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    c.start_daemon("mds.a");
-    c.start_daemon("mds.b");
-    c.wait_for(Duration::from_secs(30), "rank 0 active + 1 standby", fs_ready);
+    c.start_fs(FS, [("cephfs_metadata", 16), ("cephfs_data", 32)], &["mds.a", "mds.b"]);
     c
 }
 
@@ -49,19 +32,6 @@ fn fs(c: &Cluster, args: &[&str]) -> String {
     let r = c.cli(&a);
     assert_eq!(r.code, 0, "cephr {a:?}: {}\n{}", r.stderr, c.logs_tail());
     r.stdout
-}
-
-/// Deterministic pseudo-random bytes.
-fn bytes(seed: u64, n: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 fn set_xattr(p: &Path, name: &str, value: &[u8]) {

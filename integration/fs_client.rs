@@ -7,7 +7,6 @@ mod harness;
 use harness::Cluster;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::time::Duration;
 
 fn ok(c: &Cluster, args: &[&str]) -> String {
     let r = c.cli(args);
@@ -17,13 +16,7 @@ fn ok(c: &Cluster, args: &[&str]) -> String {
 
 fn start_fs() -> Cluster {
     let mut c = Cluster::start_with(&["a"], 3);
-    c.start_daemon("mds.a");
-    ok(&c, &["osd", "pool", "create", "meta", "--pg-num", "8"]);
-    ok(&c, &["osd", "pool", "create", "data", "--pg-num", "8"]);
-    ok(&c, &["fs", "new", "cephfs", "meta", "data"]);
-    c.wait_for(Duration::from_secs(30), "rank 0 up:active", |c| {
-        c.cli(&["fs", "status", "cephfs"]).stdout.contains("active")
-    });
+    c.start_fs("cephfs", [("meta", 8), ("data", 8)], &["mds.a"]);
     c
 }
 

@@ -32,13 +32,7 @@ fn getfattr(c: &Cluster, path: &str, name: &str) -> String {
 
 fn start_fs() -> Cluster {
     let mut c = Cluster::start_with(&["a"], 3);
-    c.start_daemon("mds.a");
-    ok(&c, &["osd", "pool", "create", "meta", "--pg-num", "8"]);
-    ok(&c, &["osd", "pool", "create", "data", "--pg-num", "8"]);
-    ok(&c, &["fs", "new", "cephfs", "meta", "data"]);
-    c.wait_for(Duration::from_secs(30), "rank 0 up:active", |c| {
-        c.cli(&["fs", "status", "cephfs"]).stdout.contains("active")
-    });
+    c.start_fs("cephfs", [("meta", 8), ("data", 8)], &["mds.a"]);
     c
 }
 

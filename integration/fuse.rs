@@ -5,7 +5,7 @@
 //! Skipped with a message where /dev/fuse (or, not as root, fusermount3) is missing.
 mod harness;
 
-use harness::{Cluster, BIN};
+use harness::{bytes, Cluster, BIN};
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -27,25 +27,11 @@ fn fuse_usable() -> Result<(), String> {
     Ok(())
 }
 
-fn fs_ready(c: &Cluster) -> bool {
-    let r = c.cli(&["fs", "status", FS, "--format", "json"]);
-    let Ok(v) = serde_json::from_str::<serde_json::Value>(&r.stdout) else { return false };
-    v["filesystems"][0]["daemons"]
-        .as_array()
-        .is_some_and(|d| d.iter().any(|i| i["rank"] == 0 && i["state"] == "up:active"))
-}
 
 fn start_fs() -> Cluster {
     let mut c = Cluster::start_with(&["a"], 3);
-    for p in [("cephfs_metadata", "16"), ("cephfs_data", "32")] {
-        let r = c.cli(&["osd", "pool", "create", p.0, "--pg-num", p.1]);
-        assert_eq!(r.code, 0, "{}", r.stderr);
-    }
-    let r = c.cli(&["fs", "new", FS, "cephfs_metadata", "cephfs_data"]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    c.start_daemon("mds.a");
-    c.wait_for(Duration::from_secs(30), "rank 0 active", fs_ready);
-    // One identity per mount: the MDS keeps one session per client name.
+    c.start_fs(FS, [("cephfs_metadata", 16), ("cephfs_data", 32)], &["mds.a"]);
+    // Two identities, so each mount's session is easy to tell apart in `client ls`.
     for id in ["client.fa", "client.fb"] {
         let r = c.cli(&["auth", "add", id, "--caps", "mon=allow r", "--caps", "osd=allow rw", "--caps", "mds=allow rw"]);
         assert_eq!(r.code, 0, "{}", r.stderr);
@@ -165,18 +151,6 @@ impl Drop for Mount {
             let _ = c.wait();
         }
     }
-}
-
-fn bytes(seed: u64, n: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 fn append_line(path: &Path, line: &str) {

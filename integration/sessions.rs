@@ -27,11 +27,7 @@ fn start_fs(extra: &str) -> Cluster {
         let mut f = std::fs::OpenOptions::new().append(true).open(c.conf()).expect("conf");
         writeln!(f, "{extra}").expect("conf");
     }
-    ok(&c, &["osd", "pool", "create", "meta", "--pg-num", "8"]);
-    ok(&c, &["osd", "pool", "create", "data", "--pg-num", "8"]);
-    ok(&c, &["fs", "new", FS, "meta", "data"]);
-    c.start_daemon("mds.a");
-    c.wait_for(Duration::from_secs(40), "rank 0 up:active", |c| c.cli(&["fs", "status", FS]).stdout.contains("active"));
+    c.start_fs(FS, [("meta", 8), ("data", 8)], &["mds.a"]);
     c
 }
 

@@ -34,6 +34,19 @@ impl From<Output> for Cli {
     }
 }
 
+/// Deterministic pseudo-random bytes (xorshift from `seed`).
+pub fn bytes(seed: u64, n: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
 impl Cluster {
     /// Creates (but does not start) a fast-profile cluster with these monitors.
     pub fn create(mons: &[&str]) -> Cluster {
@@ -172,6 +185,34 @@ impl Cluster {
     pub fn quorum(&self) -> Vec<String> {
         let v = self.json(&["mon", "stat"]);
         v["quorum"].as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect()).unwrap_or_default()
+    }
+
+    /// Whether rank 0 of file system `fs` is up:active with at least `standbys`
+    /// standby daemons, as `fs status --format json` shows it.
+    pub fn fs_ready(&self, fs: &str, standbys: usize) -> bool {
+        let r = self.cli(&["fs", "status", fs, "--format", "json"]);
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&r.stdout) else { return false };
+        let active = v["filesystems"][0]["daemons"]
+            .as_array()
+            .is_some_and(|d| d.iter().any(|i| i["rank"] == 0 && i["state"] == "up:active"));
+        active && v["standbys"].as_array().map_or(0, |s| s.len()) >= standbys
+    }
+
+    /// Creates the pools `(name, pg_num)` (metadata first, then data) and file system
+    /// `fs` on them, starts the MDS daemons `mds` and waits until rank 0 is active
+    /// and the others are standbys.
+    pub fn start_fs(&mut self, fs: &str, pools: [(&str, u32); 2], mds: &[&str]) {
+        for (pool, pgs) in pools {
+            let r = self.cli(&["osd", "pool", "create", pool, "--pg-num", &pgs.to_string()]);
+            assert_eq!(r.code, 0, "pool create {pool}: {}", r.stderr);
+        }
+        let r = self.cli(&["fs", "new", fs, pools[0].0, pools[1].0]);
+        assert_eq!(r.code, 0, "fs new {fs}: {}", r.stderr);
+        for d in mds {
+            self.start_daemon(d);
+        }
+        let standbys = mds.len().saturating_sub(1);
+        self.wait_for(Duration::from_secs(40), "rank 0 active and the standbys", |c| c.fs_ready(fs, standbys));
     }
 
     /// Polls `cond` every 100 ms until it holds or `limit` passes (then panics).

@@ -12,6 +12,21 @@ use cephr::monc::{MonClient, MoncError};
 use cephr::msg::MonCommand;
 use cephr::net::{FaultRules, Messenger, MsgrOptions};
 
+/// The CLI's messenger (as `name`, keys from `key_dir`) and a monitor client on it;
+/// call inside a runtime.
+pub(super) fn connect(
+    key_dir: &std::path::Path,
+    name: &EntityName,
+    cfg: &cephr::config::ClusterConfig,
+) -> anyhow::Result<(Messenger, std::sync::Arc<MonClient>)> {
+    let id = Identity::load(key_dir, name)
+        .map_err(|e| CmdError::new(Errno::EACCES, format!("cannot load identity {name}: {e}")))?;
+    let bind: SocketAddr = "127.0.0.1:0".parse()?;
+    let (msgr, _rx) = Messenger::bind(&id, bind, false, MsgrOptions::from_options(&cfg.global), FaultRules::default())?;
+    let monc = MonClient::new(msgr.clone(), cfg);
+    Ok((msgr, monc))
+}
+
 pub fn run(cli: &Cli, cmd: &Cmd) -> anyhow::Result<()> {
     let cfg = load_config(cli)?;
     let name: EntityName = cli.name.parse().map_err(|e: cephr::error::ParseError| CmdError::einval(e.to_string()))?;
@@ -23,11 +38,7 @@ pub fn run(cli: &Cli, cmd: &Cmd) -> anyhow::Result<()> {
     }
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let reply = rt.block_on(async {
-        let id = Identity::load(&key_dir, &name)
-            .map_err(|e| CmdError::new(Errno::EACCES, format!("cannot load identity {name}: {e}")))?;
-        let bind: SocketAddr = "127.0.0.1:0".parse()?;
-        let (msgr, _rx) = Messenger::bind(&id, bind, false, MsgrOptions::from_options(&cfg.global), FaultRules::default())?;
-        let monc = MonClient::new(msgr.clone(), &cfg);
+        let (msgr, monc) = connect(&key_dir, &name, &cfg)?;
         let r = match cmd {
             Cmd::Tell { daemon, .. } => monc.tell(&entity(daemon)?, mc).await,
             _ => monc.command(mc).await,

@@ -7,14 +7,13 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::{load_config, Cli, ClientCmd, Format};
-use cephr::auth::Identity;
 use cephr::error::{CmdError, Errno};
 use cephr::ids::EntityName;
 use cephr::maps::{FsMap, MdsState};
 use cephr::monc::MonClient;
 use cephr::msg::mds::{MdsCommand, MdsCommandReply, SessionListing};
 use cephr::msg::{CommandReply, Message, MonCommand};
-use cephr::net::{FaultRules, Messenger, MsgrOptions};
+use cephr::net::Messenger;
 
 pub fn run(cli: &Cli, cmd: &ClientCmd) -> anyhow::Result<()> {
     let cfg = load_config(cli)?;
@@ -28,11 +27,7 @@ pub fn run(cli: &Cli, cmd: &ClientCmd) -> anyhow::Result<()> {
     let timeout = cfg.global.command_timeout().max(Duration::from_secs(10)) + Duration::from_secs(20);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let reply = rt.block_on(async {
-        let id = Identity::load(&key_dir, &name)
-            .map_err(|e| CmdError::new(Errno::EACCES, format!("cannot load identity {name}: {e}")))?;
-        let bind: SocketAddr = "127.0.0.1:0".parse()?;
-        let (msgr, _rx) = Messenger::bind(&id, bind, false, MsgrOptions::from_options(&cfg.global), FaultRules::default())?;
-        let monc = MonClient::new(msgr.clone(), &cfg);
+        let (msgr, monc) = super::admin::connect(&key_dir, &name, &cfg)?;
         let r = ask_rank0(&monc, &msgr, fs, mcmd, timeout).await;
         msgr.shutdown();
         r
