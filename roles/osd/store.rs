@@ -39,6 +39,7 @@
 //! transaction as object ops, so the PG log and the objects never diverge.
 //!
 //! Records read from disk are validated; malformed ones yield [`StoreError::Corrupt`].
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -56,6 +57,14 @@ mod bench;
 #[path = "store_keys.rs"]
 mod keys;
 use keys::*;
+
+#[path = "store_blocks.rs"]
+mod blocks;
+use blocks::{Blocks, Extent, Staged, SLOT};
+
+#[path = "store_read.rs"]
+mod read;
+use read::{digest_object, read_data};
 pub use bench::{bench, BenchReport};
 
 /// Size of one data chunk: the unit a write rewrites and a read loads.
@@ -78,6 +87,7 @@ const DATA: KvDef = TableDefinition::new("data");
 const XATTRS: KvDef = TableDefinition::new("xattrs");
 const OMAP: KvDef = TableDefinition::new("omap");
 const PGMETA: KvDef = TableDefinition::new("pgmeta");
+const EXTENTS: KvDef = TableDefinition::new("extents");
 
 /// Version byte leading every object header record.
 const HEADER_VERSION: u8 = 1;
@@ -238,6 +248,7 @@ pub struct ObjStat {
 /// The object store of one OSD; safe to share between threads.
 pub struct ObjectStore {
     db: Database,
+    blocks: Blocks,
 }
 
 // ---- Records ----
@@ -353,29 +364,52 @@ fn drop_range(t: &mut KvTable, range: &KeyRange) -> Result<(), StoreError> {
     Ok(t.retain_in::<&[u8], _>(range.bounds(), |_, _| false)?)
 }
 
-/// The tables of one write transaction.
-struct Tables<'t> {
+/// The tables of one write transaction, and the chunk writes it staged in the block file.
+struct Tables<'t, 'a> {
     pgs: KvTable<'t>,
     objects: KvTable<'t>,
     data: KvTable<'t>,
+    extents: KvTable<'t>,
     xattrs: KvTable<'t>,
     omap: KvTable<'t>,
     meta: KvTable<'t>,
+    blocks: &'t Blocks,
+    staged: Staged<'a>,
 }
 
-impl<'t> Tables<'t> {
-    fn open(wt: &'t WriteTransaction) -> Result<Self, StoreError> {
+impl<'t, 'a> Tables<'t, 'a> {
+    fn open(wt: &'t WriteTransaction, blocks: &'t Blocks) -> Result<Self, StoreError> {
         Ok(Tables {
             pgs: wt.open_table(PGS)?,
             objects: wt.open_table(OBJECTS)?,
             data: wt.open_table(DATA)?,
+            extents: wt.open_table(EXTENTS)?,
             xattrs: wt.open_table(XATTRS)?,
             omap: wt.open_table(OMAP)?,
             meta: wt.open_table(PGMETA)?,
+            blocks,
+            staged: Staged::default(),
         })
     }
 
-    fn apply_txn(&mut self, pg: PgId, txn: &Transaction) -> Result<(), StoreError> {
+    /// Checks and applies each transaction; the per-transaction results, or the storage
+    /// error that aborts the batch.
+    fn apply_all(
+        &mut self,
+        batch: impl Iterator<Item = (PgId, &'a Transaction)>,
+    ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+        let mut results = Vec::new();
+        for (pg, txn) in batch {
+            let checked = check_txn(&self.objects, pg, txn);
+            if checked.is_ok() {
+                self.apply_txn(pg, txn)?;
+            }
+            results.push(checked);
+        }
+        Ok(results)
+    }
+
+    fn apply_txn(&mut self, pg: PgId, txn: &'a Transaction) -> Result<(), StoreError> {
         for op in &txn.ops {
             match op {
                 TxOp::PgMetaSet { key, value } => put(&mut self.meta, &joined(&pg_prefix(pg), key.as_bytes()), value)?,
@@ -393,13 +427,14 @@ impl<'t> Tables<'t> {
 
     fn wipe_pg(&mut self, pg: PgId) -> Result<(), StoreError> {
         let range = KeyRange::prefix(pg_prefix(pg));
-        for t in [&mut self.objects, &mut self.data, &mut self.xattrs, &mut self.omap, &mut self.meta] {
+        self.drop_chunks(&range)?;
+        for t in [&mut self.objects, &mut self.xattrs, &mut self.omap, &mut self.meta] {
             drop_range(t, &range)?;
         }
         del(&mut self.pgs, &pg_prefix(pg))
     }
 
-    fn apply_obj_op(&mut self, pg: PgId, op: &TxOp, now: u64) -> Result<(), StoreError> {
+    fn apply_obj_op(&mut self, pg: PgId, op: &'a TxOp, now: u64) -> Result<(), StoreError> {
         let oid = op.oid().ok_or_else(|| StoreError::Invalid("not an object op".into()))?;
         let cur = get_header(&self.objects, pg, oid)?;
         let old_size = cur.as_ref().map_or(0, |h| h.size);
@@ -415,41 +450,44 @@ impl<'t> Tables<'t> {
     }
 
     /// Changes data, xattrs and omap for `op`; `sp` is the object's sub-table prefix.
-    fn apply_body(&mut self, sp: &[u8], op: &TxOp, old_size: u64) -> Result<(), StoreError> {
+    fn apply_body(&mut self, sp: &[u8], op: &'a TxOp, old_size: u64) -> Result<(), StoreError> {
         let key = |name: &str| joined(sp, name.as_bytes());
+        let all = || KeyRange::prefix(sp.to_vec());
         match op {
             TxOp::WriteFull { data, .. } => self.trim_data(sp, 0).and_then(|_| self.write_at(sp, 0, data)),
             TxOp::Write { off, data, .. } => self.write_at(sp, *off, data),
             TxOp::Append { data, .. } => self.write_at(sp, old_size, data),
             TxOp::Truncate { size, .. } if *size < old_size => self.trim_data(sp, *size),
-            TxOp::Remove { .. } => [&mut self.data, &mut self.xattrs, &mut self.omap]
-                .into_iter()
-                .try_for_each(|t| drop_range(t, &KeyRange::prefix(sp.to_vec()))),
+            TxOp::Remove { .. } => {
+                self.drop_chunks(&all())?;
+                drop_range(&mut self.xattrs, &all())?;
+                drop_range(&mut self.omap, &all())
+            }
             TxOp::SetXattr { name, value, .. } => put(&mut self.xattrs, &key(name), value),
             TxOp::RmXattr { name, .. } => del(&mut self.xattrs, &key(name)),
             TxOp::OmapSet { entries, .. } => entries.iter().try_for_each(|(k, v)| put(&mut self.omap, &key(k), v)),
             TxOp::OmapRm { keys, .. } => keys.iter().try_for_each(|k| del(&mut self.omap, &key(k))),
-            TxOp::OmapClear { .. } => drop_range(&mut self.omap, &KeyRange::prefix(sp.to_vec())),
+            TxOp::OmapClear { .. } => drop_range(&mut self.omap, &all()),
             _ => Ok(()),
         }
     }
 
     /// Writes `data` at `off`, rewriting only the chunks it touches.
-    fn write_at(&mut self, sp: &[u8], off: u64, data: &[u8]) -> Result<(), StoreError> {
+    fn write_at(&mut self, sp: &[u8], off: u64, data: &'a [u8]) -> Result<(), StoreError> {
         let mut pos = 0usize;
         while pos < data.len() {
             let abs = off + pos as u64;
             let (idx, in_chunk) = (abs / CHUNK_SIZE, (abs % CHUNK_SIZE) as usize);
-            let n = (CHUNK_SIZE as usize - in_chunk).min(data.len() - pos);
+            let n = (SLOT - in_chunk).min(data.len() - pos);
             let piece = &data[pos..pos + n];
             let key = chunk_key(sp, idx);
-            if in_chunk == 0 && n == CHUNK_SIZE as usize {
-                self.data.insert(&key[..], piece)?;
+            if in_chunk == 0 && n == SLOT {
+                self.store_chunk(&key, Cow::Borrowed(piece))?;
             } else {
-                let mut buf = self.data.get(&key[..])?.map(|v| v.value().to_vec()).unwrap_or_default();
+                let mut buf = self.load_chunk(&key)?.unwrap_or_default();
                 buf.resize(buf.len().max(in_chunk + n), 0);
                 buf[in_chunk..in_chunk + n].copy_from_slice(piece);
-                self.data.insert(&key[..], &buf[..])?;
+                self.store_chunk(&key, Cow::Owned(buf))?;
             }
             pos += n;
         }
@@ -463,76 +501,80 @@ impl<'t> Tables<'t> {
         if rem > 0 {
             first_dropped = idx + 1;
             let key = chunk_key(sp, idx);
-            let kept = self.data.get(&key[..])?.and_then(|v| v.value().get(..rem).map(<[u8]>::to_vec));
-            if let Some(kept) = kept {
-                self.data.insert(&key[..], &kept[..])?;
+            if let Some(mut kept) = self.load_chunk(&key)?.filter(|c| c.len() > rem) {
+                kept.truncate(rem);
+                self.store_chunk(&key, Cow::Owned(kept))?;
             }
         }
-        drop_range(
-            &mut self.data,
-            &KeyRange { lo: chunk_key(sp, first_dropped), lo_inclusive: true, hi: prefix_end(sp) },
-        )
+        self.drop_chunks(&KeyRange { lo: chunk_key(sp, first_dropped), lo_inclusive: true, hi: prefix_end(sp) })
     }
-}
 
-// ---- Reads ----
-
-/// Reads `[off, end)` of an object's data (already clipped to its size) from the `data` table.
-fn read_data(data: &impl Kv, sp: &[u8], off: u64, end: u64) -> Result<Vec<u8>, StoreError> {
-    if end <= off {
-        return Ok(Vec::new());
-    }
-    let len = usize::try_from(end - off).map_err(|_| StoreError::Invalid("read too large".into()))?;
-    let mut buf = vec![0u8; len];
-    let (lo, hi) = (chunk_key(sp, off / CHUNK_SIZE), chunk_key(sp, (end - 1) / CHUNK_SIZE));
-    for item in data.range::<&[u8]>(&lo[..]..=&hi[..])? {
-        let (k, v) = item?;
-        let chunk = v.value();
-        if chunk.len() as u64 > CHUNK_SIZE {
-            return Err(StoreError::Corrupt("data chunk larger than the chunk size".into()));
+    /// The bytes of chunk `key` wherever they are: inline, staged by this batch, or in a slot.
+    fn load_chunk(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        if let Some(v) = self.data.get(key)? {
+            return Ok(Some(v.value().to_vec()));
         }
-        let start = decode_chunk_idx(k.value(), sp.len())?.saturating_mul(CHUNK_SIZE);
-        let from = start.max(off);
-        let to = start.saturating_add(chunk.len() as u64).min(end);
-        if from < to {
-            let src = &chunk[(from - start) as usize..(to - start) as usize];
-            buf[(from - off) as usize..(to - off) as usize].copy_from_slice(src);
+        let Some(raw) = self.extents.get(key)? else { return Ok(None) };
+        let e = Extent::decode(raw.value())?;
+        if let Some(b) = self.staged.get(e.slot) {
+            return Ok(Some(b.to_vec()));
         }
+        let mut buf = vec![0u8; SLOT];
+        self.blocks.read_run(&[e], &mut buf)?;
+        Ok(Some(buf))
     }
-    Ok(buf)
-}
 
-/// FNV-1a 64 over a stream of bytes and length-delimited fields.
-struct Fnv(u64);
+    /// Stores chunk `key`: a whole chunk goes to a fresh slot of the block file, a shorter
+    /// one inline in `data`. The slot it had before is freed.
+    fn store_chunk(&mut self, key: &[u8], bytes: Cow<'a, [u8]>) -> Result<(), StoreError> {
+        self.unlink_extent(key)?;
+        if bytes.len() == SLOT {
+            self.data.remove(key)?;
+            let e = self.blocks.stage(&mut self.staged, bytes)?;
+            self.extents.insert(key, &e.encode()[..])?;
+        } else {
+            self.data.insert(key, &bytes[..])?;
+        }
+        Ok(())
+    }
 
-impl Fnv {
-    fn byte(&mut self, x: u8) {
-        self.0 = (self.0 ^ u64::from(x)).wrapping_mul(0x0000_0100_0000_01b3);
+    fn unlink_extent(&mut self, key: &[u8]) -> Result<(), StoreError> {
+        let old = self.extents.remove(key)?.map(|v| Extent::decode(v.value()));
+        if let Some(e) = old.transpose()? {
+            self.staged.free(e.slot);
+        }
+        Ok(())
     }
-    fn bytes(&mut self, b: &[u8]) {
-        b.iter().for_each(|&x| self.byte(x));
-    }
-    fn zeros(&mut self, n: u64) {
-        (0..n).for_each(|_| self.byte(0));
-    }
-    fn field(&mut self, b: &[u8]) {
-        self.bytes(&(b.len() as u64).to_be_bytes());
-        self.bytes(b);
+
+    /// Drops every chunk with a key in `range`, inline or in a slot (freeing the slot).
+    fn drop_chunks(&mut self, range: &KeyRange) -> Result<(), StoreError> {
+        let mut freed = Vec::new();
+        for item in self.extents.range::<&[u8]>(range.bounds())? {
+            freed.push(Extent::decode(item?.1.value())?.slot);
+        }
+        freed.into_iter().for_each(|s| self.staged.free(s));
+        drop_range(&mut self.extents, range)?;
+        drop_range(&mut self.data, range)
     }
 }
 
 impl ObjectStore {
-    /// Opens (creating if needed) the store at `dir/objects.redb`.
+    /// Opens (creating if needed) the store at `dir/objects.redb` and `dir/blocks.dat`.
     pub fn open(dir: &Path) -> Result<ObjectStore, StoreError> {
         std::fs::create_dir_all(dir)?;
         let db = Database::create(dir.join("objects.redb"))?;
         let mut wt = db.begin_write()?;
         wt.set_durability(Durability::Immediate);
-        for def in [PGS, OBJECTS, DATA, XATTRS, OMAP, PGMETA] {
+        for def in [PGS, OBJECTS, DATA, EXTENTS, XATTRS, OMAP, PGMETA] {
             wt.open_table(def)?;
         }
         wt.commit()?;
-        Ok(ObjectStore { db })
+        let mut used = Vec::new();
+        for item in db.begin_read()?.open_table(EXTENTS)?.iter()? {
+            used.push(Extent::decode(item?.1.value())?.slot);
+        }
+        let blocks = Blocks::open(dir, used.into_iter())?;
+        Ok(ObjectStore { db, blocks })
     }
 
     /// Applies many (pg, txn) in ONE durable commit (group commit). Each txn is atomic: if any
@@ -553,22 +595,25 @@ impl ObjectStore {
         &self,
         batch: impl Iterator<Item = (PgId, &'a Transaction)>,
     ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+        self.blocks.release_quarantine();
         let mut wt = self.db.begin_write()?;
         wt.set_durability(Durability::Immediate);
-        let mut results = Vec::new();
-        {
-            let mut tables = Tables::open(&wt)?;
-            for (pg, txn) in batch {
-                let checked = check_txn(&tables.objects, pg, txn);
-                if checked.is_ok() {
-                    // A failure here is a storage/corruption error: abort the whole batch.
-                    tables.apply_txn(pg, txn)?;
-                }
-                results.push(checked);
-            }
+        let mut tables = Tables::open(&wt, &self.blocks)?;
+        // An error from apply_all is a storage/corruption error: abort the whole batch.
+        let applied = tables.apply_all(batch);
+        let staged = std::mem::take(&mut tables.staged);
+        drop(tables);
+        // The chunks must be durable before the commit that points at them.
+        let done = applied.and_then(|results| {
+            self.blocks.flush(&staged)?;
+            wt.commit()?;
+            Ok(results)
+        });
+        match done {
+            Ok(_) => self.blocks.committed(staged),
+            Err(_) => self.blocks.aborted(staged),
         }
-        wt.commit()?;
-        Ok(results)
+        done
     }
 
     fn read_txn(&self) -> Result<redb::ReadTransaction, StoreError> {
@@ -588,9 +633,11 @@ impl ObjectStore {
 
     /// Reads `len` bytes (to the end if `None`) from `off`; short or empty past the end.
     pub fn read(&self, pg: PgId, oid: &str, off: u64, len: Option<u64>) -> Result<Vec<u8>, StoreError> {
-        let (h, data) = self.with_object(pg, oid, DATA)?;
+        let _snapshot = self.blocks.reading();
+        let rt = self.read_txn()?;
+        let h = get_header(&rt.open_table(OBJECTS)?, pg, oid)?.ok_or_else(|| StoreError::NoObject(oid.to_string()))?;
         let end = len.map_or(h.size, |l| off.saturating_add(l).min(h.size));
-        read_data(&data, &sub_prefix(pg, oid), off, end)
+        read_data(&rt.open_table(DATA)?, &rt.open_table(EXTENTS)?, &self.blocks, &sub_prefix(pg, oid), off, end)
     }
 
     pub fn xattr_get(&self, pg: PgId, oid: &str, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
@@ -679,49 +726,18 @@ impl ObjectStore {
     /// FNV-1a 64 digest of every object of the PG over name, size, data, xattrs and omap (not
     /// mtime), as `(oid, digest)` sorted by oid. Streams: never holds more than one chunk.
     pub fn pg_digest(&self, pg: PgId) -> Result<Vec<(String, u64)>, StoreError> {
+        let _snapshot = self.blocks.reading();
         let rt = self.read_txn()?;
         let objects = rt.open_table(OBJECTS)?;
-        let tables = [rt.open_table(DATA)?, rt.open_table(XATTRS)?, rt.open_table(OMAP)?];
+        let tables = [rt.open_table(DATA)?, rt.open_table(XATTRS)?, rt.open_table(OMAP)?, rt.open_table(EXTENTS)?];
         let mut out = Vec::new();
         for item in objects.range::<&[u8]>(KeyRange::prefix(pg_prefix(pg)).bounds())? {
             let (k, v) = item?;
             let oid = utf8(k.value().get(PG_PREFIX_LEN..).unwrap_or_default(), "object name")?;
             let h = decode_header(&oid, v.value())?;
-            let digest = digest_object(&tables, &sub_prefix(pg, &oid), &oid, h.size)?;
+            let digest = digest_object(&tables, &self.blocks, &sub_prefix(pg, &oid), &oid, h.size)?;
             out.push((oid, digest));
         }
         Ok(out)
     }
-}
-
-/// Digest of one object; `tables` are `[data, xattrs, omap]`.
-fn digest_object<T: Kv>(tables: &[T; 3], sp: &[u8], oid: &str, size: u64) -> Result<u64, StoreError> {
-    let mut h = Fnv(0xcbf2_9ce4_8422_2325);
-    h.field(oid.as_bytes());
-    h.bytes(&size.to_be_bytes());
-    let mut pos = 0u64;
-    for item in tables[0].range::<&[u8]>(KeyRange::prefix(sp.to_vec()).bounds())? {
-        let (k, v) = item?;
-        let start = decode_chunk_idx(k.value(), sp.len())?.saturating_mul(CHUNK_SIZE);
-        if v.value().len() as u64 > CHUNK_SIZE || start < pos {
-            return Err(StoreError::Corrupt(format!("data chunk of {oid}")));
-        }
-        if start >= size {
-            break;
-        }
-        h.zeros(start - pos);
-        let used = (v.value().len() as u64).min(size - start) as usize;
-        h.bytes(&v.value()[..used]);
-        pos = start + used as u64;
-    }
-    h.zeros(size - pos);
-    for t in &tables[1..] {
-        for item in t.range::<&[u8]>(KeyRange::prefix(sp.to_vec()).bounds())? {
-            let (k, v) = item?;
-            h.field(k.value().get(sp.len()..).unwrap_or_default());
-            h.field(v.value());
-        }
-        h.bytes(b"|");
-    }
-    Ok(h.0)
 }
