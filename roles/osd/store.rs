@@ -62,6 +62,10 @@ use keys::*;
 mod blocks;
 use blocks::{Blocks, Extent, Staged, SLOT};
 
+#[cfg(test)]
+#[path = "store_blocks_tests.rs"]
+mod blocks_tests;
+
 #[path = "store_read.rs"]
 mod read;
 use read::{digest_object, read_data};

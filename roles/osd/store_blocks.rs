@@ -28,7 +28,7 @@ use super::{StoreError, CHUNK_SIZE};
 /// Bytes per slot: one whole data chunk.
 pub(super) const SLOT: usize = CHUNK_SIZE as usize;
 /// Slots added each time the file runs out (64 MiB).
-const GROW_SLOTS: u64 = 1024;
+pub(super) const GROW_SLOTS: u64 = 1024;
 /// `O_DIRECT` alignment of buffers, offsets and lengths.
 const ALIGN: usize = 4096;
 /// Most slots written by one system call (4 MiB).
