@@ -18,29 +18,44 @@ pub fn store_errno(e: &StoreError) -> OsdError {
     OsdError { errno, message: e.to_string() }
 }
 
-/// The store ops of the write ops of a request on `oid`.
-pub fn write_txn(oid: &str, ops: &[OsdOp], mtime_ms: u64) -> Transaction {
+/// The store ops of the write ops of a request on `oid`; payloads move, not copied.
+pub fn write_txn(oid: &str, ops: Vec<OsdOp>, mtime_ms: u64) -> Transaction {
     let o = || oid.to_string();
     let tx = ops
-        .iter()
+        .into_iter()
         .filter_map(|op| {
             Some(match op {
-                OsdOp::Create { exclusive } => TxOp::Create { oid: o(), exclusive: *exclusive },
-                OsdOp::WriteFull { data } => TxOp::WriteFull { oid: o(), data: data.to_vec() },
-                OsdOp::Write { off, data } => TxOp::Write { oid: o(), off: *off, data: data.to_vec() },
-                OsdOp::Append { data } => TxOp::Append { oid: o(), data: data.to_vec() },
-                OsdOp::Truncate { size } => TxOp::Truncate { oid: o(), size: *size },
+                OsdOp::Create { exclusive } => TxOp::Create { oid: o(), exclusive },
+                OsdOp::WriteFull { data } => TxOp::WriteFull { oid: o(), data: data.into_vec() },
+                OsdOp::Write { off, data } => TxOp::Write { oid: o(), off, data: data.into_vec() },
+                OsdOp::Append { data } => TxOp::Append { oid: o(), data: data.into_vec() },
+                OsdOp::Truncate { size } => TxOp::Truncate { oid: o(), size },
                 OsdOp::Remove => TxOp::Remove { oid: o() },
-                OsdOp::SetXattr { name, value } => TxOp::SetXattr { oid: o(), name: name.clone(), value: value.to_vec() },
-                OsdOp::RmXattr { name } => TxOp::RmXattr { oid: o(), name: name.clone() },
-                OsdOp::OmapSet { entries } => TxOp::OmapSet { oid: o(), entries: entries.clone() },
-                OsdOp::OmapRm { keys } => TxOp::OmapRm { oid: o(), keys: keys.clone() },
+                OsdOp::SetXattr { name, value } => TxOp::SetXattr { oid: o(), name, value: value.into_vec() },
+                OsdOp::RmXattr { name } => TxOp::RmXattr { oid: o(), name },
+                OsdOp::OmapSet { entries } => TxOp::OmapSet { oid: o(), entries },
+                OsdOp::OmapRm { keys } => TxOp::OmapRm { oid: o(), keys },
                 OsdOp::OmapClear => TxOp::OmapClear { oid: o() },
                 _ => return None,
             })
         })
         .collect();
     Transaction { ops: tx, mtime_ms }
+}
+
+/// The write ops of a request, with their data payloads moved out (the request keeps
+/// them with empty payloads: after the commit only its read ops matter).
+pub fn take_writes(ops: &mut [OsdOp]) -> Vec<OsdOp> {
+    let take = |d: &mut ByteBuf| std::mem::take(d);
+    ops.iter_mut()
+        .filter(|o| o.is_write())
+        .map(|op| match op {
+            OsdOp::WriteFull { data } => OsdOp::WriteFull { data: take(data) },
+            OsdOp::Write { off, data } => OsdOp::Write { off: *off, data: take(data) },
+            OsdOp::Append { data } => OsdOp::Append { data: take(data) },
+            other => other.clone(),
+        })
+        .collect()
 }
 
 /// Checks, against the committed state, what would make a write fail, so no

@@ -6,7 +6,7 @@
 use actix::prelude::*;
 use std::collections::{BTreeSet, VecDeque};
 
-use super::ops::{precheck, reads, store_errno, write_txn};
+use super::ops::{precheck, reads, store_errno, take_writes, write_txn};
 use super::osd::{ClientOp, Inflight, Osd};
 use crate::now_ms;
 use super::pg::{changed_in, copy_object, install_copy, object_names, Pg, Phase};
@@ -473,7 +473,7 @@ impl Osd {
             return;
         }
         let version = entry.version;
-        let mut txn = write_txn(&entry.oid, &ops, mtime);
+        let mut txn = write_txn(&entry.oid, ops, mtime);
         pg.log_write(entry, &mut txn);
         let rx = self.worker.submit(id, txn);
         ctx.spawn(actix::fut::wrap_future(rx).map(move |r, _: &mut Osd, _| {
@@ -558,7 +558,7 @@ impl Osd {
         }
     }
 
-    fn start_write(&mut self, op: ClientOp, epoch: u64, ctx: &mut Context<Self>) {
+    fn start_write(&mut self, mut op: ClientOp, epoch: u64, ctx: &mut Context<Self>) {
         let (me, id) = (self.id, op.req.pg);
         let Some(pg) = self.pgs.get_mut(&id) else { return };
         if let Some(version) = pg.applied(&op.req.reqid) {
@@ -572,15 +572,19 @@ impl Osd {
         let deleted = matches!(op.req.ops.iter().rev().find(|o| o.is_write()), Some(OsdOp::Remove));
         let entry = PgLogEntry { version, oid: op.req.oid.clone(), reqid: Some(op.req.reqid.clone()), deleted };
         let mtime = now_ms();
-        let mut txn = write_txn(&op.req.oid, &op.req.ops, mtime);
-        pg.log_write(entry.clone(), &mut txn);
+        let writes = take_writes(&mut op.req.ops);
         pg.busy.insert(op.req.oid.clone());
         let others: BTreeSet<OsdId> = pg.acting.iter().copied().filter(|o| *o != me).collect();
-        let writes: Vec<OsdOp> = op.req.ops.iter().filter(|o| o.is_write()).cloned().collect();
         let interval = pg.interval_since;
-        for o in &others {
-            let m = OsdPeerMsg::RepOp { pg: id, epoch: interval, entry: entry.clone(), ops: writes.clone(), mtime_ms: mtime };
-            self.send_peer(*o, m);
+        let msgs: Vec<(OsdId, OsdPeerMsg)> = others
+            .iter()
+            .map(|o| (*o, OsdPeerMsg::RepOp { pg: id, epoch: interval, entry: entry.clone(), ops: writes.clone(), mtime_ms: mtime }))
+            .collect();
+        // The local transaction takes the payloads the replicas' copies were made from.
+        let mut txn = write_txn(&op.req.oid, writes, mtime);
+        pg.log_write(entry, &mut txn);
+        for (o, m) in msgs {
+            self.send_peer(o, m);
         }
         self.inflight.insert((id, version), Inflight { op, objects_delta, waiting: others, local_done: false, error: None });
         let rx = self.worker.submit(id, txn);

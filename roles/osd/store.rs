@@ -424,7 +424,16 @@ impl<'t, 'a> Tables<'t, 'a> {
                 }
                 _ => self.apply_obj_op(pg, op, txn.mtime_ms)?,
             }
-            put(&mut self.pgs, &pg_prefix(pg), &[])?;
+            self.note_pg(pg)?;
+        }
+        Ok(())
+    }
+
+    /// Records that the PG exists (only when it is new: an insert would dirty the page).
+    fn note_pg(&mut self, pg: PgId) -> Result<(), StoreError> {
+        let key = pg_prefix(pg);
+        if self.pgs.get(&key[..])?.is_none() {
+            put(&mut self.pgs, &key, &[])?;
         }
         Ok(())
     }
@@ -458,6 +467,8 @@ impl<'t, 'a> Tables<'t, 'a> {
         let key = |name: &str| joined(sp, name.as_bytes());
         let all = || KeyRange::prefix(sp.to_vec());
         match op {
+            // No chunk lies at or past an object's size, so an empty object has none to drop.
+            TxOp::WriteFull { data, .. } if old_size == 0 => self.write_at(sp, 0, data),
             TxOp::WriteFull { data, .. } => self.trim_data(sp, 0).and_then(|_| self.write_at(sp, 0, data)),
             TxOp::Write { off, data, .. } => self.write_at(sp, *off, data),
             TxOp::Append { data, .. } => self.write_at(sp, old_size, data),
