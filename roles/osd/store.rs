@@ -1,6 +1,8 @@
 //! The OSD's local object store: objects grouped by placement group, each with byte data,
-//! a size, an mtime, xattrs and an omap, plus per-PG metadata (PG info and PG log), all kept
-//! in one redb database file `<dir>/objects.redb`.
+//! a size, an mtime, xattrs and an omap, plus per-PG metadata (PG info and PG log). Metadata
+//! and short data chunks live in the redb database `<dir>/objects.redb`; whole data chunks
+//! live in slots of the block file `<dir>/blocks.dat` (see `store_blocks.rs`), so bulk
+//! data is written once, with `O_DIRECT`, instead of through redb's copy-on-write pages.
 //!
 //! # Layout
 //!
@@ -11,7 +13,8 @@
 //! |-----------|------------------------------------------|-----------------------------------|
 //! | `pgs`     | pg                                       | empty (the PG exists on this OSD) |
 //! | `objects` | pg ‖ oid bytes                           | header: version, size, mtime      |
-//! | `data`    | pg ‖ oid len u32 BE ‖ oid ‖ chunk u64 BE | up to [`CHUNK_SIZE`] bytes        |
+//! | `data`    | pg ‖ oid len u32 BE ‖ oid ‖ chunk u64 BE | a chunk shorter than [`CHUNK_SIZE`] |
+//! | `extents` | pg ‖ oid len u32 BE ‖ oid ‖ chunk u64 BE | slot u64 BE ‖ CRC-32C u32 BE of a whole chunk |
 //! | `xattrs`  | pg ‖ oid len u32 BE ‖ oid ‖ name         | value                             |
 //! | `omap`    | pg ‖ oid len u32 BE ‖ oid ‖ key          | value                             |
 //! | `pgmeta`  | pg ‖ key                                 | value                             |
@@ -30,7 +33,9 @@
 //! # Atomicity and durability
 //!
 //! [`ObjectStore::apply_batch`] runs a whole batch in one redb write transaction committed
-//! with `Durability::Immediate` (fsync before returning): group commit. Each transaction of
+//! with `Durability::Immediate` (fsync before returning): group commit. Whole chunks the
+//! batch writes go to free slots, made durable by one `fdatasync` before that commit; a
+//! chunk is in exactly one of `data` and `extents`. Each transaction of
 //! the batch is first *checked* against a small shadow of the headers it touches (existence,
 //! size, argument limits), which is the only place an op can fail; a failing transaction is
 //! skipped whole and its error returned in its slot. Checked transactions are then applied in
