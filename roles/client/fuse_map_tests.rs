@@ -80,11 +80,34 @@ fn caller_groups() {
     assert_eq!(groups_from_status(status), vec![4, 24, 27, 1000]);
     assert_eq!(groups_from_status("Groups:\n"), Vec::<u32>::new());
     assert_eq!(groups_from_status("Name: x\n"), Vec::<u32>::new());
-    let gone = caller_of(5, 6, u32::MAX);
-    assert_eq!(gone, user(5, 6, &[]));
-    let me = caller_of(0, 0, std::process::id());
+    assert_eq!(groups_of_pid(u32::MAX), Vec::<u32>::new());
     let mine = groups_from_status(&std::fs::read_to_string("/proc/self/status").unwrap_or_default());
-    assert_eq!(me.gids, mine);
+    assert_eq!(groups_of_pid(std::process::id()), mine);
+}
+
+/// That a process's groups are read once per `GROUPS_TTL` for its burst of requests,
+/// read again when older or when the process changes its uid or gid, never for pid 0,
+/// and that the table stays bounded.
+#[test]
+fn group_cache() {
+    let mut cache = GroupCache::default();
+    let t0 = Instant::now();
+    let mut reads = 0;
+    let mut read = |gids: &'static [u32]| {
+        reads += 1;
+        move |_pid: u32| gids.to_vec()
+    };
+    assert_eq!(cache.caller(1000, 100, 42, t0, read(&[4, 24])), user(1000, 100, &[4, 24]));
+    assert_eq!(cache.caller(1000, 100, 42, t0 + Duration::from_millis(500), |_| vec![99]), user(1000, 100, &[4, 24]));
+    let later = t0 + GROUPS_TTL + Duration::from_millis(1);
+    assert_eq!(cache.caller(1000, 100, 42, later, read(&[7])), user(1000, 100, &[7]));
+    assert_eq!(cache.caller(65534, 65534, 42, later, read(&[65533])), user(65534, 65534, &[65533]));
+    assert_eq!(cache.caller(0, 0, 0, later, |_| vec![1]), user(0, 0, &[]));
+    assert_eq!(reads, 3);
+    for pid in 1..=3000 {
+        cache.caller(1, 1, pid, later, |_| Vec::new());
+    }
+    assert!(cache.len() <= 1024, "{} entries", cache.len());
 }
 
 /// That access(2) follows the owner/group/other classes, and root needs an execute bit

@@ -8,7 +8,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use super::file::Fh;
-use super::fuse_map::{file_type, InoMap, ListedEntry, Listing, LookupCounts, MountOpts, OpenFiles};
+use super::fuse_map::{
+    file_type, groups_of_pid, GroupCache, InoMap, KernelPages, ListedEntry, Listing, LookupCounts, MountOpts, OpenFiles,
+};
 use super::session::lock;
 use super::Client;
 use crate::error::{CmdError, Errno};
@@ -24,6 +26,10 @@ pub struct Shared {
     dirs: Mutex<std::collections::HashMap<u64, Option<Listing>>>,
     next_dir: AtomicU64,
     pub lookups: Mutex<LookupCounts>,
+    /// Supplementary groups of recent callers.
+    groups: Mutex<GroupCache>,
+    /// Whose kernel page caches are current.
+    pages: Mutex<KernelPages>,
 }
 
 fn inode(what: &str, body: ReplyBody) -> Result<InodeStat, CmdError> {
@@ -43,10 +49,37 @@ impl Shared {
             dirs: Mutex::default(),
             next_dir: AtomicU64::new(1),
             lookups: Mutex::default(),
+            groups: Mutex::default(),
+            pages: Mutex::default(),
         }
     }
 
-    /// Notes that the kernel now holds one more reference to `ino`.
+    /// The credentials of a request by `uid`/`gid` from process `pid`.
+    pub fn caller(&self, uid: u32, gid: u32, pid: u32) -> Caller {
+        lock(&self.groups).caller(uid, gid, pid, std::time::Instant::now(), groups_of_pid)
+    }
+
+    /// Attributes the mount can answer at once, without a task or the network: cached
+    /// under caps, and no handle of this mount open on `ino` (`attr` first reports
+    /// what those wrote).
+    pub fn cached_attr(&self, ino: Ino) -> Option<InodeStat> {
+        if lock(&self.open).has_ino(ino) {
+            return None;
+        }
+        self.client.cached_attrs(ino)
+    }
+
+    /// A lookup the mount can answer at once: the entry is in the dentry cache while
+    /// the directory's caps cover it (what `lookup` would answer without the MDS), and
+    /// no handle of this mount is open on it.
+    pub fn cached_lookup(&self, parent: Ino, name: &str) -> Option<InodeStat> {
+        let st = self.client.cached_entry(parent, name)?;
+        if lock(&self.open).has_ino(st.ino) {
+            return None;
+        }
+        Some(st)
+    }
+
     /// How long the kernel may keep `ino`'s attributes: while the caps allow caching
     /// (the library invalidates them when the caps go), else the mount's attr_timeout.
     pub fn attr_ttl(&self, ino: Ino) -> Duration {
@@ -59,6 +92,20 @@ impl Shared {
         self.client.kernel_ttl(parent).max(self.opts.entry_timeout)
     }
 
+    /// Whether an open of `ino` (done) lets the kernel keep the file's cached pages.
+    pub fn keep_cache(&self, ino: Ino) -> bool {
+        let epoch = self.client.cache_epoch(ino);
+        lock(&self.pages).open(ino, epoch)
+    }
+
+    /// The kernel dropped `n` references to `ino`; at none it forgot the inode.
+    pub fn forget(&self, ino: Ino, n: u64) {
+        if lock(&self.lookups).forget(ino, n) == 0 {
+            lock(&self.pages).forget(ino);
+        }
+    }
+
+    /// Notes that the kernel now holds one more reference to `ino`.
     pub fn held(&self, ino: Ino) {
         lock(&self.lookups).add(ino);
     }
