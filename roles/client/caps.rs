@@ -254,6 +254,14 @@ impl Client {
         lock(&self.inner.caps.map).get(&ino).filter(|c| c.caps.contains(Caps::FILE_CACHE)).map(|c| c.cache_epoch)
     }
 
+    /// Whether `ino` has nothing for a flush to do: no buffered data, no unreported
+    /// size/mtime, no cap flush waiting for its ack.
+    pub fn is_clean(&self, ino: Ino) -> bool {
+        lock(&self.inner.caps.map)
+            .get(&ino)
+            .is_none_or(|c| c.buffer.is_empty() && c.dirty.is_none() && c.flush_acked >= c.flush_tid)
+    }
+
     /// Whether the directory's entries may be served from the dentry cache.
     pub(super) fn dir_cached(&self, dir: Ino) -> bool {
         self.caps_of(dir).contains(Caps::FILE_SHARED)
@@ -516,6 +524,21 @@ mod tests {
         let mut part = vec![b'.'; 4];
         c.overlay(14, &mut part);
         assert_eq!(&part, b"abba");
+    }
+
+    /// That a buffer's adjacent pieces are joined into one run and gaps split runs,
+    /// so a sequential writer's buffer goes out as whole objects.
+    #[test]
+    fn coalesced_runs() {
+        let mut c = InodeCaps::default();
+        c.buffer_write(0, b"aaaa");
+        c.buffer_write(4, b"bb");
+        c.buffer_write(6, b"c");
+        c.buffer_write(10, b"dd");
+        c.buffer_write(2, b"XX");
+        let runs = coalesce(&c.buffer);
+        assert_eq!(runs, vec![(0, b"aaXXbbc".to_vec()), (10, b"dd".to_vec())]);
+        assert!(coalesce(&BTreeMap::new()).is_empty());
     }
 
     /// That writes drop exactly the cached pages they overlap, and that open modes

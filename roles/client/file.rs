@@ -287,6 +287,27 @@ impl Client {
         r
     }
 
+    /// Closes handle `fh` at once if its file has nothing to flush (what
+    /// `fh_release` would do without waiting for anything); false if a flush is
+    /// needed (or the handle is unknown), and the handle stays open. Must run
+    /// inside the runtime (the caps' later release is a task).
+    pub fn fh_release_clean(&self, fh: Fh) -> bool {
+        let mut handles = lock(&self.inner.files.handles);
+        let Some(h) = handles.get(&fh).cloned() else { return false };
+        if !self.is_clean(h.ino) {
+            return false;
+        }
+        handles.remove(&fh);
+        drop(handles);
+        self.cap_close(h.ino, h.flags);
+        true
+    }
+
+    /// The inode handle `fh` is open on.
+    pub fn fh_ino(&self, fh: Fh) -> Option<Ino> {
+        lock(&self.inner.files.handles).get(&fh).map(|h| h.ino)
+    }
+
     /// Whether `st` is a directory (for mounts deciding between opendir and open).
     pub fn is_directory(st: &InodeStat) -> bool {
         st.mode & S_IFMT == S_IFDIR

@@ -1,7 +1,9 @@
-//! The FUSE mount: `fuser::Filesystem` over the client library. The FUSE loop only
-//! decodes a request and spawns its body onto the tokio runtime (never waiting on the
-//! network itself); the body runs with the request's credentials (`Client::with_caller`)
-//! and answers the kernel when done. FUSE inode 1 is the mount root, other inode
+//! The FUSE mount: `fuser::Filesystem` over the client library. The FUSE loop
+//! answers what needs neither the network nor a wait at once (attributes and entries
+//! cached under caps, close of a handle with nothing to flush); anything else it
+//! decodes and spawns onto the tokio runtime (never waiting on the network itself);
+//! the body runs with the request's credentials (`Client::with_caller`) and answers
+//! the kernel when done. FUSE inode 1 is the mount root, other inode
 //! numbers are the MDS's. Entries and attributes are cached by the kernel for the
 //! mount's TTLs (0 by default: it asks every time), and invalidations from the library
 //! are applied through the session's notifier (`apply_invalidation`).
@@ -345,6 +347,9 @@ impl Filesystem for CephFuse {
     }
 
     fn flush(&self, req: &Request, _ino: INodeNo, fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
+        if self.sh.flush_clean(fh.0) {
+            return reply.ok();
+        }
         self.empty(req, reply, move |sh, _| async move { sh.as_opener(fh.0, sh.client.fh_flush(fh.0)).await });
     }
 
@@ -358,6 +363,13 @@ impl Filesystem for CephFuse {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        let clean = {
+            let _rt = self.rt.enter();
+            self.sh.release_clean(fh.0)
+        };
+        if clean {
+            return reply.ok();
+        }
         self.empty(req, reply, move |sh, _| async move { sh.release(fh.0).await });
     }
 

@@ -236,6 +236,8 @@ pub struct MountOpts {
     /// Mount flags passed through (ro, noatime, nosuid, nodev, noexec, sync, dirsync).
     pub flags: Vec<fuser::MountOption>,
     pub fsname: Option<String>,
+    /// Runtime worker threads serving requests (`workers=N`).
+    pub workers: usize,
 }
 
 impl Default for MountOpts {
@@ -248,6 +250,7 @@ impl Default for MountOpts {
             entry_timeout: Duration::ZERO,
             flags: Vec::new(),
             fsname: None,
+            workers: DEFAULT_WORKERS,
         }
     }
 }
@@ -258,6 +261,17 @@ fn seconds(key: &str, v: &str) -> Result<Duration, CmdError> {
         .filter(|s| s.is_finite() && *s >= 0.0 && *s <= 86_400.0)
         .map(Duration::from_secs_f64)
         .ok_or_else(|| CmdError::einval(format!("mount option {key}={v}: want seconds between 0 and 86400")))
+}
+
+/// Runtime worker threads of a mount by default: every hop between threads costs a
+/// wake-up, and one FUSE request is a few microseconds of work.
+pub const DEFAULT_WORKERS: usize = 2;
+
+fn workers(v: &str) -> Result<usize, CmdError> {
+    v.parse::<usize>()
+        .ok()
+        .filter(|n| (1..=64).contains(n))
+        .ok_or_else(|| CmdError::einval(format!("mount option workers={v}: want a number of threads from 1 to 64")))
 }
 
 /// Parses `-o` lists (each comma-separated); unknown options are an error.
@@ -276,6 +290,7 @@ pub fn parse_options(lists: &[String]) -> Result<MountOpts, CmdError> {
             ("attr_timeout", Some(v)) => o.attr_timeout = seconds(key, v)?,
             ("entry_timeout", Some(v)) => o.entry_timeout = seconds(key, v)?,
             ("fsname", Some(v)) if !v.is_empty() => o.fsname = Some(v.to_string()),
+            ("workers", Some(v)) => o.workers = workers(v)?,
             ("ro", None) => o.flags.push(M::RO),
             ("rw", None) => o.flags.push(M::RW),
             ("noatime", None) => o.flags.push(M::NoAtime),
@@ -287,7 +302,7 @@ pub fn parse_options(lists: &[String]) -> Result<MountOpts, CmdError> {
             _ => {
                 return Err(CmdError::einval(format!(
                     "unknown mount option '{item}' (allow_other, allow_root, default_permissions, \
-                     attr_timeout=S, entry_timeout=S, fsname=NAME, ro, rw, noatime, nosuid, nodev, noexec, sync, dirsync)"
+                     attr_timeout=S, entry_timeout=S, fsname=NAME, workers=N, ro, rw, noatime, nosuid, nodev, noexec, sync, dirsync)"
                 )))
             }
         }

@@ -154,7 +154,9 @@ fn mount_options() {
     assert_eq!(o.flags, vec![fuser::MountOption::NoAtime, fuser::MountOption::RO]);
     assert_eq!(parse_options(&[]).unwrap(), MountOpts::default());
     assert_eq!(parse_options(&["fsname=x,default_permissions".into()]).unwrap().fsname.as_deref(), Some("x"));
-    for bad in ["bogus", "attr_timeout=-1", "attr_timeout=x", "allow_other=1", "allow_other,allow_root", "fsname="] {
+    assert_eq!(parse_options(&["workers=1".into()]).unwrap().workers, 1);
+    assert_eq!(MountOpts::default().workers, DEFAULT_WORKERS);
+    for bad in ["bogus", "attr_timeout=-1", "attr_timeout=x", "allow_other=1", "allow_other,allow_root", "fsname=", "workers=0", "workers=x"] {
         let e = parse_options(&[bad.to_string()]).unwrap_err();
         assert_eq!(e.errno, Errno::EINVAL, "{bad}");
         assert!(!e.message.is_empty());
@@ -209,4 +211,23 @@ fn open_files() {
     assert!(o.of_ino(7).is_empty());
     assert_eq!(o.opener(1), None);
     assert_eq!(o.len(), 1);
+}
+
+/// That the kernel keeps a file's pages at open only when they were cached under the
+/// client's current `Fc` epoch: not at the first open, not after `Fc` was lost and
+/// regained, not after an open without `Fc`, not after the kernel forgot the inode.
+#[test]
+fn kernel_pages_follow_cache_epochs() {
+    let mut k = KernelPages::default();
+    assert!(!k.open(7, Some(1)), "first open: nothing cached yet");
+    assert!(k.open(7, Some(1)), "same epoch: keep");
+    assert!(!k.open(7, Some(2)), "Fc lost and regained: drop");
+    assert!(k.open(7, Some(2)));
+    assert!(!k.open(7, None), "no Fc: drop");
+    assert!(!k.open(7, Some(2)), "pages read without Fc may be stale");
+    assert!(k.open(7, Some(2)));
+    k.forget(7);
+    assert!(!k.open(7, Some(2)));
+    assert!(!k.open(8, Some(2)), "another inode has its own record");
+    assert_eq!(k.len(), 2);
 }

@@ -205,6 +205,20 @@ impl Shared {
         Ok((st, fh))
     }
 
+    /// A close(2) of `fh` that has nothing to flush: answered at once.
+    pub fn flush_clean(&self, fh: Fh) -> bool {
+        self.client.fh_ino(fh).is_some_and(|ino| self.client.is_clean(ino))
+    }
+
+    /// Closes handle `fh` at once if nothing needs flushing (within the runtime).
+    pub fn release_clean(&self, fh: Fh) -> bool {
+        let done = self.client.fh_release_clean(fh);
+        if done {
+            lock(&self.open).remove(fh);
+        }
+        done
+    }
+
     /// Closes handle `fh` (flushing it as its opener).
     pub async fn release(&self, fh: Fh) -> Result<(), CmdError> {
         let r = self.as_opener(fh, self.client.fh_release(fh)).await;
