@@ -70,14 +70,12 @@ impl Shared {
     }
 
     /// A lookup the mount can answer at once: the entry is in the dentry cache while
-    /// the directory's caps cover it (what `lookup` would answer without the MDS), and
+    /// the directory's caps cover it, its attributes are covered by the inode's caps
+    /// (a cached entry's attributes may be older than another client's change), and
     /// no handle of this mount is open on it.
     pub fn cached_lookup(&self, parent: Ino, name: &str) -> Option<InodeStat> {
-        let st = self.client.cached_entry(parent, name)?;
-        if lock(&self.open).has_ino(st.ino) {
-            return None;
-        }
-        Some(st)
+        let ino = self.client.cached_entry(parent, name)?.ino;
+        self.cached_attr(ino)
     }
 
     /// How long the kernel may keep `ino`'s attributes: while the caps allow caching
@@ -157,10 +155,13 @@ impl Shared {
     }
 
     /// Looks `name` up (from the library's cache while the directory's caps allow,
-    /// else at the MDS).
+    /// else at the MDS); a cached entry whose attributes the inode's caps no longer
+    /// cover gets them from the MDS.
     pub async fn lookup(&self, parent: Ino, name: &str) -> Result<InodeStat, CmdError> {
+        let from_cache = self.client.cached_entry(parent, name).is_some();
         let st = self.client.lookup(parent, name).await?;
-        if lock(&self.open).of_ino(st.ino).is_empty() {
+        let stale = from_cache && self.client.cached_attrs(st.ino).is_none();
+        if !stale && !lock(&self.open).has_ino(st.ino) {
             Ok(st)
         } else {
             self.attr(st.ino).await
