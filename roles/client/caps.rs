@@ -79,6 +79,9 @@ pub(super) struct InodeCaps {
     /// Held while pages of this inode are fetched, so that concurrent misses (the
     /// kernel's read-ahead requests) wait for one fetch instead of repeating it.
     pub fetching: Arc<tokio::sync::Mutex<()>>,
+    /// Counts the changes that made cached pages stale (writes, truncates): a page
+    /// fetch that raced with one must not insert what it read.
+    pub page_gen: u64,
     /// Counts the times `Fc` was granted after not being held: pages cached under
     /// an older epoch may be stale.
     pub cache_epoch: u64,
@@ -134,6 +137,13 @@ impl InodeCaps {
     pub fn drop_pages(&mut self, off: u64, end: u64) {
         let (first, last) = (off / PAGE, end.div_ceil(PAGE));
         self.pages.retain(|p, _| *p < first || *p >= last);
+        self.page_gen += 1;
+    }
+
+    /// Drops every cached page (a truncate, a lost `Fc`).
+    pub fn clear_pages(&mut self) {
+        self.pages.clear();
+        self.page_gen += 1;
     }
 }
 
@@ -252,6 +262,13 @@ impl Client {
     /// are current; a lost and regained `Fc` starts a new one).
     pub fn cache_epoch(&self, ino: Ino) -> Option<u64> {
         lock(&self.inner.caps.map).get(&ino).filter(|c| c.caps.contains(Caps::FILE_CACHE)).map(|c| c.cache_epoch)
+    }
+
+    /// Forgets the cached attributes of `ino`, which changed at the MDS in a way no
+    /// reply told this client (a directory's mtime/ctime after a create or unlink in
+    /// it): the next getattr asks the MDS.
+    pub(super) fn attrs_changed(&self, ino: Ino) {
+        lock(&self.inner.dcache).forget_attrs(ino);
     }
 
     /// Whether `ino` has nothing for a flush to do: no buffered data, no unreported
@@ -484,7 +501,7 @@ impl Client {
             let mut map = lock(&self.inner.caps.map);
             let Some(c) = map.get_mut(&ino) else { return };
             if lost.contains(Caps::FILE_CACHE) {
-                c.pages.clear();
+                c.clear_pages();
             }
             c.is_dir
         };

@@ -189,12 +189,16 @@ impl Client {
         let end_page = (hi + 1).max(lo + READAHEAD / PAGE).min(st.size.div_ceil(PAGE)).max(hi + 1);
         // Pages read across a lost and regained `Fc` may predate another client's write.
         let epoch = self.cache_epoch(st.ino);
+        let gen = lock(&self.inner.caps.map).get(&st.ino).map(|c| c.page_gen);
         let data = self.read_with(st, lo * PAGE, (end_page - lo) * PAGE).await?;
         let pages: Vec<(u64, Vec<u8>)> = data.chunks(PAGE as usize).zip(lo..).map(|(d, p)| (p, d.to_vec())).collect();
         let fetched = pages.iter().filter(|(p, _)| *p < last).map(|(p, d)| (*p, d.clone())).collect();
         let mut map = lock(&self.inner.caps.map);
-        let same_epoch = |c: &&mut super::caps::InodeCaps| c.caps.contains(Caps::FILE_CACHE) && Some(c.cache_epoch) == epoch;
-        if let Some(c) = map.get_mut(&st.ino).filter(same_epoch) {
+        // A write or truncate while the fetch ran: what it read may be older.
+        let current = |c: &&mut super::caps::InodeCaps| {
+            c.caps.contains(Caps::FILE_CACHE) && Some(c.cache_epoch) == epoch && Some(c.page_gen) == gen
+        };
+        if let Some(c) = map.get_mut(&st.ino).filter(current) {
             for (p, d) in pages {
                 if c.pages.len() >= MAX_PAGES {
                     c.pages.clear();

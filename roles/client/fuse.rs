@@ -253,32 +253,32 @@ impl Filesystem for CephFuse {
     fn mknod(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, _umask: u32, rdev: u32, reply: ReplyEntry) {
         let name = name_or_fail!(reply, name);
         let p = self.sh.map.to_mds(parent);
-        self.entry(req, reply, p, move |sh, _| async move { sh.client.mknod(p, &name, mode, rdev.into()).await });
+        self.entry(req, reply, p, move |sh, _| async move { sh.changing(&[p], sh.client.mknod(p, &name, mode, rdev.into())).await });
     }
 
     fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, _umask: u32, reply: ReplyEntry) {
         let name = name_or_fail!(reply, name);
         let p = self.sh.map.to_mds(parent);
-        self.entry(req, reply, p, move |sh, _| async move { sh.client.mkdir(p, &name, mode).await });
+        self.entry(req, reply, p, move |sh, _| async move { sh.changing(&[p], sh.client.mkdir(p, &name, mode)).await });
     }
 
     fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let name = name_or_fail!(reply, name);
         let p = self.sh.map.to_mds(parent);
-        self.empty(req, reply, move |sh, _| async move { sh.client.unlink(p, &name).await });
+        self.empty(req, reply, move |sh, _| async move { sh.changing(&[p], sh.client.unlink(p, &name)).await });
     }
 
     fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let name = name_or_fail!(reply, name);
         let p = self.sh.map.to_mds(parent);
-        self.empty(req, reply, move |sh, _| async move { sh.client.rmdir(p, &name).await });
+        self.empty(req, reply, move |sh, _| async move { sh.changing(&[p], sh.client.rmdir(p, &name)).await });
     }
 
     fn symlink(&self, req: &Request, parent: INodeNo, link_name: &OsStr, target: &Path, reply: ReplyEntry) {
         let name = name_or_fail!(reply, link_name);
         let target = name_or_fail!(reply, target.as_os_str());
         let p = self.sh.map.to_mds(parent);
-        self.entry(req, reply, p, move |sh, _| async move { sh.client.symlink(p, &name, &target).await });
+        self.entry(req, reply, p, move |sh, _| async move { sh.changing(&[p], sh.client.symlink(p, &name, &target)).await });
     }
 
     fn rename(
@@ -296,13 +296,18 @@ impl Filesystem for CephFuse {
         }
         let (name, newname) = (name_or_fail!(reply, name), name_or_fail!(reply, newname));
         let (p, np) = (self.sh.map.to_mds(parent), self.sh.map.to_mds(newparent));
-        self.empty(req, reply, move |sh, _| async move { sh.client.rename(p, &name, np, &newname).await });
+        self.empty(req, reply, move |sh, _| async move {
+            // The moved inode's ctime changes too.
+            let moved = sh.client.cached_entry(p, &name).map(|st| st.ino);
+            let dirs: Vec<u64> = [p, np].into_iter().chain(moved).collect();
+            sh.changing(&dirs, sh.client.rename(p, &name, np, &newname)).await
+        });
     }
 
     fn link(&self, req: &Request, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
         let name = name_or_fail!(reply, newname);
         let (ino, np) = (self.sh.map.to_mds(ino), self.sh.map.to_mds(newparent));
-        self.entry(req, reply, np, move |sh, _| async move { sh.client.link(ino, np, &name).await });
+        self.entry(req, reply, np, move |sh, _| async move { sh.changing(&[np, ino], sh.client.link(ino, np, &name)).await });
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {

@@ -184,6 +184,21 @@ impl Shared {
         self.client.setattr(ino, set).await
     }
 
+    /// Runs a namespace change of the entries in `dirs` (and of inodes `also`), then
+    /// forgets their cached attributes: the MDS changed the directories' mtime/ctime
+    /// (and a renamed or relinked inode's ctime) but replies only with the target.
+    pub async fn changing<T>(
+        &self,
+        dirs: &[Ino],
+        fut: impl std::future::Future<Output = Result<T, CmdError>>,
+    ) -> Result<T, CmdError> {
+        let r = fut.await;
+        for d in dirs {
+            self.client.attrs_changed(*d);
+        }
+        r
+    }
+
     /// Opens `ino` and remembers the handle with its opener.
     pub async fn open(&self, ino: Ino, flags: u32, caller: Caller) -> Result<(InodeStat, Fh), CmdError> {
         let (st, fh) = self.client.open(ino, flags).await?;
@@ -201,7 +216,7 @@ impl Shared {
         caller: Caller,
     ) -> Result<(InodeStat, Fh), CmdError> {
         let excl = flags & libc::O_EXCL as u32 != 0;
-        let (st, fh) = self.client.create_open(parent, name, mode, flags, excl).await?;
+        let (st, fh) = self.changing(&[parent], self.client.create_open(parent, name, mode, flags, excl)).await?;
         lock(&self.open).insert(fh, st.ino, caller, flags & O_ACCMODE != 0);
         Ok((st, fh))
     }
