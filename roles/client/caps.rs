@@ -29,12 +29,27 @@ pub const PAGE: u64 = 64 << 10;
 pub const READAHEAD: u64 = 16 << 20;
 /// Pages cached per inode before the cache of that inode starts over.
 pub(super) const MAX_PAGES: usize = 2048;
-/// Bytes buffered per inode under `Fb` before writes go through.
-pub(super) const MAX_BUFFER: usize = 8 << 20;
+/// Bytes buffered per inode under `Fb`; a write that would go beyond flushes the
+/// buffer first (four default objects, written in parallel).
+pub(super) const MAX_BUFFER: usize = 16 << 20;
+
 /// How long caps nobody wants are kept after the last close.
 const RELEASE_DELAY: Duration = Duration::from_millis(500);
 /// Entry/attribute TTL the mount may give the kernel while caps allow caching.
 const KERNEL_TTL: Duration = Duration::from_secs(30);
+
+/// Contiguous runs of a write-back buffer (adjacent pieces joined), so that a
+/// sequential writer's buffer goes out as whole objects.
+pub(super) fn coalesce(buf: &BTreeMap<u64, Vec<u8>>) -> Vec<(u64, Vec<u8>)> {
+    let mut runs: Vec<(u64, Vec<u8>)> = Vec::new();
+    for (off, data) in buf {
+        match runs.last_mut() {
+            Some((o, d)) if *o + d.len() as u64 == *off => d.extend_from_slice(data),
+            _ => runs.push((*off, data.clone())),
+        }
+    }
+    runs
+}
 
 /// Caps whose holder may serve attributes from its cache.
 fn attr_caps() -> Caps {
@@ -61,6 +76,15 @@ pub(super) struct InodeCaps {
     pub pages: HashMap<u64, Vec<u8>>,
     pub flush_tid: u64,
     pub flush_acked: u64,
+    /// Held while pages of this inode are fetched, so that concurrent misses (the
+    /// kernel's read-ahead requests) wait for one fetch instead of repeating it.
+    pub fetching: Arc<tokio::sync::Mutex<()>>,
+    /// Counts the changes that made cached pages stale (writes, truncates): a page
+    /// fetch that raced with one must not insert what it read.
+    pub page_gen: u64,
+    /// Counts the times `Fc` was granted after not being held: pages cached under
+    /// an older epoch may be stale.
+    pub cache_epoch: u64,
 }
 
 impl InodeCaps {
@@ -113,6 +137,13 @@ impl InodeCaps {
     pub fn drop_pages(&mut self, off: u64, end: u64) {
         let (first, last) = (off / PAGE, end.div_ceil(PAGE));
         self.pages.retain(|p, _| *p < first || *p >= last);
+        self.page_gen += 1;
+    }
+
+    /// Drops every cached page (a truncate, a lost `Fc`).
+    pub fn clear_pages(&mut self) {
+        self.pages.clear();
+        self.page_gen += 1;
     }
 }
 
@@ -218,6 +249,36 @@ impl Client {
         Some(st)
     }
 
+    /// The child `name` of `dir` from the dentry cache while the directory's caps
+    /// allow serving its entries (what `lookup` answers without the MDS).
+    pub(super) fn cached_entry(&self, dir: Ino, name: &str) -> Option<InodeStat> {
+        if name == "." || name == ".." || !self.dir_cached(dir) {
+            return None;
+        }
+        lock(&self.inner.dcache).get(dir, name)
+    }
+
+    /// While `Fc` is held on `ino`: its cache epoch (pages cached under this epoch
+    /// are current; a lost and regained `Fc` starts a new one).
+    pub fn cache_epoch(&self, ino: Ino) -> Option<u64> {
+        lock(&self.inner.caps.map).get(&ino).filter(|c| c.caps.contains(Caps::FILE_CACHE)).map(|c| c.cache_epoch)
+    }
+
+    /// Forgets the cached attributes of `ino`, which changed at the MDS in a way no
+    /// reply told this client (a directory's mtime/ctime after a create or unlink in
+    /// it): the next getattr asks the MDS.
+    pub(super) fn attrs_changed(&self, ino: Ino) {
+        lock(&self.inner.dcache).forget_attrs(ino);
+    }
+
+    /// Whether `ino` has nothing for a flush to do: no buffered data, no unreported
+    /// size/mtime, no cap flush waiting for its ack.
+    pub fn is_clean(&self, ino: Ino) -> bool {
+        lock(&self.inner.caps.map)
+            .get(&ino)
+            .is_none_or(|c| c.buffer.is_empty() && c.dirty.is_none() && c.flush_acked >= c.flush_tid)
+    }
+
     /// Whether the directory's entries may be served from the dentry cache.
     pub(super) fn dir_cached(&self, dir: Ino) -> bool {
         self.caps_of(dir).contains(Caps::FILE_SHARED)
@@ -270,7 +331,10 @@ impl Client {
         self.send_caps(m);
     }
 
-    /// Writes the `Fb` buffer of `ino` to the OSDs (the size/mtime stay dirty).
+    /// Writes the `Fb` buffer of `ino` to the OSDs (the size/mtime stay dirty): its
+    /// contiguous runs all at once, each run's objects in parallel (`write_data`). On an
+    /// error the whole buffer goes back under anything buffered since (rewriting what
+    /// did land is harmless), so a later flush retries it.
     pub(super) async fn flush_buffer(&self, ino: Ino) -> Result<(), CmdError> {
         let buf = match lock(&self.inner.caps.map).get_mut(&ino) {
             Some(c) if !c.buffer.is_empty() => {
@@ -279,24 +343,38 @@ impl Client {
             }
             _ => return Ok(()),
         };
-        let st = self.layout_for(ino).await?;
-        for (off, data) in &buf {
-            if let Err(e) = self.write_data(&st, *off, data).await {
-                // Put back what was not written, under anything written since.
-                let mut map = lock(&self.inner.caps.map);
-                let c = map.entry(ino).or_default();
-                let newer = std::mem::take(&mut c.buffer);
-                c.buffered = 0;
-                for (o, d) in buf.range(*off..) {
-                    c.buffer_write(*o, d);
-                }
-                for (o, d) in newer {
-                    c.buffer_write(o, &d);
-                }
+        let st = match self.layout_for(ino).await {
+            Ok(st) => st,
+            Err(e) => {
+                self.unflush(ino, buf);
                 return Err(e);
             }
+        };
+        let runs = coalesce(&buf);
+        let mut writes = Vec::with_capacity(runs.len());
+        for (off, data) in &runs {
+            writes.push(self.write_data(&st, *off, data));
+        }
+        let written = futures::future::try_join_all(writes).await;
+        if let Err(e) = written {
+            self.unflush(ino, buf);
+            return Err(e);
         }
         Ok(())
+    }
+
+    /// Puts a buffer whose flush failed back, under anything written since.
+    fn unflush(&self, ino: Ino, buf: BTreeMap<u64, Vec<u8>>) {
+        let mut map = lock(&self.inner.caps.map);
+        let c = map.entry(ino).or_default();
+        let newer = std::mem::take(&mut c.buffer);
+        c.buffered = 0;
+        for (o, d) in buf {
+            c.buffer_write(o, &d);
+        }
+        for (o, d) in newer {
+            c.buffer_write(o, &d);
+        }
     }
 
     async fn layout_for(&self, ino: Ino) -> Result<InodeStat, CmdError> {
@@ -371,6 +449,9 @@ impl Client {
                 return;
             }
             let lost = c.caps.minus(m.caps);
+            if m.caps.contains(Caps::FILE_CACHE) && !c.caps.contains(Caps::FILE_CACHE) {
+                c.cache_epoch += 1;
+            }
             (c.caps, c.seq) = (m.caps, m.seq);
             if m.max_size > 0 {
                 c.max_size = m.max_size;
@@ -420,7 +501,7 @@ impl Client {
             let mut map = lock(&self.inner.caps.map);
             let Some(c) = map.get_mut(&ino) else { return };
             if lost.contains(Caps::FILE_CACHE) {
-                c.pages.clear();
+                c.clear_pages();
             }
             c.is_dir
         };
@@ -460,6 +541,21 @@ mod tests {
         let mut part = vec![b'.'; 4];
         c.overlay(14, &mut part);
         assert_eq!(&part, b"abba");
+    }
+
+    /// That a buffer's adjacent pieces are joined into one run and gaps split runs,
+    /// so a sequential writer's buffer goes out as whole objects.
+    #[test]
+    fn coalesced_runs() {
+        let mut c = InodeCaps::default();
+        c.buffer_write(0, b"aaaa");
+        c.buffer_write(4, b"bb");
+        c.buffer_write(6, b"c");
+        c.buffer_write(10, b"dd");
+        c.buffer_write(2, b"XX");
+        let runs = coalesce(&c.buffer);
+        assert_eq!(runs, vec![(0, b"aaXXbbc".to_vec()), (10, b"dd".to_vec())]);
+        assert!(coalesce(&BTreeMap::new()).is_empty());
     }
 
     /// That writes drop exactly the cached pages they overlap, and that open modes

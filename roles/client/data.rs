@@ -58,8 +58,14 @@ impl Client {
                 let oid = data_object(ino, e.objno);
                 let piece = data[e.buf_off as usize..(e.buf_off + e.len) as usize].to_vec();
                 let pool = pool.clone();
+                let whole = e.obj_off == 0 && e.len == u64::from(st.layout.object_size);
                 async move {
-                    let op = OsdOp::Write { off: e.obj_off, data: ByteBuf::from(piece) };
+                    // A whole object replaces the old one outright (no partial update).
+                    let op = if whole {
+                        OsdOp::WriteFull { data: ByteBuf::from(piece) }
+                    } else {
+                        OsdOp::Write { off: e.obj_off, data: ByteBuf::from(piece) }
+                    };
                     obj.op(&pool, &oid, vec![op]).await.map_err(obj_err(format!("write {pool}/{oid}")))
                 }
             })

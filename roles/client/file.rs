@@ -145,31 +145,17 @@ impl Client {
 
     /// Reads through the `Fc` page cache. Missing pages are fetched in one read that
     /// also covers up to `READAHEAD` bytes beyond the request (sequential readers then
-    /// hit the cache), split into pages afterwards.
+    /// hit the cache), split into pages afterwards. One fetch per inode runs at a
+    /// time: concurrent misses wait for it and then find their pages cached.
     async fn read_cached(&self, st: &InodeStat, off: u64, len: u64) -> Result<Vec<u8>, CmdError> {
         let (first, last) = (off / PAGE, (off + len).div_ceil(PAGE));
-        let missing: Vec<u64> = {
-            let map = lock(&self.inner.caps.map);
-            let have = map.get(&st.ino);
-            (first..last).filter(|p| have.is_none_or(|c| !c.pages.contains_key(p))).collect()
-        };
-        let mut fetched: std::collections::HashMap<u64, Vec<u8>> = std::collections::HashMap::new();
-        if let (Some(&lo), Some(&hi)) = (missing.first(), missing.last()) {
-            let end_page = (hi + 1).max(lo + READAHEAD / PAGE).min(st.size.div_ceil(PAGE)).max(hi + 1);
-            let data = self.read_with(st, lo * PAGE, (end_page - lo) * PAGE).await?;
-            let mut map = lock(&self.inner.caps.map);
-            let mut cache = map.get_mut(&st.ino).filter(|c| c.caps.contains(Caps::FILE_CACHE));
-            for (i, chunk) in data.chunks(PAGE as usize).enumerate() {
-                let p = lo + i as u64;
-                if let Some(c) = cache.as_mut() {
-                    if c.pages.len() >= MAX_PAGES {
-                        c.pages.clear();
-                    }
-                    c.pages.insert(p, chunk.to_vec());
-                }
-                if p < last {
-                    fetched.insert(p, chunk.to_vec());
-                }
+        let mut fetched: HashMap<u64, Vec<u8>> = HashMap::new();
+        if !self.missing_pages(st.ino, first, last).is_empty() {
+            let fetch_lock = lock(&self.inner.caps.map).entry(st.ino).or_default().fetching.clone();
+            let _fetching = fetch_lock.lock().await;
+            let missing = self.missing_pages(st.ino, first, last);
+            if let (Some(&lo), Some(&hi)) = (missing.first(), missing.last()) {
+                fetched = self.fetch_pages(st, lo, hi, last).await?;
             }
         }
         let mut out = Vec::with_capacity(len as usize);
@@ -190,6 +176,39 @@ impl Client {
         Ok(out)
     }
 
+    /// Pages of `first..last` not in the `Fc` cache of `ino`.
+    fn missing_pages(&self, ino: Ino, first: u64, last: u64) -> Vec<u64> {
+        let map = lock(&self.inner.caps.map);
+        let have = map.get(&ino);
+        (first..last).filter(|p| have.is_none_or(|c| !c.pages.contains_key(p))).collect()
+    }
+
+    /// Reads pages `lo..=hi` plus read-ahead into the cache (while `Fc` is held);
+    /// returns the fetched pages below `last` (the ones the caller asked for).
+    async fn fetch_pages(&self, st: &InodeStat, lo: u64, hi: u64, last: u64) -> Result<HashMap<u64, Vec<u8>>, CmdError> {
+        let end_page = (hi + 1).max(lo + READAHEAD / PAGE).min(st.size.div_ceil(PAGE)).max(hi + 1);
+        // Pages read across a lost and regained `Fc` may predate another client's write.
+        let epoch = self.cache_epoch(st.ino);
+        let gen = lock(&self.inner.caps.map).get(&st.ino).map(|c| c.page_gen);
+        let data = self.read_with(st, lo * PAGE, (end_page - lo) * PAGE).await?;
+        let pages: Vec<(u64, Vec<u8>)> = data.chunks(PAGE as usize).zip(lo..).map(|(d, p)| (p, d.to_vec())).collect();
+        let fetched = pages.iter().filter(|(p, _)| *p < last).map(|(p, d)| (*p, d.clone())).collect();
+        let mut map = lock(&self.inner.caps.map);
+        // A write or truncate while the fetch ran: what it read may be older.
+        let current = |c: &&mut super::caps::InodeCaps| {
+            c.caps.contains(Caps::FILE_CACHE) && Some(c.cache_epoch) == epoch && Some(c.page_gen) == gen
+        };
+        if let Some(c) = map.get_mut(&st.ino).filter(current) {
+            for (p, d) in pages {
+                if c.pages.len() >= MAX_PAGES {
+                    c.pages.clear();
+                }
+                c.pages.insert(p, d);
+            }
+        }
+        Ok(fetched)
+    }
+
     /// Writes `data` at `off` (at the end for `O_APPEND` handles); returns bytes written.
     /// Needs `Fw` and a writable range reaching the end; `Fb` buffers the data.
     pub async fn fh_write(&self, fh: Fh, off: u64, data: &[u8]) -> Result<usize, CmdError> {
@@ -205,16 +224,7 @@ impl Client {
         let Some(_r) = self.cap_ref(ino, Caps::FILE_WR) else {
             return Box::pin(self.fh_write(fh, off, data)).await;
         };
-        let buffered = caps.contains(Caps::FILE_BUFFER) && {
-            let mut map = lock(&self.inner.caps.map);
-            match map.get_mut(&ino) {
-                Some(c) if c.caps.contains(Caps::FILE_BUFFER) && c.buffered + data.len() <= MAX_BUFFER => {
-                    c.buffer_write(off, data);
-                    true
-                }
-                _ => false,
-            }
-        };
+        let buffered = caps.contains(Caps::FILE_BUFFER) && self.buffer_write(ino, off, data).await?;
         if !buffered {
             // Older buffered bytes must not land over these later.
             self.flush_buffer(ino).await?;
@@ -226,6 +236,31 @@ impl Client {
             c.dirty = Some((c.dirty.map_or(end, |(e, _)| e.max(end)), now_ns()));
         }
         Ok(data.len())
+    }
+
+    /// Buffers a write under `Fb`, flushing a full buffer first (so that sequential
+    /// writes go out as whole objects, several at once). False when `Fb` is gone or
+    /// the write alone is larger than the buffer.
+    async fn buffer_write(&self, ino: Ino, off: u64, data: &[u8]) -> Result<bool, CmdError> {
+        if data.len() > MAX_BUFFER {
+            return Ok(false);
+        }
+        for _ in 0..2 {
+            {
+                let mut map = lock(&self.inner.caps.map);
+                match map.get_mut(&ino) {
+                    Some(c) if c.caps.contains(Caps::FILE_BUFFER) => {
+                        if c.buffered + data.len() <= MAX_BUFFER {
+                            c.buffer_write(off, data);
+                            return Ok(true);
+                        }
+                    }
+                    _ => return Ok(false),
+                }
+            }
+            self.flush_buffer(ino).await?;
+        }
+        Ok(false)
     }
 
     async fn layout_for_write(&self, ino: Ino) -> Result<InodeStat, CmdError> {
@@ -257,6 +292,27 @@ impl Client {
             self.cap_close(h.ino, h.flags);
         }
         r
+    }
+
+    /// Closes handle `fh` at once if its file has nothing to flush (what
+    /// `fh_release` would do without waiting for anything); false if a flush is
+    /// needed (or the handle is unknown), and the handle stays open. Must run
+    /// inside the runtime (the caps' later release is a task).
+    pub fn fh_release_clean(&self, fh: Fh) -> bool {
+        let mut handles = lock(&self.inner.files.handles);
+        let Some(h) = handles.get(&fh).cloned() else { return false };
+        if !self.is_clean(h.ino) {
+            return false;
+        }
+        handles.remove(&fh);
+        drop(handles);
+        self.cap_close(h.ino, h.flags);
+        true
+    }
+
+    /// The inode handle `fh` is open on.
+    pub fn fh_ino(&self, fh: Fh) -> Option<Ino> {
+        lock(&self.inner.files.handles).get(&fh).map(|h| h.ino)
     }
 
     /// Whether `st` is a directory (for mounts deciding between opendir and open).

@@ -1,7 +1,9 @@
-//! The FUSE mount: `fuser::Filesystem` over the client library. The FUSE loop only
-//! decodes a request and spawns its body onto the tokio runtime (never waiting on the
-//! network itself); the body runs with the request's credentials (`Client::with_caller`)
-//! and answers the kernel when done. FUSE inode 1 is the mount root, other inode
+//! The FUSE mount: `fuser::Filesystem` over the client library. The FUSE loop
+//! answers what needs neither the network nor a wait at once (attributes and entries
+//! cached under caps, close of a handle with nothing to flush); anything else it
+//! decodes and spawns onto the tokio runtime (never waiting on the network itself);
+//! the body runs with the request's credentials (`Client::with_caller`) and answers
+//! the kernel when done. FUSE inode 1 is the mount root, other inode
 //! numbers are the MDS's. Entries and attributes are cached by the kernel for the
 //! mount's TTLs (0 by default: it asks every time), and invalidations from the library
 //! are applied through the session's notifier (`apply_invalidation`).
@@ -19,13 +21,18 @@ use fuser::{
 use tokio::runtime::Handle;
 
 use super::file::Invalidate;
-use super::fuse_map::{access_ok, attr, caller_of, errno, set_time, xattr_names, xattr_reply, MountOpts, XattrReply};
+use super::fuse_map::{access_ok, attr, errno, set_time, xattr_names, xattr_reply, MountOpts, XattrReply};
 use super::fuse_ops::Shared;
 use super::session::lock;
 use super::Client;
 use crate::error::CmdError;
 use crate::msg::mds::{Caller, InodeStat, SetAttr};
 use crate::now_ns;
+
+/// Largest read or write request asked of the kernel.
+const MAX_REQUEST: u32 = 1 << 20;
+/// Asynchronous requests (read-ahead, ...) the kernel may have in flight.
+const MAX_BACKGROUND: u16 = 64;
 
 /// A reply that can carry an error.
 trait Fail {
@@ -71,7 +78,7 @@ impl CephFuse {
         let (uid, gid, pid, unique) = (req.uid(), req.gid(), req.pid(), req.unique());
         let sh = self.sh.clone();
         self.rt.spawn(async move {
-            let caller = caller_of(uid, gid, pid);
+            let caller = sh.caller(uid, gid, pid);
             match Client::with_caller(caller.clone(), body(sh.clone(), caller)).await {
                 Ok(v) => ok(reply, &sh, v),
                 Err(e) => {
@@ -165,6 +172,15 @@ macro_rules! name_or_fail {
 impl Filesystem for CephFuse {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         let _ = config.set_time_granularity(Duration::from_nanos(1));
+        // Big requests (the kernel caps them at fs.fuse.max_pages_limit pages, 1 MiB by
+        // default), the largest read-ahead the kernel offers (the mount raises the
+        // device's read_ahead_kb after mounting), and room for that read-ahead's
+        // requests in flight at once.
+        let _ = config.set_max_write(MAX_REQUEST);
+        if let Err(max) = config.set_max_readahead(MAX_REQUEST) {
+            let _ = config.set_max_readahead(max);
+        }
+        let _ = config.set_max_background(MAX_BACKGROUND);
         tracing::info!(root = format!("{:#x}", self.sh.map.root), fs = self.sh.client.fs_name(), "fuse session ready");
         Ok(())
     }
@@ -172,16 +188,23 @@ impl Filesystem for CephFuse {
     fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let name = name_or_fail!(reply, name);
         let p = self.sh.map.to_mds(parent);
+        if let Some(st) = self.sh.cached_lookup(p, &name) {
+            let sh = &self.sh;
+            sh.held(st.ino);
+            return reply.entry_with_ttls(&sh.attr_ttl(st.ino), &sh.entry_ttl(p), &attr(&st, &sh.map), Generation(0));
+        }
         self.entry(req, reply, p, move |sh, _| async move { sh.lookup(p, &name).await });
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
-        let ino = self.sh.map.to_mds(ino);
-        lock(&self.sh.lookups).forget(ino, nlookup);
+        self.sh.forget(self.sh.map.to_mds(ino), nlookup);
     }
 
     fn getattr(&self, req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         let ino = self.sh.map.to_mds(ino);
+        if let Some(st) = self.sh.cached_attr(ino) {
+            return reply.attr(&self.sh.attr_ttl(ino), &attr(&st, &self.sh.map));
+        }
         self.attr_reply(req, reply, move |sh, _| async move { sh.attr(ino).await });
     }
 
@@ -230,32 +253,32 @@ impl Filesystem for CephFuse {
     fn mknod(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, _umask: u32, rdev: u32, reply: ReplyEntry) {
         let name = name_or_fail!(reply, name);
         let p = self.sh.map.to_mds(parent);
-        self.entry(req, reply, p, move |sh, _| async move { sh.client.mknod(p, &name, mode, rdev.into()).await });
+        self.entry(req, reply, p, move |sh, _| async move { sh.changing(&[p], sh.client.mknod(p, &name, mode, rdev.into())).await });
     }
 
     fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, _umask: u32, reply: ReplyEntry) {
         let name = name_or_fail!(reply, name);
         let p = self.sh.map.to_mds(parent);
-        self.entry(req, reply, p, move |sh, _| async move { sh.client.mkdir(p, &name, mode).await });
+        self.entry(req, reply, p, move |sh, _| async move { sh.changing(&[p], sh.client.mkdir(p, &name, mode)).await });
     }
 
     fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let name = name_or_fail!(reply, name);
         let p = self.sh.map.to_mds(parent);
-        self.empty(req, reply, move |sh, _| async move { sh.client.unlink(p, &name).await });
+        self.empty(req, reply, move |sh, _| async move { sh.changing(&[p], sh.client.unlink(p, &name)).await });
     }
 
     fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let name = name_or_fail!(reply, name);
         let p = self.sh.map.to_mds(parent);
-        self.empty(req, reply, move |sh, _| async move { sh.client.rmdir(p, &name).await });
+        self.empty(req, reply, move |sh, _| async move { sh.changing(&[p], sh.client.rmdir(p, &name)).await });
     }
 
     fn symlink(&self, req: &Request, parent: INodeNo, link_name: &OsStr, target: &Path, reply: ReplyEntry) {
         let name = name_or_fail!(reply, link_name);
         let target = name_or_fail!(reply, target.as_os_str());
         let p = self.sh.map.to_mds(parent);
-        self.entry(req, reply, p, move |sh, _| async move { sh.client.symlink(p, &name, &target).await });
+        self.entry(req, reply, p, move |sh, _| async move { sh.changing(&[p], sh.client.symlink(p, &name, &target)).await });
     }
 
     fn rename(
@@ -273,20 +296,25 @@ impl Filesystem for CephFuse {
         }
         let (name, newname) = (name_or_fail!(reply, name), name_or_fail!(reply, newname));
         let (p, np) = (self.sh.map.to_mds(parent), self.sh.map.to_mds(newparent));
-        self.empty(req, reply, move |sh, _| async move { sh.client.rename(p, &name, np, &newname).await });
+        self.empty(req, reply, move |sh, _| async move {
+            // The moved inode's ctime changes too.
+            let moved = sh.client.cached_entry(p, &name).map(|st| st.ino);
+            let dirs: Vec<u64> = [p, np].into_iter().chain(moved).collect();
+            sh.changing(&dirs, sh.client.rename(p, &name, np, &newname)).await
+        });
     }
 
     fn link(&self, req: &Request, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
         let name = name_or_fail!(reply, newname);
         let (ino, np) = (self.sh.map.to_mds(ino), self.sh.map.to_mds(newparent));
-        self.entry(req, reply, np, move |sh, _| async move { sh.client.link(ino, np, &name).await });
+        self.entry(req, reply, np, move |sh, _| async move { sh.changing(&[np, ino], sh.client.link(ino, np, &name)).await });
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let ino = self.sh.map.to_mds(ino);
         let direct = flags.0 & libc::O_DIRECT != 0;
         let body = move |sh: Arc<Shared>, c| async move { sh.open(ino, flags.0 as u32, c).await };
-        self.serve(req, reply, body, move |r, _, (_, fh)| r.opened(FileHandle(fh), fopen(direct)));
+        self.serve(req, reply, body, move |r, sh, (_, fh)| r.opened(FileHandle(fh), fopen(direct, sh.keep_cache(ino))));
     }
 
     fn read(
@@ -324,6 +352,9 @@ impl Filesystem for CephFuse {
     }
 
     fn flush(&self, req: &Request, _ino: INodeNo, fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
+        if self.sh.flush_clean(fh.0) {
+            return reply.ok();
+        }
         self.empty(req, reply, move |sh, _| async move { sh.as_opener(fh.0, sh.client.fh_flush(fh.0)).await });
     }
 
@@ -337,6 +368,13 @@ impl Filesystem for CephFuse {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        let clean = {
+            let _rt = self.rt.enter();
+            self.sh.release_clean(fh.0)
+        };
+        if clean {
+            return reply.ok();
+        }
         self.empty(req, reply, move |sh, _| async move { sh.release(fh.0).await });
     }
 
@@ -455,15 +493,19 @@ impl Filesystem for CephFuse {
             sh.held(st.ino);
             let a = attr(&st, &sh.map);
             let ttl = sh.attr_ttl(st.ino).min(sh.entry_ttl(p));
-            r.created(&ttl, &a, Generation(0), FileHandle(fh), fopen(direct))
+            r.created(&ttl, &a, Generation(0), FileHandle(fh), fopen(direct, sh.keep_cache(st.ino)))
         });
     }
 }
 
-/// Open flags for the kernel: `O_DIRECT` opens bypass the page cache.
-fn fopen(direct: bool) -> FopenFlags {
+/// Open flags for the kernel: `O_DIRECT` opens bypass the page cache; `keep` lets the
+/// kernel keep the pages it cached under the client's current `Fc` (a revoke drops
+/// them through the notifier).
+fn fopen(direct: bool, keep: bool) -> FopenFlags {
     if direct {
         FopenFlags::FOPEN_DIRECT_IO
+    } else if keep {
+        FopenFlags::FOPEN_KEEP_CACHE
     } else {
         FopenFlags::empty()
     }

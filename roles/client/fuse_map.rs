@@ -1,10 +1,10 @@
 //! Pure translations between the FUSE kernel protocol and the client library, used by
 //! the mount (`fuse.rs`): inode numbers (FUSE's 1 is the mount root), attributes,
 //! errnos, times, the caller's credentials (uid/gid from the request, supplementary
-//! groups from `/proc/PID/status`), the access(2) check, mount options, directory
+//! groups from `/proc/PID/status`, cached briefly per process), the access(2) check, mount options, directory
 //! listings served by offset, and the kernel's lookup counts.
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use fuser::{FileAttr, FileType, INodeNo, TimeOrNow};
 
@@ -115,14 +115,59 @@ pub fn groups_from_status(status: &str) -> Vec<u32> {
         .unwrap_or_default()
 }
 
-/// The credentials of a FUSE request: its uid and gid, and the supplementary groups
-/// of process `pid` (none when the process is gone or the kernel sent no pid).
-pub fn caller_of(uid: u32, gid: u32, pid: u32) -> Caller {
-    let gids = match pid {
+/// The supplementary groups of process `pid` (none when the process is gone or the
+/// kernel sent no pid).
+pub fn groups_of_pid(pid: u32) -> Vec<u32> {
+    match pid {
         0 => Vec::new(),
         p => std::fs::read_to_string(format!("/proc/{p}/status")).map(|s| groups_from_status(&s)).unwrap_or_default(),
-    };
-    Caller { uid, gid, gids }
+    }
+}
+
+/// How long a process's groups are reused for its further requests.
+pub const GROUPS_TTL: Duration = Duration::from_secs(1);
+/// Processes whose groups are remembered at once.
+const GROUPS_MAX: usize = 1024;
+
+/// Supplementary groups of recent callers, so that a process making thousands of
+/// requests reads `/proc/PID/status` about once a second, not once per request.
+/// Keyed by (pid, uid, gid): a process that drops privileges (setgroups, then
+/// setgid/setuid, as su and test tools do) gets a new key and a fresh read.
+#[derive(Debug, Default)]
+pub struct GroupCache {
+    by_caller: HashMap<(u32, u32, u32), (Instant, Vec<u32>)>,
+}
+
+impl GroupCache {
+    /// The credentials of a request by `uid`/`gid` from process `pid` at `now`;
+    /// `read` gives a process's groups when they are not known or too old.
+    pub fn caller(&mut self, uid: u32, gid: u32, pid: u32, now: Instant, read: impl FnOnce(u32) -> Vec<u32>) -> Caller {
+        let key = (pid, uid, gid);
+        if let Some((at, gids)) = self.by_caller.get(&key) {
+            if now.saturating_duration_since(*at) < GROUPS_TTL {
+                return Caller { uid, gid, gids: gids.clone() };
+            }
+        }
+        if self.by_caller.len() >= GROUPS_MAX {
+            self.by_caller.retain(|_, (at, _)| now.saturating_duration_since(*at) < GROUPS_TTL);
+            if self.by_caller.len() >= GROUPS_MAX {
+                self.by_caller.clear();
+            }
+        }
+        let gids = if pid == 0 { Vec::new() } else { read(pid) };
+        if pid != 0 {
+            self.by_caller.insert(key, (now, gids.clone()));
+        }
+        Caller { uid, gid, gids }
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_caller.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_caller.is_empty()
+    }
 }
 
 /// access(2) on attributes the MDS just returned, as Linux decides it: root may do
@@ -191,6 +236,8 @@ pub struct MountOpts {
     /// Mount flags passed through (ro, noatime, nosuid, nodev, noexec, sync, dirsync).
     pub flags: Vec<fuser::MountOption>,
     pub fsname: Option<String>,
+    /// Runtime worker threads serving requests (`workers=N`).
+    pub workers: usize,
 }
 
 impl Default for MountOpts {
@@ -203,6 +250,7 @@ impl Default for MountOpts {
             entry_timeout: Duration::ZERO,
             flags: Vec::new(),
             fsname: None,
+            workers: DEFAULT_WORKERS,
         }
     }
 }
@@ -213,6 +261,17 @@ fn seconds(key: &str, v: &str) -> Result<Duration, CmdError> {
         .filter(|s| s.is_finite() && *s >= 0.0 && *s <= 86_400.0)
         .map(Duration::from_secs_f64)
         .ok_or_else(|| CmdError::einval(format!("mount option {key}={v}: want seconds between 0 and 86400")))
+}
+
+/// Runtime worker threads of a mount by default: every hop between threads costs a
+/// wake-up, and one FUSE request is a few microseconds of work.
+pub const DEFAULT_WORKERS: usize = 2;
+
+fn workers(v: &str) -> Result<usize, CmdError> {
+    v.parse::<usize>()
+        .ok()
+        .filter(|n| (1..=64).contains(n))
+        .ok_or_else(|| CmdError::einval(format!("mount option workers={v}: want a number of threads from 1 to 64")))
 }
 
 /// Parses `-o` lists (each comma-separated); unknown options are an error.
@@ -231,6 +290,7 @@ pub fn parse_options(lists: &[String]) -> Result<MountOpts, CmdError> {
             ("attr_timeout", Some(v)) => o.attr_timeout = seconds(key, v)?,
             ("entry_timeout", Some(v)) => o.entry_timeout = seconds(key, v)?,
             ("fsname", Some(v)) if !v.is_empty() => o.fsname = Some(v.to_string()),
+            ("workers", Some(v)) => o.workers = workers(v)?,
             ("ro", None) => o.flags.push(M::RO),
             ("rw", None) => o.flags.push(M::RW),
             ("noatime", None) => o.flags.push(M::NoAtime),
@@ -242,7 +302,7 @@ pub fn parse_options(lists: &[String]) -> Result<MountOpts, CmdError> {
             _ => {
                 return Err(CmdError::einval(format!(
                     "unknown mount option '{item}' (allow_other, allow_root, default_permissions, \
-                     attr_timeout=S, entry_timeout=S, fsname=NAME, ro, rw, noatime, nosuid, nodev, noexec, sync, dirsync)"
+                     attr_timeout=S, entry_timeout=S, fsname=NAME, workers=N, ro, rw, noatime, nosuid, nodev, noexec, sync, dirsync)"
                 )))
             }
         }
@@ -316,6 +376,41 @@ impl LookupCounts {
     }
 }
 
+/// Which kernel page caches may be kept at open (`FOPEN_KEEP_CACHE`): those filled
+/// while the client held `Fc` without a break (the same cache epoch). An open under
+/// another epoch, or without `Fc`, makes the kernel drop the file's pages.
+#[derive(Debug, Default)]
+pub struct KernelPages {
+    epochs: HashMap<Ino, u64>,
+}
+
+impl KernelPages {
+    /// An open of `ino` while the client's cache epoch is `epoch` (`None`: no `Fc`):
+    /// whether the kernel may keep the pages it has.
+    pub fn open(&mut self, ino: Ino, epoch: Option<u64>) -> bool {
+        match epoch {
+            Some(e) => self.epochs.insert(ino, e) == Some(e),
+            None => {
+                self.epochs.remove(&ino);
+                false
+            }
+        }
+    }
+
+    /// The kernel forgot `ino` (and its pages).
+    pub fn forget(&mut self, ino: Ino) {
+        self.epochs.remove(&ino);
+    }
+
+    pub fn len(&self) -> usize {
+        self.epochs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.epochs.is_empty()
+    }
+}
+
 /// The mount's open files: which inode each handle is of and whose credentials
 /// opened it (flushes and closes are the opener's, whoever triggers them).
 #[derive(Debug, Default)]
@@ -349,6 +444,11 @@ impl OpenFiles {
     /// Whether `fh` is open for writing (permission to write was checked at open).
     pub fn writable(&self, fh: u64) -> bool {
         self.by_fh.get(&fh).is_some_and(|(.., w)| *w)
+    }
+
+    /// Whether any handle is open on `ino`.
+    pub fn has_ino(&self, ino: Ino) -> bool {
+        self.by_ino.contains_key(&ino)
     }
 
     /// The handles open on `ino`, each with its opener.

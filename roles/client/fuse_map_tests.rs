@@ -80,11 +80,34 @@ fn caller_groups() {
     assert_eq!(groups_from_status(status), vec![4, 24, 27, 1000]);
     assert_eq!(groups_from_status("Groups:\n"), Vec::<u32>::new());
     assert_eq!(groups_from_status("Name: x\n"), Vec::<u32>::new());
-    let gone = caller_of(5, 6, u32::MAX);
-    assert_eq!(gone, user(5, 6, &[]));
-    let me = caller_of(0, 0, std::process::id());
+    assert_eq!(groups_of_pid(u32::MAX), Vec::<u32>::new());
     let mine = groups_from_status(&std::fs::read_to_string("/proc/self/status").unwrap_or_default());
-    assert_eq!(me.gids, mine);
+    assert_eq!(groups_of_pid(std::process::id()), mine);
+}
+
+/// That a process's groups are read once per `GROUPS_TTL` for its burst of requests,
+/// read again when older or when the process changes its uid or gid, never for pid 0,
+/// and that the table stays bounded.
+#[test]
+fn group_cache() {
+    let mut cache = GroupCache::default();
+    let t0 = Instant::now();
+    let mut reads = 0;
+    let mut read = |gids: &'static [u32]| {
+        reads += 1;
+        move |_pid: u32| gids.to_vec()
+    };
+    assert_eq!(cache.caller(1000, 100, 42, t0, read(&[4, 24])), user(1000, 100, &[4, 24]));
+    assert_eq!(cache.caller(1000, 100, 42, t0 + Duration::from_millis(500), |_| vec![99]), user(1000, 100, &[4, 24]));
+    let later = t0 + GROUPS_TTL + Duration::from_millis(1);
+    assert_eq!(cache.caller(1000, 100, 42, later, read(&[7])), user(1000, 100, &[7]));
+    assert_eq!(cache.caller(65534, 65534, 42, later, read(&[65533])), user(65534, 65534, &[65533]));
+    assert_eq!(cache.caller(0, 0, 0, later, |_| vec![1]), user(0, 0, &[]));
+    assert_eq!(reads, 3);
+    for pid in 1..=3000 {
+        cache.caller(1, 1, pid, later, |_| Vec::new());
+    }
+    assert!(cache.len() <= 1024, "{} entries", cache.len());
 }
 
 /// That access(2) follows the owner/group/other classes, and root needs an execute bit
@@ -131,7 +154,9 @@ fn mount_options() {
     assert_eq!(o.flags, vec![fuser::MountOption::NoAtime, fuser::MountOption::RO]);
     assert_eq!(parse_options(&[]).unwrap(), MountOpts::default());
     assert_eq!(parse_options(&["fsname=x,default_permissions".into()]).unwrap().fsname.as_deref(), Some("x"));
-    for bad in ["bogus", "attr_timeout=-1", "attr_timeout=x", "allow_other=1", "allow_other,allow_root", "fsname="] {
+    assert_eq!(parse_options(&["workers=1".into()]).unwrap().workers, 1);
+    assert_eq!(MountOpts::default().workers, DEFAULT_WORKERS);
+    for bad in ["bogus", "attr_timeout=-1", "attr_timeout=x", "allow_other=1", "allow_other,allow_root", "fsname=", "workers=0", "workers=x"] {
         let e = parse_options(&[bad.to_string()]).unwrap_err();
         assert_eq!(e.errno, Errno::EINVAL, "{bad}");
         assert!(!e.message.is_empty());
@@ -186,4 +211,23 @@ fn open_files() {
     assert!(o.of_ino(7).is_empty());
     assert_eq!(o.opener(1), None);
     assert_eq!(o.len(), 1);
+}
+
+/// That the kernel keeps a file's pages at open only when they were cached under the
+/// client's current `Fc` epoch: not at the first open, not after `Fc` was lost and
+/// regained, not after an open without `Fc`, not after the kernel forgot the inode.
+#[test]
+fn kernel_pages_follow_cache_epochs() {
+    let mut k = KernelPages::default();
+    assert!(!k.open(7, Some(1)), "first open: nothing cached yet");
+    assert!(k.open(7, Some(1)), "same epoch: keep");
+    assert!(!k.open(7, Some(2)), "Fc lost and regained: drop");
+    assert!(k.open(7, Some(2)));
+    assert!(!k.open(7, None), "no Fc: drop");
+    assert!(!k.open(7, Some(2)), "pages read without Fc may be stale");
+    assert!(k.open(7, Some(2)));
+    k.forget(7);
+    assert!(!k.open(7, Some(2)));
+    assert!(!k.open(8, Some(2)), "another inode has its own record");
+    assert_eq!(k.len(), 2);
 }

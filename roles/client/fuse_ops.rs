@@ -8,7 +8,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use super::file::Fh;
-use super::fuse_map::{file_type, InoMap, ListedEntry, Listing, LookupCounts, MountOpts, OpenFiles};
+use super::fuse_map::{
+    file_type, groups_of_pid, GroupCache, InoMap, KernelPages, ListedEntry, Listing, LookupCounts, MountOpts, OpenFiles,
+};
 use super::session::lock;
 use super::Client;
 use crate::error::{CmdError, Errno};
@@ -24,6 +26,10 @@ pub struct Shared {
     dirs: Mutex<std::collections::HashMap<u64, Option<Listing>>>,
     next_dir: AtomicU64,
     pub lookups: Mutex<LookupCounts>,
+    /// Supplementary groups of recent callers.
+    groups: Mutex<GroupCache>,
+    /// Whose kernel page caches are current.
+    pages: Mutex<KernelPages>,
 }
 
 fn inode(what: &str, body: ReplyBody) -> Result<InodeStat, CmdError> {
@@ -43,10 +49,35 @@ impl Shared {
             dirs: Mutex::default(),
             next_dir: AtomicU64::new(1),
             lookups: Mutex::default(),
+            groups: Mutex::default(),
+            pages: Mutex::default(),
         }
     }
 
-    /// Notes that the kernel now holds one more reference to `ino`.
+    /// The credentials of a request by `uid`/`gid` from process `pid`.
+    pub fn caller(&self, uid: u32, gid: u32, pid: u32) -> Caller {
+        lock(&self.groups).caller(uid, gid, pid, std::time::Instant::now(), groups_of_pid)
+    }
+
+    /// Attributes the mount can answer at once, without a task or the network: cached
+    /// under caps, and no handle of this mount open on `ino` (`attr` first reports
+    /// what those wrote).
+    pub fn cached_attr(&self, ino: Ino) -> Option<InodeStat> {
+        if lock(&self.open).has_ino(ino) {
+            return None;
+        }
+        self.client.cached_attrs(ino)
+    }
+
+    /// A lookup the mount can answer at once: the entry is in the dentry cache while
+    /// the directory's caps cover it, its attributes are covered by the inode's caps
+    /// (a cached entry's attributes may be older than another client's change), and
+    /// no handle of this mount is open on it.
+    pub fn cached_lookup(&self, parent: Ino, name: &str) -> Option<InodeStat> {
+        let ino = self.client.cached_entry(parent, name)?.ino;
+        self.cached_attr(ino)
+    }
+
     /// How long the kernel may keep `ino`'s attributes: while the caps allow caching
     /// (the library invalidates them when the caps go), else the mount's attr_timeout.
     pub fn attr_ttl(&self, ino: Ino) -> Duration {
@@ -59,6 +90,20 @@ impl Shared {
         self.client.kernel_ttl(parent).max(self.opts.entry_timeout)
     }
 
+    /// Whether an open of `ino` (done) lets the kernel keep the file's cached pages.
+    pub fn keep_cache(&self, ino: Ino) -> bool {
+        let epoch = self.client.cache_epoch(ino);
+        lock(&self.pages).open(ino, epoch)
+    }
+
+    /// The kernel dropped `n` references to `ino`; at none it forgot the inode.
+    pub fn forget(&self, ino: Ino, n: u64) {
+        if lock(&self.lookups).forget(ino, n) == 0 {
+            lock(&self.pages).forget(ino);
+        }
+    }
+
+    /// Notes that the kernel now holds one more reference to `ino`.
     pub fn held(&self, ino: Ino) {
         lock(&self.lookups).add(ino);
     }
@@ -110,10 +155,13 @@ impl Shared {
     }
 
     /// Looks `name` up (from the library's cache while the directory's caps allow,
-    /// else at the MDS).
+    /// else at the MDS); a cached entry whose attributes the inode's caps no longer
+    /// cover gets them from the MDS.
     pub async fn lookup(&self, parent: Ino, name: &str) -> Result<InodeStat, CmdError> {
+        let from_cache = self.client.cached_entry(parent, name).is_some();
         let st = self.client.lookup(parent, name).await?;
-        if lock(&self.open).of_ino(st.ino).is_empty() {
+        let stale = from_cache && self.client.cached_attrs(st.ino).is_none();
+        if !stale && !lock(&self.open).has_ino(st.ino) {
             Ok(st)
         } else {
             self.attr(st.ino).await
@@ -136,6 +184,21 @@ impl Shared {
         self.client.setattr(ino, set).await
     }
 
+    /// Runs a namespace change of the entries in `dirs` (and of inodes `also`), then
+    /// forgets their cached attributes: the MDS changed the directories' mtime/ctime
+    /// (and a renamed or relinked inode's ctime) but replies only with the target.
+    pub async fn changing<T>(
+        &self,
+        dirs: &[Ino],
+        fut: impl std::future::Future<Output = Result<T, CmdError>>,
+    ) -> Result<T, CmdError> {
+        let r = fut.await;
+        for d in dirs {
+            self.client.attrs_changed(*d);
+        }
+        r
+    }
+
     /// Opens `ino` and remembers the handle with its opener.
     pub async fn open(&self, ino: Ino, flags: u32, caller: Caller) -> Result<(InodeStat, Fh), CmdError> {
         let (st, fh) = self.client.open(ino, flags).await?;
@@ -153,9 +216,23 @@ impl Shared {
         caller: Caller,
     ) -> Result<(InodeStat, Fh), CmdError> {
         let excl = flags & libc::O_EXCL as u32 != 0;
-        let (st, fh) = self.client.create_open(parent, name, mode, flags, excl).await?;
+        let (st, fh) = self.changing(&[parent], self.client.create_open(parent, name, mode, flags, excl)).await?;
         lock(&self.open).insert(fh, st.ino, caller, flags & O_ACCMODE != 0);
         Ok((st, fh))
+    }
+
+    /// A close(2) of `fh` that has nothing to flush: answered at once.
+    pub fn flush_clean(&self, fh: Fh) -> bool {
+        self.client.fh_ino(fh).is_some_and(|ino| self.client.is_clean(ino))
+    }
+
+    /// Closes handle `fh` at once if nothing needs flushing (within the runtime).
+    pub fn release_clean(&self, fh: Fh) -> bool {
+        let done = self.client.fh_release_clean(fh);
+        if done {
+            lock(&self.open).remove(fh);
+        }
+        done
     }
 
     /// Closes handle `fh` (flushing it as its opener).

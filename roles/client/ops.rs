@@ -131,7 +131,7 @@ impl Client {
                 // truncated tail must not come back from this client.
                 self.flush_ino(ino).await?;
                 if let Some(c) = super::session::lock(&self.inner.caps.map).get_mut(&ino) {
-                    c.pages.clear();
+                    c.clear_pages();
                 }
                 Some(self.getattr(ino).await?)
             }

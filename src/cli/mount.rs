@@ -115,7 +115,7 @@ fn mount_and_serve(cli: &Cli, a: &MountArgs, pipe: &mut Option<std::fs::File>) -
     let opts = parse_options(&a.options)?;
     let name = entity(cli, a.id.as_deref())?;
     let key_dir = cli.key_dir.clone().unwrap_or_else(|| cfg.key_dir.clone());
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(4).enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(opts.workers).enable_all().build()?;
     let client = rt.block_on(Client::mount_with_keys(&cfg, &key_dir, &name, a.fs.as_deref(), a.root.as_deref()))?;
     let pid_file = a.pid_file.clone();
     let ready = || {
