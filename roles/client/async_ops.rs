@@ -322,14 +322,9 @@ impl Client {
         rx: oneshot::Receiver<Result<ReplyBody, Errno>>,
         cap: CapRef,
     ) {
-        let r = match tokio::time::timeout(self.inner.timeout, rx).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(_)) => Err(Errno::ENOTCONN),
-            Err(_) => {
-                self.inner.abandon(tid);
-                Err(Errno::ETIMEDOUT)
-            }
-        };
+        // No timeout: the op was acknowledged, so it stays pending (and is re-sent
+        // after a reconnect or failover) until the MDS answers or the client goes away.
+        let r = rx.await.unwrap_or(Err(Errno::ENOTCONN));
         drop(cap);
         self.inner.asyncops.finish(tid);
         if let Err(errno) = r {
