@@ -241,11 +241,14 @@ impl MdsRank {
 
     fn try_request(&mut self, w: &Work, ctx: &mut Context<Self>) -> Option<Need> {
         let Work::Request { client, conn, req } = w else { return None };
-        let session = self.rs.as_ref().and_then(|rs| rs.sessions.get(client));
-        let info = match session.map(|s| (s.info_for(&req.op), self.rs.as_ref().is_some_and(|rs| rs.sessions.is_completed(client, req.tid)))) {
-            Some((_, true)) => return self.answer_completed(client, conn, req),
-            Some((Ok(i), false)) => i,
-            Some((Err(e), false)) => {
+        let sessions = &self.rs.as_ref()?.sessions;
+        if sessions.is_completed(client, req.tid) {
+            // Re-sent after a failover or reconnect, already journaled: not run twice.
+            return self.answer_completed(client, conn, req);
+        }
+        let info = match sessions.get(client).map(|s| s.info_for(&req.op)) {
+            Some(Ok(i)) => i,
+            Some(Err(e)) => {
                 reply(conn, req.tid, Err(e), true);
                 return None;
             }
