@@ -275,7 +275,7 @@ impl MdsRank {
             }
             Ok(o) => o,
         };
-        let Some(mut blob) = out.blob else {
+        let Some(blob) = out.blob else {
             let result = out.result;
             if let Ok(crate::msg::mds::ReplyBody::Statfs(s)) = result {
                 self.answer_statfs(conn, req.tid, s);
@@ -288,13 +288,30 @@ impl MdsRank {
             return None;
         };
         rs.sessions.apply_blob(&blob);
-        let split = self.reply_caps(client, &req.op, &out.result, Some(&mut blob));
-        let deleg = self.maybe_delegate(client, &req.op, &out.result);
-        let _ = conn.send(Message::MClientReply(self.reply_with(req.tid, out.result.clone(), false, &split)));
+        self.answer_write(client, conn, req, blob, out.result, held, ctx);
+        None
+    }
+
+    /// A change was applied: unsafe reply now (with caps), journal, safe reply (with
+    /// delegated inode numbers) once durable; the locks go back then.
+    #[allow(clippy::too_many_arguments)]
+    fn answer_write(
+        &mut self,
+        client: &str,
+        conn: &ConnHandle,
+        req: &ClientRequest,
+        mut blob: super::events::EMetaBlob,
+        result: Result<crate::msg::mds::ReplyBody, Errno>,
+        held: super::locker::Held,
+        ctx: &mut Context<Self>,
+    ) {
+        let split = self.reply_caps(client, &req.op, &result, Some(&mut blob));
+        let deleg = self.maybe_delegate(client, &req.op, &result);
+        let _ = conn.send(Message::MClientReply(self.reply_with(req.tid, result.clone(), false, &split)));
         let purge = blob.purge.clone();
         let rx = self.journal(LogEvent::Update(blob), false);
         self.exec_caps(split.rest, ctx);
-        let (conn, tid, result) = (conn.clone(), req.tid, out.result);
+        let (conn, tid) = (conn.clone(), req.tid);
         let purger = (!purge.is_empty()).then(|| (self.obj.clone(), self.monc.current().osdmap, purge));
         // The request's locks (and the Locker's wrlocks of writable ranges journaled in
         // its blob) go back once the change is durable (purging needs none).
@@ -316,7 +333,6 @@ impl MdsRank {
                 actix::spawn(purge_data(obj, pools, purge));
             }
         });
-        None
     }
 
     /// statfs: space comes from the monitors (the OSDs' reports), as in Ceph.
