@@ -1,4 +1,4 @@
-//! Async creates and unlinks end to end (library clients, real daemons): a client that
+//! Async creates, mkdirs and unlinks end to end (library clients, real daemons): a client that
 //! holds `Fsx` on a directory it listed or made creates and unlinks there without
 //! waiting for the MDS; another client that lists the directory sees every entry the
 //! first one acknowledged; conflicting creates get EEXIST; an error that comes back
@@ -79,10 +79,17 @@ fn t10_async_creates_seen_by_another_client() {
         assert_eq!(e.errno, Errno::EEXIST);
         one.unlink(d, "f199").await.expect("async unlink");
         made.remove("f199");
+        let left = one.async_state().1;
+        let sub = one.mkdir(d, "sub", 0o750).await.expect("async mkdir");
+        assert_eq!(left - one.async_state().1, 1, "the mkdir took a delegated number");
+        made.insert("sub".to_string());
 
         eprintln!("--- client two lists the directory: every acknowledged entry is there");
         let dd = two.lookup(two.root_ino(), "d").await.expect("two looks up d").ino;
-        assert_eq!(names(&two.readdir(dd).await.expect("two lists")), made);
+        let listed = two.readdir(dd).await.expect("two lists");
+        assert_eq!(names(&listed), made);
+        let s = listed.iter().find(|e| e.name == "sub").expect("sub listed");
+        assert_eq!((s.ino, s.d_type), (sub.ino, cephr::msg::mds::S_IFDIR), "the directory the client made, with its number");
 
         eprintln!("--- conflicting creates: the second creator gets EEXIST either way");
         two.create(d, "x", S_IFREG | 0o644, true).await.expect("two creates x");

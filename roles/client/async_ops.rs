@@ -1,4 +1,4 @@
-//! Async creates and unlinks (Ceph's async dirops). When the client holds `As Fs Fx` on
+//! Async creates, mkdirs and unlinks (Ceph's async dirops). When the client holds `As Fs Fx` on
 //! a directory whose listing it has whole (`DentryCache` complete), nobody else can
 //! change that directory without revoking those caps first, so the client knows the
 //! outcome of a create or unlink there: it answers at once and sends the request
@@ -85,7 +85,7 @@ pub fn op_inos(op: &MdsOp) -> Vec<Ino> {
         | MdsOp::Symlink { parent, .. }
         | MdsOp::Unlink { parent, .. }
         | MdsOp::Rmdir { parent, .. } => vec![*parent],
-        MdsOp::CreateIno { parent, ino, .. } => vec![*parent, *ino],
+        MdsOp::CreateIno { parent, ino, .. } | MdsOp::MkdirIno { parent, ino, .. } => vec![*parent, *ino],
         MdsOp::LookupIno { ino }
         | MdsOp::Getattr { ino }
         | MdsOp::Setattr { ino, .. }
@@ -257,6 +257,18 @@ impl Client {
     /// Creates `parent/name` asynchronously if the client may (see the module doc);
     /// `None`: it may not, use the MDS.
     pub(super) fn try_async_create(&self, parent: Ino, name: &str, mode: u32) -> Option<InodeStat> {
+        self.try_async_new(parent, name, S_IFREG | (mode & 0o7777))
+    }
+
+    /// mkdir like `try_async_create`; the new directory is not complete until the
+    /// client lists it (its caps come with the reply).
+    pub(super) fn try_async_mkdir(&self, parent: Ino, name: &str, mode: u32) -> Option<InodeStat> {
+        self.try_async_new(parent, name, S_IFDIR | (mode & 0o7777))
+    }
+
+    /// A new regular file or directory of `mode` (type bits included), made locally
+    /// with a delegated inode number and sent to the MDS without waiting.
+    fn try_async_new(&self, parent: Ino, name: &str, mut mode: u32) -> Option<InodeStat> {
         check_name(name).ok()?;
         if !lock(&self.inner.dcache).known_absent(parent, name) {
             return None;
@@ -265,14 +277,17 @@ impl Client {
         let ino = lock(&self.inner.asyncops.deleg).take()?;
         let caller = self.inner.current_caller();
         let now = crate::now_ns();
-        let setgid = pst.mode & S_ISGID != 0;
+        let (setgid, is_dir) = (pst.mode & S_ISGID != 0, mode & S_IFMT == S_IFDIR);
+        if setgid && is_dir {
+            mode |= S_ISGID; // as the MDS does: a set-group-id directory passes it on
+        }
         let st = InodeStat {
             ino,
-            mode: S_IFREG | (mode & 0o7777),
+            mode,
             uid: caller.uid,
             gid: if setgid { pst.gid } else { caller.gid },
             size: 0,
-            nlink: 1,
+            nlink: if is_dir { 2 } else { 1 },
             atime: now,
             mtime: now,
             ctime: now,
@@ -283,7 +298,12 @@ impl Client {
             version: 0,
         };
         lock(&self.inner.dcache).insert(parent, name, &st);
-        let op = MdsOp::CreateIno { parent, name: name.to_string(), mode: st.mode, ino };
+        let name_s = name.to_string();
+        let op = if is_dir {
+            MdsOp::MkdirIno { parent, name: name_s, mode, ino }
+        } else {
+            MdsOp::CreateIno { parent, name: name_s, mode, ino }
+        };
         self.send_async(parent, name, Some(ino), op, cap);
         Some(st)
     }

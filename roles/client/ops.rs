@@ -197,7 +197,12 @@ impl Client {
     }
 
     /// A new directory is complete (empty) from the start when the reply gave `Fs` on it.
+    /// Asynchronous like `create` where the client may.
     pub async fn mkdir(&self, parent: Ino, name: &str, mode: u32) -> Result<InodeStat, CmdError> {
+        self.async_error(parent)?;
+        if let Some(st) = self.try_async_mkdir(parent, name, mode) {
+            return Ok(st);
+        }
         let gen = lock(&self.inner.dcache).generation();
         let st = self.op_inode("mkdir", MdsOp::Mkdir { parent, name: name.to_string(), mode }).await?;
         self.remember(parent, name, &st);

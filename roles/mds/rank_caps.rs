@@ -66,6 +66,7 @@ pub fn op_locks(op: &MdsOp, cache: &MdCache) -> Vec<(Ino, LockKind, LockMode)> {
         }
         MdsOp::Create { parent, .. }
         | MdsOp::CreateIno { parent, .. }
+        | MdsOp::MkdirIno { parent, .. }
         | MdsOp::Mknod { parent, .. }
         | MdsOp::Mkdir { parent, .. } => {
             vec![(*parent, File, Wr)]

@@ -63,7 +63,7 @@ impl MdsRank {
     /// the safe reply when it changed, or when a synchronous create asked (a client that
     /// reconnected learns its set again).
     pub(super) fn maybe_delegate(&mut self, client: &str, op: &MdsOp, result: &Result<ReplyBody, Errno>) -> Option<Vec<(Ino, u64)>> {
-        if result.is_err() || !matches!(op, MdsOp::Create { .. } | MdsOp::CreateIno { .. }) {
+        if result.is_err() || !matches!(op, MdsOp::Create { .. } | MdsOp::CreateIno { .. } | MdsOp::MkdirIno { .. }) {
             return None;
         }
         let rs = self.rs.as_mut()?;

@@ -102,6 +102,7 @@ pub fn completed_answer(op: &MdsOp) -> Option<MdsOp> {
     match op {
         MdsOp::Create { parent, name, .. }
         | MdsOp::CreateIno { parent, name, .. }
+        | MdsOp::MkdirIno { parent, name, .. }
         | MdsOp::Mknod { parent, name, .. }
         | MdsOp::Mkdir { parent, name, .. }
         | MdsOp::Symlink { parent, name, .. } => Some(MdsOp::Lookup { parent: *parent, name: name.clone() }),
@@ -202,6 +203,7 @@ impl<'a> Cx<'a> {
             MdsOp::Setattr { ino, set } => self.setattr(*ino, set),
             MdsOp::Create { parent, name, mode, excl } => self.create(*parent, name, *mode, *excl),
             MdsOp::CreateIno { parent, name, mode, ino } => self.create_ino(*parent, name, *mode, *ino),
+            MdsOp::MkdirIno { parent, name, mode, ino } => self.mkdir_ino(*parent, name, *mode, *ino),
             MdsOp::Mknod { parent, name, mode, rdev } => self.mknod(*parent, name, *mode, *rdev),
             MdsOp::Open { ino, flags } => self.open(*ino, *flags),
             MdsOp::Mkdir { parent, name, mode } => self.mkdir(*parent, name, *mode),
@@ -326,6 +328,14 @@ impl<'a> Cx<'a> {
             return Err(Errno::EINVAL.into());
         }
         self.create(parent, name, mode, true)
+    }
+
+    /// An async mkdir, with a delegated inode number like `create_ino`.
+    fn mkdir_ino(&self, parent: Ino, name: &str, mode: u32, ino: Ino) -> R<Plan> {
+        if self.session.delegated != Some(ino) {
+            return Err(Errno::EINVAL.into());
+        }
+        self.mkdir(parent, name, mode)
     }
 
     /// The inode number for a new inode: an async create's delegated one, else the

@@ -459,9 +459,9 @@ fn prealloc_inos_first() {
     assert_eq!(fs.it.allocated, 0);
 }
 
-/// That an async create uses exactly the inode number the client chose (delegated to
-/// its session), is exclusive (EEXIST, nothing consumed), and that a number not
-/// delegated is refused; the session map then forgets the used number.
+/// That an async create (and mkdir) uses exactly the inode number the client chose
+/// (delegated to its session), is exclusive (EEXIST, nothing consumed), and that a
+/// number not delegated is refused; the session map then forgets the used numbers.
 #[test]
 fn async_create_uses_the_delegated_ino() {
     use crate::roles::mds::events::SessionEvent;
@@ -487,9 +487,14 @@ fn async_create_uses_the_delegated_ino() {
     assert_eq!(fs.err(op("a", d + 1)), Errno::EEXIST);
     fs.sess.delegated = None;
     assert_eq!(fs.err(op("b", d + 1)), Errno::EINVAL, "the handler checks too");
+    let mk = MdsOp::MkdirIno { parent: ROOT_INO, name: n("sub"), mode: 0o750, ino: d + 1 };
+    fs.sess = map.get("client.1").unwrap().info_for(&mk).unwrap();
+    let sd = Fs::stat_of(fs.run(mk));
+    assert_eq!((sd.ino, sd.mode, sd.nlink), (d + 1, S_IFDIR | 0o750, 2), "an async mkdir uses its number too");
+    map.apply_blob(fs.blobs.last().unwrap());
     assert_eq!(fs.it.allocated, 0, "delegated numbers never come from the table here");
     let back = map.apply_event(&SessionEvent::Close { client: "client.1".into() });
-    assert!(back.contains(&(d + 1)) && back.contains(&(FIRST_CLIENT_INO + 900)), "{back:?}");
+    assert!(!back.contains(&(d + 1)) && back.contains(&(FIRST_CLIENT_INO + 900)), "{back:?}");
 }
 
 /// That a re-sent request that already completed is answered from the metadata: a

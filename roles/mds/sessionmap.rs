@@ -85,7 +85,7 @@ impl Session {
     /// this session (`Err` otherwise).
     pub fn info_for(&self, op: &MdsOp) -> Result<SessionInfo, Errno> {
         let mut i = self.info();
-        if let MdsOp::CreateIno { ino, .. } = op {
+        if let MdsOp::CreateIno { ino, .. } | MdsOp::MkdirIno { ino, .. } = op {
             if !self.delegated.contains(ino) {
                 return Err(Errno::EINVAL);
             }

@@ -156,6 +156,8 @@ pub enum MdsOp {
     /// inode number `ino`, which the MDS delegated to the session (`MdsReply::deleg`).
     /// The client has already answered its caller; the reply only confirms.
     CreateIno { parent: Ino, name: String, mode: u32, ino: Ino },
+    /// An async mkdir, with an inode number delegated to the session like `CreateIno`.
+    MkdirIno { parent: Ino, name: String, mode: u32, ino: Ino },
     Rename { src_parent: Ino, src_name: String, dst_parent: Ino, dst_name: String },
     /// Entries in name order after `cookie` (the last name already returned).
     Readdir { ino: Ino, cookie: Option<String>, max: u32 },
