@@ -6,6 +6,7 @@
 //! cache while the MDS's caps allow it (`As`/`Fs`/`Ls` on the inode, `Fs` on the
 //! parent directory) and dropped when they are revoked; file data is cached under
 //! `Fc` and buffered under `Fb`; size and mtime reach the MDS in cap flushes.
+pub mod async_ops;
 pub mod caps;
 pub mod data;
 pub mod file;

@@ -47,10 +47,15 @@ impl Client {
 
     /// Looks `name` up in directory `parent` (cache first, while the directory's `Fs`
     /// cap says its entries have not changed).
+    /// A name a complete directory does not hold does not exist (answered here).
     pub async fn lookup(&self, parent: Ino, name: &str) -> Result<InodeStat, CmdError> {
         if name != "." && name != ".." && self.dir_cached(parent) {
-            if let Some(st) = lock(&self.inner.dcache).get(parent, name) {
+            let d = lock(&self.inner.dcache);
+            if let Some(st) = d.get(parent, name) {
                 return Ok(st);
+            }
+            if d.known_absent(parent, name) {
+                return Err(CmdError::new(Errno::ENOENT, errno_text(Errno::ENOENT)));
             }
         }
         let st = inode("lookup", self.request(MdsOp::Lookup { parent, name: name.to_string() }).await?)?;
@@ -168,7 +173,14 @@ impl Client {
     }
 
     /// Creates a regular file (`excl`: fail with EEXIST if it exists; else open it).
+    /// In a directory where the client may (`async_ops.rs`), the create is answered at
+    /// once and sent to the MDS without waiting.
     pub async fn create(&self, parent: Ino, name: &str, mode: u32, excl: bool) -> Result<InodeStat, CmdError> {
+        self.async_error(parent)?;
+        if let Some(st) = self.try_async_create(parent, name, mode) {
+            self.send_wanted_later(st.ino);
+            return Ok(st);
+        }
         let op = MdsOp::Create { parent, name: name.to_string(), mode, excl };
         let st = self.op_inode("create", op).await?;
         self.remember(parent, name, &st);
@@ -184,9 +196,19 @@ impl Client {
         Ok(st)
     }
 
+    /// A new directory is complete (empty) from the start when the reply gave `Fs` on it.
+    /// Asynchronous like `create` where the client may.
     pub async fn mkdir(&self, parent: Ino, name: &str, mode: u32) -> Result<InodeStat, CmdError> {
+        self.async_error(parent)?;
+        if let Some(st) = self.try_async_mkdir(parent, name, mode) {
+            return Ok(st);
+        }
+        let gen = lock(&self.inner.dcache).generation();
         let st = self.op_inode("mkdir", MdsOp::Mkdir { parent, name: name.to_string(), mode }).await?;
         self.remember(parent, name, &st);
+        if self.dir_cached(st.ino) {
+            lock(&self.inner.dcache).set_complete(st.ino, gen);
+        }
         Ok(st)
     }
 
@@ -213,19 +235,35 @@ impl Client {
         Ok(st)
     }
 
+    /// Asynchronous like `create` where the client may.
     pub async fn unlink(&self, parent: Ino, name: &str) -> Result<(), CmdError> {
+        self.async_error(parent)?;
+        if self.try_async_unlink(parent, name).is_some() {
+            return Ok(());
+        }
         lock(&self.inner.dcache).invalidate(parent, name);
-        self.request(MdsOp::Unlink { parent, name: name.to_string() }).await?;
-        lock(&self.inner.dcache).invalidate(parent, name);
-        Ok(())
+        let r = self.request(MdsOp::Unlink { parent, name: name.to_string() }).await;
+        self.after_removal(parent, name, r.is_err());
+        r.map(|_| ())
+    }
+
+    /// After an unlink/rmdir: the entry is gone from the cache, and if the MDS refused
+    /// the directory is no longer known whole (the entry may still be there).
+    fn after_removal(&self, parent: Ino, name: &str, failed: bool) {
+        let mut d = lock(&self.inner.dcache);
+        d.invalidate(parent, name);
+        if failed {
+            d.set_incomplete(parent);
+        }
     }
 
     pub async fn rmdir(&self, parent: Ino, name: &str) -> Result<(), CmdError> {
         let child = lock(&self.inner.dcache).get(parent, name).map(|s| s.ino);
         lock(&self.inner.dcache).invalidate(parent, name);
-        self.request(MdsOp::Rmdir { parent, name: name.to_string() }).await?;
+        let r = self.request(MdsOp::Rmdir { parent, name: name.to_string() }).await;
+        self.after_removal(parent, name, r.is_err());
+        r?;
         let mut c = lock(&self.inner.dcache);
-        c.invalidate(parent, name);
         if let Some(d) = child {
             c.invalidate_dir(d);
         }
@@ -233,9 +271,12 @@ impl Client {
     }
 
     pub async fn rename(&self, src_parent: Ino, src_name: &str, dst_parent: Ino, dst_name: &str) -> Result<(), CmdError> {
+        // The destination now holds an entry the cache lacks: not complete any more.
         let drop_both = |c: &mut super::path::DentryCache| {
             c.invalidate(src_parent, src_name);
             c.invalidate(dst_parent, dst_name);
+            c.set_incomplete(dst_parent);
+            c.set_incomplete(src_parent);
         };
         drop_both(&mut lock(&self.inner.dcache));
         let op = MdsOp::Rename {
@@ -250,9 +291,12 @@ impl Client {
     }
 
     /// Every entry of directory `ino` (all pages), in name order, without `.`/`..`.
+    /// A listing read whole under `Fs`, every entry with its attributes, makes the
+    /// directory complete (negative lookups and async ops are answered locally).
     pub async fn readdir(&self, ino: Ino) -> Result<Vec<DirEntry>, CmdError> {
         let mut out: Vec<DirEntry> = Vec::new();
         let mut cookie: Option<String> = None;
+        let gen = lock(&self.inner.dcache).generation();
         loop {
             let op = MdsOp::Readdir { ino, cookie: cookie.clone(), max: READDIR_PAGE };
             match self.request(op).await? {
@@ -268,6 +312,9 @@ impl Client {
                     }
                     out.extend(entries.into_iter().filter(|e| e.name != "." && e.name != ".."));
                     if end || next.is_none() || next == cookie {
+                        if out.iter().all(|e| e.stat.is_some()) && self.dir_cached(ino) {
+                            lock(&self.inner.dcache).set_complete(ino, gen);
+                        }
                         return Ok(out);
                     }
                     cookie = next;

@@ -3,7 +3,7 @@
 //! Paths are interpreted relative to the mount root: `/a/b` and `a/b` name the same
 //! entry. Normalization is lexical (`.` dropped, `..` pops a component, never above
 //! the root); symbolic links met in the middle of a walk are followed by the walker.
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::error::{CmdError, Errno};
 use crate::msg::mds::{check_name, Ino, InodeStat};
@@ -44,17 +44,60 @@ pub fn join(comps: &[String]) -> String {
 /// entry may be used is the caps' call (the parent directory's `Fs`, see `caps.rs`):
 /// entries stay until that cap is revoked (`invalidate_dir`) or the client's own
 /// unlink/rmdir/rename makes them wrong.
+///
+/// A directory is *complete* (Ceph's `I_COMPLETE`) when every one of its entries is
+/// cached: the client listed it whole, or made it itself. While it also holds `Fs` on
+/// the directory, a name not cached there does not exist (a negative lookup answered
+/// locally). Anything that may have dropped an entry clears it: `invalidate_dir` (the
+/// `Fs` revoke), trimming, the overflow reset, `set_incomplete` after an error.
 pub struct DentryCache {
     max: usize,
     /// Child ino and an insertion stamp (for trimming oldest first).
     dentries: HashMap<(Ino, String), (Ino, u64)>,
     stamp: u64,
     attrs: HashMap<Ino, InodeStat>,
+    complete: HashSet<Ino>,
+    /// Bumped whenever entries may have been dropped wholesale (a listing that started
+    /// before cannot make its directory complete).
+    generation: u64,
 }
 
 impl DentryCache {
     pub fn new(max: usize) -> Self {
-        DentryCache { max: max.max(1), dentries: HashMap::new(), stamp: 0, attrs: HashMap::new() }
+        DentryCache {
+            max: max.max(1),
+            dentries: HashMap::new(),
+            stamp: 0,
+            attrs: HashMap::new(),
+            complete: HashSet::new(),
+            generation: 0,
+        }
+    }
+
+    /// The current generation (compare before and after a listing).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Every entry of `dir` is cached now (if nothing was dropped since `generation`).
+    pub fn set_complete(&mut self, dir: Ino, generation: u64) {
+        if generation == self.generation {
+            self.complete.insert(dir);
+        }
+    }
+
+    pub fn set_incomplete(&mut self, dir: Ino) {
+        self.complete.remove(&dir);
+    }
+
+    pub fn is_complete(&self, dir: Ino) -> bool {
+        self.complete.contains(&dir)
+    }
+
+    /// Whether `dir` is complete and has no entry `name` (it does not exist, as far as
+    /// the cache knows; the caller checks the caps).
+    pub fn known_absent(&self, dir: Ino, name: &str) -> bool {
+        self.complete.contains(&dir) && !self.dentries.contains_key(&(dir, name.to_string()))
     }
 
     /// The cached child of `parent` named `name` with its attributes.
@@ -73,6 +116,8 @@ impl DentryCache {
             // Crude but bounded: start over rather than track recency.
             self.dentries.clear();
             self.attrs.clear();
+            self.complete.clear();
+            self.generation += 1;
         }
         self.stamp += 1;
         self.dentries.insert((parent, name.to_string()), (st.ino, self.stamp));
@@ -101,6 +146,8 @@ impl DentryCache {
     /// entries stay valid, but a removed directory's children must not be found).
     pub fn invalidate_dir(&mut self, dir: Ino) {
         self.dentries.retain(|(p, _), _| *p != dir);
+        self.complete.remove(&dir);
+        self.generation += 1;
     }
 
     /// The newest attributes seen of `ino` (not bounded by the TTL: for the layout).
@@ -130,6 +177,8 @@ impl DentryCache {
             for (k, _) in ages.into_iter().take(excess) {
                 self.dentries.remove(&k);
             }
+            self.complete.clear();
+            self.generation += 1;
         }
         let named: std::collections::HashSet<Ino> = self.dentries.values().map(|(i, _)| *i).collect();
         self.attrs.retain(|ino, _| named.contains(ino));
@@ -200,6 +249,41 @@ mod tests {
         small.insert(1, "r", &st(22, 1));
         assert!(small.len() <= 2);
         assert!(small.get(1, "r").is_some());
+    }
+
+    /// That a complete directory answers "absent" only for names it does not hold, and
+    /// that a revoke, a trim, the overflow reset or a listing overtaken by an
+    /// invalidation leave it incomplete.
+    #[test]
+    fn complete_directories() {
+        let mut c = DentryCache::new(100);
+        let g = c.generation();
+        c.insert(1, "a", &st(10, 1));
+        c.set_complete(1, g);
+        assert!(c.is_complete(1) && c.known_absent(1, "b") && !c.known_absent(1, "a"));
+        assert!(!c.known_absent(2, "b"), "an incomplete directory knows nothing");
+        c.invalidate(1, "a");
+        assert!(c.known_absent(1, "a"), "the client's own unlink keeps it complete");
+        c.invalidate_dir(1);
+        assert!(!c.is_complete(1));
+        let g = c.generation();
+        c.invalidate_dir(7);
+        c.set_complete(1, g);
+        assert!(!c.is_complete(1), "a listing overtaken by an invalidation");
+        c.set_complete(1, c.generation());
+        c.set_incomplete(1);
+        assert!(!c.is_complete(1));
+        c.set_complete(1, c.generation());
+        for i in 0..10u64 {
+            c.insert(1, &format!("f{i}"), &st(100 + i, 1));
+        }
+        c.trim_to(5);
+        assert!(!c.is_complete(1), "trimmed entries");
+        let mut small = DentryCache::new(1);
+        small.set_complete(1, small.generation());
+        small.insert(1, "x", &st(5, 1));
+        small.insert(1, "y", &st(6, 1));
+        assert!(!small.is_complete(1), "the overflow reset");
     }
 
     /// That a recall trims the oldest entries first and forgets attributes no entry

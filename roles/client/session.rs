@@ -68,6 +68,8 @@ pub(super) struct Inner {
     blocklisted: Mutex<Option<String>>,
     /// Caps per inode, with the cached and buffered data they cover.
     pub(super) caps: super::caps::CapTable,
+    /// Async creates/unlinks: delegated inode numbers, ops in flight, late errors.
+    pub(super) asyncops: super::async_ops::AsyncState,
 }
 
 #[path = "session_faults.rs"]
@@ -210,6 +212,7 @@ impl Client {
             files: Default::default(),
             blocklisted: Mutex::new(None),
             caps: Default::default(),
+            asyncops: Default::default(),
         });
         // A map can name an instance that is gone (all daemons restarted, the monitors not
         // yet past the beacon grace): the daemon now at that address says EAGAIN (or
@@ -276,7 +279,12 @@ impl Client {
             let notified = self.inner.safe_changed.notified();
             let left = lock(&self.inner.pending).range(..upto).count();
             if left == 0 {
-                return Ok(());
+                // An async create/unlink that failed after it was acknowledged: reported
+                // here (fsync), as Ceph does.
+                return match self.inner.asyncops.take_any_error() {
+                    Some(e) => Err(e),
+                    None => Ok(()),
+                };
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
                 return Err(CmdError::new(
@@ -340,6 +348,9 @@ impl Inner {
                 return Err(CmdError::new(Errno::EIO, format!("{} answered the session open with {}", t.peer, other.name())))
             }
         }
+        // Delegated inode numbers are learned again from the next create's safe reply
+        // (the session may be a new one); unsafe async ops below keep theirs.
+        self.asyncops.forget_delegated();
         let pending = lock(&self.pending);
         *lock(&self.conn) = Some((t.clone(), conn.clone()));
         for p in pending.values() {
@@ -349,23 +360,47 @@ impl Inner {
         Ok(())
     }
 
+    /// The credentials of the request being made.
+    pub(super) fn current_caller(&self) -> Caller {
+        CALLER.try_with(Caller::clone).unwrap_or_else(|_| lock(&self.caller).clone())
+    }
+
+    /// A fresh request tid.
+    pub(super) fn next_tid(&self) -> u64 {
+        self.next_tid.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Sends request `tid` without waiting; the receiver gets its first reply. It stays
+    /// pending (re-sent after a reconnect) until its safe reply.
+    pub(super) fn submit(&self, tid: u64, op: MdsOp) -> oneshot::Receiver<Result<ReplyBody, Errno>> {
+        let req = ClientRequest { tid, op, caller: self.current_caller() };
+        let (tx, rx) = oneshot::channel();
+        let mut pending = lock(&self.pending);
+        let msg = Message::MClientRequest(req.clone());
+        pending.insert(tid, Pending { req, waiter: Some(tx) });
+        let sent = lock(&self.conn).as_ref().map(|(_, c)| c.send(msg).is_ok()).unwrap_or(false);
+        if !sent {
+            self.kick.notify_one();
+        }
+        rx
+    }
+
+    /// Forgets a request that will not be waited for any more (timed out).
+    pub(super) fn abandon(&self, tid: u64) -> Option<ClientRequest> {
+        let p = lock(&self.pending).remove(&tid).map(|p| p.req);
+        self.safe_changed.notify_waiters();
+        p
+    }
+
     async fn request(&self, op: MdsOp) -> Result<ReplyBody, CmdError> {
         if let Some(e) = self.blocklisted_error() {
             return Err(e);
         }
-        let tid = self.next_tid.fetch_add(1, Ordering::Relaxed);
-        let caller = CALLER.try_with(Caller::clone).unwrap_or_else(|_| lock(&self.caller).clone());
-        let req = ClientRequest { tid, op, caller };
-        let (tx, rx) = oneshot::channel();
-        {
-            let mut pending = lock(&self.pending);
-            let msg = Message::MClientRequest(req.clone());
-            pending.insert(tid, Pending { req, waiter: Some(tx) });
-            let sent = lock(&self.conn).as_ref().map(|(_, c)| c.send(msg).is_ok()).unwrap_or(false);
-            if !sent {
-                self.kick.notify_one();
-            }
-        }
+        // An op on what an async create makes (or in a directory with async ops in
+        // flight) goes after their replies, so the MDS sees them first.
+        self.asyncops.wait_ordered(&op, self.timeout).await;
+        let tid = self.next_tid();
+        let rx = self.submit(tid, op);
         match tokio::time::timeout(self.timeout, rx).await {
             Ok(Ok(Ok(body))) => Ok(body),
             Ok(Ok(Err(errno))) => {
@@ -378,8 +413,7 @@ impl Inner {
             Err(_) => {
                 // Described only now: formatting every request up front cost more than
                 // the rest of the client's bookkeeping.
-                let what = lock(&self.pending).remove(&tid).map(|p| format!("{:?}", p.req.op)).unwrap_or_default();
-                self.safe_changed.notify_waiters();
+                let what = self.abandon(tid).map(|r| format!("{:?}", r.op)).unwrap_or_default();
                 let short: String = what.chars().take(80).collect();
                 Err(CmdError::new(
                     Errno::ETIMEDOUT,
@@ -431,7 +465,21 @@ async fn receive_loop(monc: Arc<MonClient>, cell: Arc<OnceLock<Arc<Inner>>>, mut
         }
         let Some(inner) = cell.get() else { continue };
         match inc.msg {
-            Message::MClientReply(r) => inner.dispatch(r),
+            Message::MClientReply(mut r) => {
+                // Caps and delegated inode numbers inside the reply apply before the op
+                // that waits for it returns.
+                let caps = std::mem::take(&mut r.caps);
+                if !caps.is_empty() {
+                    let c = Client { inner: inner.clone() };
+                    for m in caps {
+                        c.handle_caps(m);
+                    }
+                }
+                if let Some(d) = r.deleg.take() {
+                    inner.asyncops.set_delegated(&d);
+                }
+                inner.dispatch(r)
+            }
             Message::MClientSessionReply(SessionReply::Rejected { errno, reason }) => inner.on_rejected(errno, &reason),
             Message::MClientCaps(m) => Client { inner: inner.clone() }.handle_caps(m),
             Message::MClientSessionReply(SessionReply::Closed) => {

@@ -28,6 +28,9 @@ pub enum InoSource {
     Prealloc,
     /// The rank's InoTable (the table forgets it).
     Table,
+    /// Delegated to the session for async creates; the client chose it (the session
+    /// map forgets it).
+    Delegated,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,6 +108,9 @@ pub enum SessionEvent {
     Prealloc { client: String, start: Ino, len: u64 },
     /// A session closed or was evicted; its unused preallocated inos go back.
     Close { client: String },
+    /// Inode numbers delegated to a session for async creates (taken from the InoTable;
+    /// the client picks them itself, Ceph's `delegated_inos`).
+    Delegate { client: String, start: Ino, len: u64 },
 }
 
 /// One journal entry.

@@ -218,9 +218,17 @@ impl InodeLocks {
     }
 }
 
-/// Caps every client likes to hold on an inode it knows (attribute caching).
-fn liked() -> Caps {
-    Caps::PIN | Caps::ANY_SHARED
+/// Caps every client likes to hold on an inode it knows (attribute caching); on a
+/// directory also `Fx`, which only its loner is allowed: with it (and `Fs` over a
+/// complete listing) the client creates and unlinks there asynchronously (Ceph's
+/// `DIR_CREATE`/`DIR_UNLINK`), and any other client's change revokes it first.
+fn liked(is_dir: bool) -> Caps {
+    let c = Caps::PIN | Caps::ANY_SHARED;
+    if is_dir {
+        c | Caps::FILE_EXCL
+    } else {
+        c
+    }
 }
 
 /// The caps, lock states and writable ranges of the rank's inodes.
@@ -304,13 +312,14 @@ impl Locker {
     fn issue_caps(&mut self, ino: Ino, out: &mut Vec<Command>) {
         let Some(il) = self.inodes.get(&ino) else { return };
         let clients: Vec<ClientId> = il.caps.keys().cloned().collect();
+        let liked = liked(il.info.is_dir);
         let mut need_range = Vec::new();
         let mut msgs = Vec::new();
         for c in clients {
             let Some(il) = self.inodes.get_mut(&ino) else { return };
             let allowed = il.allowed(&c);
             let Some(cap) = il.caps.get_mut(&c) else { continue };
-            let new = (cap.pending & allowed) | (allowed & (cap.wanted | liked()));
+            let new = (cap.pending & allowed) | (allowed & (cap.wanted | liked));
             if new == cap.pending {
                 continue;
             }

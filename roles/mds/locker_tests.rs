@@ -232,8 +232,10 @@ fn bogus_ack_and_release() {
     assert_eq!(l.state(F, File), LockState::Sync);
 }
 
-/// That a directory's only client is its loner and may change it without revoking
-/// its own caps, while a second client's create waits until both lose Fs.
+/// That a directory's only client is its loner, holds `Fsx` (async creates) and may
+/// change it without revoking its own caps; a second client's arrival revokes the
+/// loner's `Fx` (its in-flight changes are admitted meanwhile), and a second client's
+/// create waits until both lose Fs.
 #[test]
 fn directory_entries_and_loner() {
     let dir = InodeInfo { is_dir: true, size: 0 };
@@ -241,12 +243,21 @@ fn directory_entries_and_loner() {
     let mut l = Locker::new();
     let _ = l.issue("client.1", d, dir, None);
     assert_eq!(l.loner(d), Some("client.1"));
+    assert!(l.cap("client.1", d).unwrap().pending.contains(Caps::FILE_SHARED | Caps::FILE_EXCL));
     let (a, out) = l.acquire(1, "client.1", &[(d, File, LockMode::Wr)]);
     assert!(matches!(a, Acquire::Granted(_)) && out.is_empty(), "{a:?} {out:?}");
     let Acquire::Granted(h) = a else { unreachable!() };
     let _ = l.release_locks(h);
-    let _ = l.issue("client.2", d, dir, None);
+    let out = l.issue("client.2", d, dir, None);
+    let (revoke, caps, _, _) = sent(&out, "client.1").expect("the loner's Fx is revoked");
+    assert!(revoke && caps.contains(Caps::FILE_SHARED) && !caps.contains(Caps::FILE_EXCL), "{caps}");
+    let (a, _) = l.acquire(3, "client.1", &[(d, File, LockMode::Wr)]);
+    assert!(matches!(a, Acquire::Granted(_)), "the loner's in-flight create is admitted before its ack: {a:?}");
+    let Acquire::Granted(h) = a else { unreachable!() };
+    let _ = l.release_locks(h);
+    let _ = ack_last_on(&mut l, &out, "client.1", d);
     assert_eq!(l.state(d, File), LockState::Sync);
+    assert_eq!(l.cap("client.2", d).unwrap().pending & Caps::FILE_EXCL, Caps::NONE);
     assert!(l.cap("client.1", d).unwrap().pending.contains(Caps::FILE_SHARED));
     let (a, out) = l.acquire(2, "client.2", &[(d, File, LockMode::Wr)]);
     assert_eq!(a, Acquire::Parked(d));

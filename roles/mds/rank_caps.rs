@@ -64,7 +64,11 @@ pub fn op_locks(op: &MdsOp, cache: &MdCache) -> Vec<(Ino, LockKind, LockMode)> {
             }
             v
         }
-        MdsOp::Create { parent, .. } | MdsOp::Mknod { parent, .. } | MdsOp::Mkdir { parent, .. } => {
+        MdsOp::Create { parent, .. }
+        | MdsOp::CreateIno { parent, .. }
+        | MdsOp::MkdirIno { parent, .. }
+        | MdsOp::Mknod { parent, .. }
+        | MdsOp::Mkdir { parent, .. } => {
             vec![(*parent, File, Wr)]
         }
         MdsOp::Symlink { parent, .. } => vec![(*parent, File, Wr)],
@@ -103,7 +107,7 @@ pub fn op_locks(op: &MdsOp, cache: &MdCache) -> Vec<(Ino, LockKind, LockMode)> {
 fn open_mode(op: &MdsOp) -> Option<FileMode> {
     match op {
         MdsOp::Open { flags, .. } => Some(FileMode::from_flags(*flags)),
-        MdsOp::Create { .. } => Some(FileMode { read: true, write: true }),
+        MdsOp::Create { .. } | MdsOp::CreateIno { .. } => Some(FileMode { read: true, write: true }),
         _ => None,
     }
 }
@@ -124,6 +128,24 @@ impl Handler<ReleaseHeld> for MdsRank {
     type Result = ();
     fn handle(&mut self, m: ReleaseHeld, ctx: &mut Context<Self>) {
         self.release_held(m.0, ctx);
+    }
+}
+
+/// Writable ranges journaled inside a request's own blob are durable: the Locker's
+/// wrlocks for them go back (`(ino, locked)` as the `JournalRanges` command said).
+pub(super) struct RangesDurable(pub Vec<(Ino, bool)>);
+
+impl actix::Message for RangesDurable {
+    type Result = ();
+}
+
+impl Handler<RangesDurable> for MdsRank {
+    type Result = ();
+    fn handle(&mut self, m: RangesDurable, ctx: &mut Context<Self>) {
+        for (ino, locked) in m.0 {
+            let cmds = self.locker().range_journaled(ino, locked);
+            self.exec_caps(cmds, ctx);
+        }
     }
 }
 
@@ -172,9 +194,10 @@ impl MdsRank {
         }
     }
 
-    /// After a reply: the client gets caps on what it was given.
-    pub(super) fn issue_for_reply(&mut self, client: &str, op: &MdsOp, result: &Result<ReplyBody, Errno>, ctx: &mut Context<Self>) {
-        let Some(rs) = self.rs.as_ref() else { return };
+    /// The Locker's commands for giving `client` caps on what a reply returns (the
+    /// inode, and for a lookup its parent; for a readdir the directory).
+    pub(super) fn issue_cmds_for_reply(&mut self, client: &str, op: &MdsOp, result: &Result<ReplyBody, Errno>) -> Vec<Command> {
+        let Some(rs) = self.rs.as_ref() else { return Vec::new() };
         let mut todo: Vec<(Ino, InodeInfo, Option<FileMode>)> = Vec::new();
         match result {
             Ok(ReplyBody::Inode(st)) => {
@@ -191,11 +214,23 @@ impl MdsRank {
             }
             _ => {}
         }
+        let mut out = Vec::new();
         for (ino, info, mode) in todo {
             self.restore_ranges(ino, info);
-            let cmds = self.locker().issue(client, ino, info, mode);
-            self.exec_caps(cmds, ctx);
+            out.extend(self.locker().issue(client, ino, info, mode));
         }
+        out
+    }
+
+    /// The `MClientCaps` a Locker `Caps` command stands for, with the inode's
+    /// attributes as the cache has them.
+    pub(super) fn caps_message(&self, ino: Ino, revoke: bool, caps: Caps, wanted: Caps, seq: u64, max_size: u64) -> ClientCaps {
+        let mut m = ClientCaps::new(if revoke { CapOp::Revoke } else { CapOp::Grant }, ino, caps, seq);
+        (m.wanted, m.max_size) = (wanted, max_size);
+        if let Some(i) = self.rs.as_ref().and_then(|rs| rs.cache.inode(ino)) {
+            (m.size, m.mtime, m.atime, m.stat) = (i.size, i.mtime, i.atime, Some(i.stat()));
+        }
+        m
     }
 
     /// The first time the Locker sees a file after a restart, it takes the writable
@@ -221,11 +256,7 @@ impl MdsRank {
         for cmd in cmds {
             match cmd {
                 Command::Caps { client, ino, revoke, caps, wanted, seq, max_size } => {
-                    let mut m = ClientCaps::new(if revoke { CapOp::Revoke } else { CapOp::Grant }, ino, caps, seq);
-                    (m.wanted, m.max_size) = (wanted, max_size);
-                    if let Some(i) = self.rs.as_ref().and_then(|rs| rs.cache.inode(ino)) {
-                        (m.size, m.mtime, m.atime, m.stat) = (i.size, i.mtime, i.atime, Some(i.stat()));
-                    }
+                    let m = self.caps_message(ino, revoke, caps, wanted, seq, max_size);
                     match self.caps.conns.get(&client) {
                         Some(conn) => sends.push((conn.clone(), m)),
                         None => tracing::debug!(%client, "no connection for a cap message"),

@@ -66,8 +66,8 @@ pub(super) fn session_key(inc: &Incoming) -> String {
     format!("{}/{:x}", inc.from, inc.nonce)
 }
 
-fn reply(conn: &ConnHandle, tid: u64, result: Result<crate::msg::mds::ReplyBody, Errno>, safe: bool) {
-    let _ = conn.send(Message::MClientReply(MdsReply { tid, result, safe }));
+pub(super) fn reply(conn: &ConnHandle, tid: u64, result: Result<crate::msg::mds::ReplyBody, Errno>, safe: bool) {
+    let _ = conn.send(Message::MClientReply(MdsReply::new(tid, result, safe)));
 }
 
 /// Runs `then` once the journal entry behind `rx` is durable (never if the journal
@@ -241,8 +241,17 @@ impl MdsRank {
 
     fn try_request(&mut self, w: &Work, ctx: &mut Context<Self>) -> Option<Need> {
         let Work::Request { client, conn, req } = w else { return None };
-        let info = match self.rs.as_ref().and_then(|rs| rs.sessions.get(client)) {
-            Some(s) => s.info(),
+        let sessions = &self.rs.as_ref()?.sessions;
+        if sessions.is_completed(client, req.tid) {
+            // Re-sent after a failover or reconnect, already journaled: not run twice.
+            return self.answer_completed(client, conn, req);
+        }
+        let info = match sessions.get(client).map(|s| s.info_for(&req.op)) {
+            Some(Ok(i)) => i,
+            Some(Err(e)) => {
+                reply(conn, req.tid, Err(e), true);
+                return None;
+            }
             None => {
                 reply(conn, req.tid, Err(Errno::ENOTCONN), true);
                 return None;
@@ -268,45 +277,77 @@ impl MdsRank {
         };
         let Some(blob) = out.blob else {
             let result = out.result;
-            if let Ok(crate::msg::mds::ReplyBody::Statfs(mut s)) = result {
-                // Space comes from the monitors (the OSDs' reports), as in Ceph.
-                s.files = rs.inotable.allocated;
-                let (monc, conn, tid) = (self.monc.clone(), conn.clone(), req.tid);
-                actix::spawn(async move {
-                    let df = monc.command_with_timeout(crate::msg::MonCommand::Df, std::time::Duration::from_secs(3)).await;
-                    if let Ok(crate::msg::CommandReply::Df(d)) = df {
-                        let bsize = u64::from(s.bsize.max(1));
-                        s.blocks = d.total_bytes / bsize;
-                        s.bfree = d.avail_bytes / bsize;
-                    }
-                    reply(&conn, tid, Ok(crate::msg::mds::ReplyBody::Statfs(s)), true);
-                });
+            if let Ok(crate::msg::mds::ReplyBody::Statfs(s)) = result {
+                self.answer_statfs(conn, req.tid, s);
                 return None;
             }
-            reply(conn, req.tid, result.clone(), true);
+            let split = self.reply_caps(client, &req.op, &result, None);
+            let _ = conn.send(Message::MClientReply(self.reply_with(req.tid, result, true, &split)));
             self.release_held(held, ctx);
-            self.issue_for_reply(client, &req.op, &result, ctx);
+            self.exec_caps(split.rest, ctx);
             return None;
         };
         rs.sessions.apply_blob(&blob);
-        reply(conn, req.tid, out.result.clone(), false);
+        self.answer_write(client, conn, req, blob, out.result, held, ctx);
+        None
+    }
+
+    /// A change was applied: unsafe reply now (with caps), journal, safe reply (with
+    /// delegated inode numbers) once durable; the locks go back then.
+    #[allow(clippy::too_many_arguments)]
+    fn answer_write(
+        &mut self,
+        client: &str,
+        conn: &ConnHandle,
+        req: &ClientRequest,
+        mut blob: super::events::EMetaBlob,
+        result: Result<crate::msg::mds::ReplyBody, Errno>,
+        held: super::locker::Held,
+        ctx: &mut Context<Self>,
+    ) {
+        let split = self.reply_caps(client, &req.op, &result, Some(&mut blob));
+        let deleg = self.maybe_delegate(client, &req.op, &result);
+        let _ = conn.send(Message::MClientReply(self.reply_with(req.tid, result.clone(), false, &split)));
         let purge = blob.purge.clone();
         let rx = self.journal(LogEvent::Update(blob), false);
-        self.issue_for_reply(client, &req.op, &out.result, ctx);
-        let (conn, tid, result) = (conn.clone(), req.tid, out.result);
+        self.exec_caps(split.rest, ctx);
+        let (conn, tid) = (conn.clone(), req.tid);
         let purger = (!purge.is_empty()).then(|| (self.obj.clone(), self.monc.current().osdmap, purge));
-        // The request's locks go back once the change is durable (purging needs none).
-        let me = (!held.is_empty()).then(|| ctx.address());
+        // The request's locks (and the Locker's wrlocks of writable ranges journaled in
+        // its blob) go back once the change is durable (purging needs none).
+        let me = (!held.is_empty() || !split.folded.is_empty()).then(|| ctx.address());
+        let folded = split.folded;
         after_durable(rx, move || {
-            reply(&conn, tid, result, true);
+            let mut safe = MdsReply::new(tid, result, true);
+            safe.deleg = deleg;
+            let _ = conn.send(Message::MClientReply(safe));
             if let Some(me) = me {
-                me.do_send(super::rank_caps::ReleaseHeld(held));
+                if !held.is_empty() {
+                    me.do_send(super::rank_caps::ReleaseHeld(held));
+                }
+                if !folded.is_empty() {
+                    me.do_send(super::rank_caps::RangesDurable(folded));
+                }
             }
             if let Some((obj, pools, purge)) = purger {
                 actix::spawn(purge_data(obj, pools, purge));
             }
         });
-        None
+    }
+
+    /// statfs: space comes from the monitors (the OSDs' reports), as in Ceph.
+    fn answer_statfs(&self, conn: &ConnHandle, tid: u64, mut s: crate::msg::mds::StatfsReply) {
+        s.files = self.rs.as_ref().map_or(0, |rs| rs.inotable.allocated);
+        let (monc, conn) = (self.monc.clone(), conn.clone());
+        actix::spawn(async move {
+            let df = monc.command_with_timeout(crate::msg::MonCommand::Df, std::time::Duration::from_secs(3)).await;
+            if let Ok(crate::msg::CommandReply::Df(d)) = df {
+                let bsize = u64::from(s.bsize.max(1));
+                s.blocks = d.total_bytes / bsize;
+                s.bfree = d.avail_bytes / bsize;
+            }
+            reply(&conn, tid, Ok(crate::msg::mds::ReplyBody::Statfs(s)), true);
+        });
     }
 
     fn try_open(&mut self, w: &Work) -> Option<Need> {

@@ -348,7 +348,7 @@ fn answer(waiter: Option<Waiter>, r: Result<MdsCommandReply, CmdError>) {
 fn refuse(inc: &Incoming, errno: Errno, why: String) {
     tracing::debug!(from = %inc.from, "refused: {why}");
     let msg = match &inc.msg {
-        Message::MClientRequest(req) => Message::MClientReply(MdsReply { tid: req.tid, result: Err(errno), safe: true }),
+        Message::MClientRequest(req) => Message::MClientReply(MdsReply::new(req.tid, Err(errno), true)),
         Message::MClientSession(SessionOp::Close) => Message::MClientSessionReply(SessionReply::Closed),
         _ => Message::MClientSessionReply(SessionReply::Rejected { errno, reason: why }),
     };

@@ -35,7 +35,7 @@ impl RankState {
                 if let SessionEvent::Open { prealloc: Some((start, len)), .. } = se {
                     self.inotable.take_range(*start, *len);
                 }
-                if let SessionEvent::Prealloc { start, len, .. } = se {
+                if let SessionEvent::Prealloc { start, len, .. } | SessionEvent::Delegate { start, len, .. } = se {
                     self.inotable.take_range(*start, *len);
                 }
                 for ino in self.sessions.apply_event(se) {

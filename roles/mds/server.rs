@@ -95,6 +95,23 @@ pub fn handle(
     }
 }
 
+/// The op to answer a request that already completed (re-sent after a failover or a
+/// reconnect, its change already journaled): a creating op is answered with a lookup
+/// of what it made; other ops have nothing more to say (`None`: answer `Empty`).
+pub fn completed_answer(op: &MdsOp) -> Option<MdsOp> {
+    match op {
+        MdsOp::Create { parent, name, .. }
+        | MdsOp::CreateIno { parent, name, .. }
+        | MdsOp::MkdirIno { parent, name, .. }
+        | MdsOp::Mknod { parent, name, .. }
+        | MdsOp::Mkdir { parent, name, .. }
+        | MdsOp::Symlink { parent, name, .. } => Some(MdsOp::Lookup { parent: *parent, name: name.clone() }),
+        MdsOp::Link { new_parent, new_name, .. } => Some(MdsOp::Lookup { parent: *new_parent, name: new_name.clone() }),
+        MdsOp::Setattr { ino, .. } | MdsOp::SetSize { ino, .. } | MdsOp::Open { ino, .. } => Some(MdsOp::Getattr { ino: *ino }),
+        _ => None,
+    }
+}
+
 /// Whether `ino` is `root` or below it, walking primary parents (and anchors).
 pub fn is_within(cache: &MdCache, ino: Ino, root: Ino) -> Result<bool, Need> {
     let mut cur = ino;
@@ -185,6 +202,8 @@ impl<'a> Cx<'a> {
             MdsOp::LookupIno { ino } | MdsOp::Getattr { ino } => Ok(Plan::Read(ReplyBody::Inode(self.reach(*ino)?.stat()))),
             MdsOp::Setattr { ino, set } => self.setattr(*ino, set),
             MdsOp::Create { parent, name, mode, excl } => self.create(*parent, name, *mode, *excl),
+            MdsOp::CreateIno { parent, name, mode, ino } => self.create_ino(*parent, name, *mode, *ino),
+            MdsOp::MkdirIno { parent, name, mode, ino } => self.mkdir_ino(*parent, name, *mode, *ino),
             MdsOp::Mknod { parent, name, mode, rdev } => self.mknod(*parent, name, *mode, *rdev),
             MdsOp::Open { ino, flags } => self.open(*ino, *flags),
             MdsOp::Mkdir { parent, name, mode } => self.mkdir(*parent, name, *mode),
@@ -302,8 +321,29 @@ impl<'a> Cx<'a> {
         }
     }
 
-    /// The inode number for a new inode: the session's preallocated one, else the table's.
+    /// An async create: exclusive, with the inode number the client chose from those
+    /// delegated to its session (`SessionInfo::delegated`, checked by the caller).
+    fn create_ino(&self, parent: Ino, name: &str, mode: u32, ino: Ino) -> R<Plan> {
+        if self.session.delegated != Some(ino) {
+            return Err(Errno::EINVAL.into());
+        }
+        self.create(parent, name, mode, true)
+    }
+
+    /// An async mkdir, with a delegated inode number like `create_ino`.
+    fn mkdir_ino(&self, parent: Ino, name: &str, mode: u32, ino: Ino) -> R<Plan> {
+        if self.session.delegated != Some(ino) {
+            return Err(Errno::EINVAL.into());
+        }
+        self.mkdir(parent, name, mode)
+    }
+
+    /// The inode number for a new inode: an async create's delegated one, else the
+    /// session's preallocated one, else the table's.
     pub fn alloc_ino(&self) -> R<InoAlloc> {
+        if let Some(ino) = self.session.delegated {
+            return Ok(InoAlloc { ino, from: InoSource::Delegated });
+        }
         if let Some(ino) = self.session.next_prealloc {
             return Ok(InoAlloc { ino, from: InoSource::Prealloc });
         }

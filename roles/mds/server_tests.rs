@@ -23,7 +23,7 @@ impl Fs {
         Fs {
             cache: MdCache::create_fs(0, 1000, FileLayout::default_for(2)),
             it: InoTable::new(0),
-            sess: SessionInfo { client: "client.1".into(), root: ROOT_INO, next_prealloc: None },
+            sess: SessionInfo { client: "client.1".into(), root: ROOT_INO, ..Default::default() },
             tid: 0,
             now: 1000,
             blobs: Vec::new(),
@@ -457,6 +457,57 @@ fn prealloc_inos_first() {
     let a = fs.blobs.last().unwrap().ino_alloc.unwrap();
     assert_eq!(a.from, InoSource::Prealloc);
     assert_eq!(fs.it.allocated, 0);
+}
+
+/// That an async create (and mkdir) uses exactly the inode number the client chose
+/// (delegated to its session), is exclusive (EEXIST, nothing consumed), and that a
+/// number not delegated is refused; the session map then forgets the used numbers.
+#[test]
+fn async_create_uses_the_delegated_ino() {
+    use crate::roles::mds::events::SessionEvent;
+    use crate::roles::mds::sessionmap::SessionMap;
+    let mut fs = Fs::new();
+    let mut map = SessionMap::default();
+    map.apply_event(&SessionEvent::Open { client: "client.1".into(), root: ROOT_INO, prealloc: Some((FIRST_CLIENT_INO + 900, 2)), addr: None });
+    let d = FIRST_CLIENT_INO + 100;
+    map.apply_event(&SessionEvent::Delegate { client: "client.1".into(), start: d, len: 2 });
+    let s = map.get("client.1").unwrap();
+    assert_eq!(s.delegated_ranges(), vec![(d, 2)]);
+    let op = |name: &str, ino| MdsOp::CreateIno { parent: ROOT_INO, name: n(name), mode: S_IFREG | 0o600, ino };
+    assert_eq!(s.info_for(&op("x", d + 5)), Err(Errno::EINVAL), "not delegated");
+    fs.sess = s.info_for(&op("a", d)).unwrap();
+    let st = Fs::stat_of(fs.run(op("a", d)));
+    assert_eq!((st.ino, st.mode), (d, S_IFREG | 0o600));
+    let blob = fs.blobs.last().unwrap().clone();
+    assert_eq!(blob.ino_alloc.unwrap().from, InoSource::Delegated);
+    map.apply_blob(&blob);
+    assert_eq!(map.get("client.1").unwrap().delegated_ranges(), vec![(d + 1, 1)]);
+    assert_eq!(map.get("client.1").unwrap().info().next_prealloc, Some(FIRST_CLIENT_INO + 900), "prealloc untouched");
+    fs.sess = map.get("client.1").unwrap().info_for(&op("a", d + 1)).unwrap();
+    assert_eq!(fs.err(op("a", d + 1)), Errno::EEXIST);
+    fs.sess.delegated = None;
+    assert_eq!(fs.err(op("b", d + 1)), Errno::EINVAL, "the handler checks too");
+    let mk = MdsOp::MkdirIno { parent: ROOT_INO, name: n("sub"), mode: 0o750, ino: d + 1 };
+    fs.sess = map.get("client.1").unwrap().info_for(&mk).unwrap();
+    let sd = Fs::stat_of(fs.run(mk));
+    assert_eq!((sd.ino, sd.mode, sd.nlink), (d + 1, S_IFDIR | 0o750, 2), "an async mkdir uses its number too");
+    map.apply_blob(fs.blobs.last().unwrap());
+    assert_eq!(fs.it.allocated, 0, "delegated numbers never come from the table here");
+    let back = map.apply_event(&SessionEvent::Close { client: "client.1".into() });
+    assert!(!back.contains(&(d + 1)) && back.contains(&(FIRST_CLIENT_INO + 900)), "{back:?}");
+}
+
+/// That a re-sent request that already completed is answered from the metadata: a
+/// creating op by a lookup of what it made, others by nothing or a getattr.
+#[test]
+fn completed_requests_answer_from_metadata() {
+    let look = |p, n: &str| Some(MdsOp::Lookup { parent: p, name: n.into() });
+    assert_eq!(completed_answer(&MdsOp::Create { parent: 1, name: n("f"), mode: 0, excl: true }), look(1, "f"));
+    assert_eq!(completed_answer(&MdsOp::CreateIno { parent: 1, name: n("f"), mode: 0, ino: 9 }), look(1, "f"));
+    assert_eq!(completed_answer(&MdsOp::Mkdir { parent: 2, name: n("d"), mode: 0 }), look(2, "d"));
+    assert_eq!(completed_answer(&MdsOp::Link { ino: 5, new_parent: 3, new_name: n("l") }), look(3, "l"));
+    assert_eq!(completed_answer(&MdsOp::SetSize { ino: 5, size: 1, mtime: 1 }), Some(MdsOp::Getattr { ino: 5 }));
+    assert_eq!(completed_answer(&MdsOp::Unlink { parent: 1, name: n("f") }), None);
 }
 
 /// That setting times to "now" needs ownership or write permission (EACCES without),

@@ -8,7 +8,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::events::{EMetaBlob, InoSource, SessionEvent};
 use super::types::{decode, encode, DecodeError, Ino};
+use crate::error::Errno;
 use crate::ids::EntityAddr;
+use crate::msg::mds::MdsOp;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SessionState {
@@ -52,20 +54,56 @@ pub struct Session {
     /// The client instance that opened the session (what an eviction blocklists).
     #[serde(default)]
     pub addr: Option<EntityAddr>,
+    /// Inode numbers delegated to the client for async creates (it picks them).
+    #[serde(default)]
+    pub delegated: BTreeSet<Ino>,
 }
 
 /// What a request handler needs to know about the session it runs in.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SessionInfo {
     pub client: String,
     pub root: Ino,
     /// The ino the next create in this session would use, if any is preallocated.
     pub next_prealloc: Option<Ino>,
+    /// The inode number an async create chose, once checked to be delegated to the
+    /// session (`for_request`); a create then uses it.
+    pub delegated: Option<Ino>,
 }
 
 impl Session {
     pub fn info(&self) -> SessionInfo {
-        SessionInfo { client: self.client.clone(), root: self.root, next_prealloc: self.prealloc.iter().next().copied() }
+        SessionInfo {
+            client: self.client.clone(),
+            root: self.root,
+            next_prealloc: self.prealloc.iter().next().copied(),
+            delegated: None,
+        }
+    }
+
+    /// `info` for one request: an async create's inode number must be delegated to
+    /// this session (`Err` otherwise).
+    pub fn info_for(&self, op: &MdsOp) -> Result<SessionInfo, Errno> {
+        let mut i = self.info();
+        if let MdsOp::CreateIno { ino, .. } | MdsOp::MkdirIno { ino, .. } = op {
+            if !self.delegated.contains(ino) {
+                return Err(Errno::EINVAL);
+            }
+            i.delegated = Some(*ino);
+        }
+        Ok(i)
+    }
+
+    /// The delegated inode numbers as `(start, len)` ranges, lowest first.
+    pub fn delegated_ranges(&self) -> Vec<(Ino, u64)> {
+        let mut out: Vec<(Ino, u64)> = Vec::new();
+        for &i in &self.delegated {
+            match out.last_mut() {
+                Some((s, l)) if *s + *l == i => *l += 1,
+                _ => out.push((i, 1)),
+            }
+        }
+        out
     }
 }
 
@@ -142,6 +180,7 @@ impl SessionMap {
                     prealloc: BTreeSet::new(),
                     completed: BTreeSet::new(),
                     addr: None,
+                    delegated: BTreeSet::new(),
                 });
                 s.state = SessionState::Open;
                 s.root = *root;
@@ -159,8 +198,16 @@ impl SessionMap {
                 }
                 Vec::new()
             }
-            SessionEvent::Close { client } => {
-                self.sessions.remove(client).map(|s| s.prealloc.into_iter().collect()).unwrap_or_default()
+            SessionEvent::Close { client } => self
+                .sessions
+                .remove(client)
+                .map(|s| s.prealloc.into_iter().chain(s.delegated).collect())
+                .unwrap_or_default(),
+            SessionEvent::Delegate { client, start, len } => {
+                if let Some(s) = self.sessions.get_mut(client) {
+                    s.delegated.extend(*start..start + len);
+                }
+                Vec::new()
             }
         }
     }
@@ -170,10 +217,14 @@ impl SessionMap {
     pub fn apply_blob(&mut self, blob: &EMetaBlob) {
         let Some(r) = &blob.reqid else { return };
         let Some(s) = self.sessions.get_mut(&r.client) else { return };
-        if let Some(a) = blob.ino_alloc {
-            if a.from == InoSource::Prealloc {
+        match blob.ino_alloc {
+            Some(a) if a.from == InoSource::Prealloc => {
                 s.prealloc.remove(&a.ino);
             }
+            Some(a) if a.from == InoSource::Delegated => {
+                s.delegated.remove(&a.ino);
+            }
+            _ => {}
         }
         s.completed.insert(r.tid);
         self.version += 1;

@@ -152,6 +152,12 @@ pub enum MdsOp {
     Link { ino: Ino, new_parent: Ino, new_name: String },
     Unlink { parent: Ino, name: String },
     Rmdir { parent: Ino, name: String },
+    /// An async create (Ceph's async dirops): an exclusive create of a regular file with
+    /// inode number `ino`, which the MDS delegated to the session (`MdsReply::deleg`).
+    /// The client has already answered its caller; the reply only confirms.
+    CreateIno { parent: Ino, name: String, mode: u32, ino: Ino },
+    /// An async mkdir, with an inode number delegated to the session like `CreateIno`.
+    MkdirIno { parent: Ino, name: String, mode: u32, ino: Ino },
     Rename { src_parent: Ino, src_name: String, dst_parent: Ino, dst_name: String },
     /// Entries in name order after `cookie` (the last name already returned).
     Readdir { ino: Ino, cookie: Option<String>, max: u32 },
@@ -233,6 +239,21 @@ pub struct MdsReply {
     pub tid: u64,
     pub result: Result<ReplyBody, Errno>,
     pub safe: bool,
+    /// Caps granted on what the reply returns (Ceph issues them inside the reply); the
+    /// client applies them before the op returns, so no separate grant round trip.
+    #[serde(default)]
+    pub caps: Vec<ClientCaps>,
+    /// Safe replies to creates: every inode number now delegated to the session for
+    /// async creates, as `(start, len)` ranges (journaled before this reply was sent).
+    #[serde(default)]
+    pub deleg: Option<Vec<(Ino, u64)>>,
+}
+
+impl MdsReply {
+    /// A reply with no caps and no delegation.
+    pub fn new(tid: u64, result: Result<ReplyBody, Errno>, safe: bool) -> MdsReply {
+        MdsReply { tid, result, safe, caps: Vec::new(), deleg: None }
+    }
 }
 
 /// `MClientSession` from a client.
@@ -338,7 +359,9 @@ mod tests {
         };
         let b = rmp_serde::to_vec_named(&req).unwrap();
         assert_eq!(rmp_serde::from_slice::<ClientRequest>(&b).unwrap(), req);
-        let rep = MdsReply { tid: 7, result: Err(Errno::ENODATA), safe: true };
+        let mut rep = MdsReply::new(7, Err(Errno::ENODATA), true);
+        rep.caps.push(ClientCaps::new(CapOp::Grant, 9, Caps::PIN, 1));
+        rep.deleg = Some(vec![(0x1000, 64)]);
         let b = rmp_serde::to_vec_named(&rep).unwrap();
         assert_eq!(rmp_serde::from_slice::<MdsReply>(&b).unwrap(), rep);
     }
