@@ -19,6 +19,7 @@ pub mod rank;
 mod rank_caps;
 mod rank_client;
 mod rank_sessions;
+mod rank_strays;
 pub mod recall;
 pub mod replay;
 pub mod store;

@@ -216,6 +216,7 @@ impl MdsRank {
         self.start_segment();
         ctx.run_interval(Duration::from_millis(1000), |act, ctx| act.tick(ctx));
         self.start_session_upkeep(ctx);
+        self.scan_strays(ctx);
         for inc in std::mem::take(&mut self.waiting) {
             self.dispatch(inc, ctx);
         }

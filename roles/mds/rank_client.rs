@@ -74,7 +74,7 @@ fn reply(conn: &ConnHandle, tid: u64, result: Result<crate::msg::mds::ReplyBody,
 /// goes away first). A task of its own, not an actor future: the actor's context polls
 /// every future spawned on it at each wake-up, so one future per request waiting for
 /// the journal made each message cost O(requests in flight).
-fn after_durable(rx: oneshot::Receiver<()>, then: impl FnOnce() + 'static) {
+pub(super) fn after_durable(rx: oneshot::Receiver<()>, then: impl FnOnce() + 'static) {
     actix::spawn(async move {
         if rx.await.is_ok() {
             then();
@@ -83,7 +83,7 @@ fn after_durable(rx: oneshot::Receiver<()>, then: impl FnOnce() + 'static) {
 }
 
 /// Removes the data objects of destroyed files (after their unlink is durable).
-async fn purge_data(obj: Arc<Objecter>, pools: Option<Arc<OsdMap>>, purge: Vec<Purge>) {
+pub(super) async fn purge_data(obj: Arc<Objecter>, pools: Option<Arc<OsdMap>>, purge: Vec<Purge>) {
     for p in purge {
         let Some(pool) = pools.as_ref().and_then(|m| m.pools.get(&p.layout.pool)).map(|p| p.name.clone()) else {
             continue;
@@ -161,6 +161,7 @@ impl MdsRank {
                 }
                 self.session_rw.remove(&client);
                 self.caps_session_gone(&client, ctx);
+                self.eval_strays(ctx);
                 let rx = self.journal(ev, false);
                 let (conn, tid) = (inc.conn, inc.tid);
                 after_durable(rx, move || {
@@ -168,7 +169,11 @@ impl MdsRank {
                 });
             }
             Message::MClientRequest(req) => self.run(Work::Request { client, conn: inc.conn, req }, 0, ctx),
-            Message::MClientCaps(m) => self.handle_client_caps(&client, &inc.conn, m, ctx),
+            Message::MClientCaps(m) => {
+                let ino = m.ino;
+                self.handle_client_caps(&client, &inc.conn, m, ctx);
+                self.eval_stray(ino, ctx);
+            }
             _ => {}
         }
     }
@@ -291,8 +296,12 @@ impl MdsRank {
         rs.sessions.apply_blob(&blob);
         reply(conn, req.tid, out.result.clone(), false);
         let purge = blob.purge.clone();
+        let strays = super::rank_strays::new_strays(&blob, rs.cache.mdsdir());
         let rx = self.journal(LogEvent::Update(blob), false);
         self.issue_for_reply(client, &req.op, &out.result, ctx);
+        for ino in strays {
+            self.eval_stray(ino, ctx);
+        }
         let (conn, tid, result) = (conn.clone(), req.tid, out.result);
         let purger = (!purge.is_empty()).then(|| (self.obj.clone(), self.monc.current().osdmap, purge));
         // The request's locks go back once the change is durable (purging needs none).

@@ -164,6 +164,7 @@ impl MdsRank {
         self.session_rw.remove(&client);
         self.upkeep.recall.forget(&client);
         self.caps_session_gone(&client, ctx);
+        self.eval_strays(ctx);
         let shown = addr.map_or("no known instance".to_string(), |a| a.to_string());
         tracing::warn!(%client, "session killing -> closed: evicted, {shown} blocklisted");
         let done = format!("evicted {client} ({shown} blocklisted)");
