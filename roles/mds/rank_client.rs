@@ -62,7 +62,7 @@ pub fn session_root(grants: &[Grant], requested: &str) -> Result<(String, bool),
 /// The session key of a client instance: its entity and its messenger nonce
 /// (`client.admin/1f3a…`), so two mounts by one entity are two sessions with their own
 /// caps, as in Ceph where each mount is its own client instance.
-pub(super) fn session_key(inc: &Incoming) -> String {
+pub(crate) fn session_key(inc: &Incoming) -> String {
     format!("{}/{:x}", inc.from, inc.nonce)
 }
 
@@ -117,8 +117,8 @@ impl MdsRank {
             }
             return;
         }
-        if self.state != MdsState::Active {
-            // Recovering a rank: the requests wait for active.
+        if !self.serves(&inc) {
+            // Recovering a rank: the requests wait for active (or clientreplay).
             if self.waiting.len() < 100_000 {
                 self.waiting.push(inc);
             }
