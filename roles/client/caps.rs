@@ -61,6 +61,9 @@ pub(super) struct InodeCaps {
     pub pages: HashMap<u64, Vec<u8>>,
     pub flush_tid: u64,
     pub flush_acked: u64,
+    /// The size/mtime of the newest cap flush sent (re-sent after an MDS failover
+    /// until acknowledged).
+    pub flushing: Option<(u64, i64)>,
 }
 
 impl InodeCaps {
@@ -315,6 +318,7 @@ impl Client {
             let Some(c) = map.get_mut(&ino) else { return Ok(()) };
             let Some((size, mtime)) = c.dirty.take() else { return Ok(()) };
             c.flush_tid += 1;
+            c.flushing = Some((size, mtime));
             let mut m = ClientCaps::new(CapOp::Flush, ino, c.caps, c.seq);
             (m.wanted, m.dirty, m.flush_tid, m.size, m.mtime) = (c.wanted(), Caps::FILE_WR, c.flush_tid, size, mtime);
             (m, c.flush_tid)
@@ -415,7 +419,7 @@ impl Client {
     }
 
     /// Drops what the lost caps covered, and tells the mount.
-    fn drop_caches(&self, ino: Ino, lost: Caps) {
+    pub(super) fn drop_caches(&self, ino: Ino, lost: Caps) {
         let is_dir = {
             let mut map = lock(&self.inner.caps.map);
             let Some(c) = map.get_mut(&ino) else { return };
