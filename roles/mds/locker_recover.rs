@@ -24,12 +24,11 @@ pub struct Reclaimed {
 }
 
 impl Locker {
-    /// Whether some client still uses `ino`: has it open (wants more than a pin) or
-    /// holds a writable range it may still report a size within.
+    /// Whether some client still uses `ino`: has it open (wants more than a pin). A
+    /// writer reports its size before it stops wanting `Fw` (close flushes first), so
+    /// a writable range left behind does not count.
     pub fn in_use(&self, ino: Ino) -> bool {
-        self.inodes.get(&ino).is_some_and(|il| {
-            !il.ranges.is_empty() || il.caps.values().any(|c| c.wanted.intersects(!Caps::PIN))
-        })
+        self.inodes.get(&ino).is_some_and(|il| il.caps.values().any(|c| c.wanted.intersects(!Caps::PIN)))
     }
 
     /// Takes back every cap on `ino` at once (revoked to nothing, forgotten): for an
