@@ -416,6 +416,9 @@ impl Client {
         let mut ack = ClientCaps::new(CapOp::Ack, ino, m.caps, m.seq);
         ack.wanted = wanted;
         self.send_caps(ack);
+        if m.caps.is_empty() {
+            self.forget_if_idle(ino);
+        }
     }
 
     /// Drops what the lost caps covered, and tells the mount.

@@ -243,6 +243,18 @@ impl Inner {
 }
 
 impl Client {
+    /// The MDS took every cap on `ino` (e.g. a purged stray): unless a handle still has
+    /// it open, forget it, so a later cap on that number starts afresh (its seqs anew).
+    pub(crate) fn forget_if_idle(&self, ino: Ino) {
+        let mut map = lock(&self.inner.caps.map);
+        let idle = map.get(&ino).is_some_and(|c| {
+            c.caps.is_empty() && c.opens == (0, 0) && c.users == 0 && c.buffer.is_empty() && c.dirty.is_none()
+        });
+        if idle {
+            map.remove(&ino);
+        }
+    }
+
     /// Gives up the cap on `ino` (not open, nothing buffered): forgets it, drops what
     /// it covered and tells the MDS.
     pub(super) fn release_cap(&self, ino: Ino) {

@@ -75,9 +75,6 @@ pub struct EMetaBlob {
     pub ino_alloc: Option<InoAlloc>,
     pub purge: Vec<Purge>,
     pub truncate: Vec<Truncate>,
-    /// Inode numbers of purged strays, given back to the InoTable.
-    #[serde(default)]
-    pub freed_inos: Vec<Ino>,
 }
 
 impl EMetaBlob {

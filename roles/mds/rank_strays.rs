@@ -62,7 +62,7 @@ impl MdsRank {
         self.exec_caps(cmds, ctx);
         self.maybe_segment();
         let Some(rs) = self.rs.as_mut() else { return };
-        match server::purge_stray(&mut rs.cache, &mut rs.inotable, ino, crate::now_ns()) {
+        match server::purge_stray(&mut rs.cache, &rs.inotable, ino, crate::now_ns()) {
             Ok(Some(blob)) => {
                 tracing::debug!(ino = format!("{ino:#x}"), "purging stray");
                 let purge = blob.purge.clone();

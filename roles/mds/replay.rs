@@ -29,9 +29,6 @@ impl RankState {
                         self.inotable.take(a.ino);
                     }
                 }
-                for ino in &blob.freed_inos {
-                    self.inotable.release_range(*ino, 1);
-                }
                 self.sessions.apply_blob(blob);
             }
             LogEvent::Session(se) => {

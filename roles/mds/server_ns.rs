@@ -215,8 +215,9 @@ impl<'a> Cx<'a> {
     }
 
     /// Destroys the unlinked stray `ino` (nlink 0, in the stray directory): its dentry
-    /// goes, its data objects are to be purged and its inode number goes back to the
-    /// InoTable. Not a client request: no reqid.
+    /// and inode go and its data objects are to be purged. Its inode number is not
+    /// handed out again (as in Ceph): clients may still know it from attributes they
+    /// cached, which a reused number would mix up. Not a client request: no reqid.
     fn purge_stray(&self, ino: Ino) -> R<Plan> {
         let mdsdir = self.cache.mdsdir();
         let sn = stray_name(ino);
@@ -234,7 +235,6 @@ impl<'a> Cx<'a> {
         if i.file_type() == S_IFREG {
             tx.blob.purge.push(Purge { ino, size: i.size, layout: i.layout });
         }
-        tx.blob.freed_inos.push(ino);
         Ok(Plan::Write(ReplyBody::Empty, Box::new(tx.finish()?)))
     }
 
@@ -403,9 +403,9 @@ impl<'a> Cx<'a> {
 }
 
 /// Purges the unlinked stray `ino` (see `Cx::purge_stray`): applies the change to the
-/// cache and InoTable and returns the blob to journal. `Ok(None)`: it is not an
+/// cache and returns the blob to journal. `Ok(None)`: it is not an
 /// unlinked stray (relinked, already purged). `Err`: the cache lacks something.
-pub fn purge_stray(cache: &mut MdCache, inotable: &mut InoTable, ino: Ino, now: i64) -> Result<Option<EMetaBlob>, Need> {
+pub fn purge_stray(cache: &mut MdCache, inotable: &InoTable, ino: Ino, now: i64) -> Result<Option<EMetaBlob>, Need> {
     let session = SessionInfo { client: "mds".into(), root: ROOT_INO, next_prealloc: None };
     let plan = {
         let cx = Cx { cache, inotable, session: &session, caller: &Caller::root(), now, tid: 0 };
@@ -414,9 +414,6 @@ pub fn purge_stray(cache: &mut MdCache, inotable: &mut InoTable, ino: Ino, now: 
     match plan {
         Ok(Plan::Write(_, blob)) => {
             cache.apply(&blob);
-            for i in &blob.freed_inos {
-                inotable.release_range(*i, 1);
-            }
             Ok(Some(*blob))
         }
         Ok(Plan::Read(_)) | Err(Fail::Errno(_)) => Ok(None),
