@@ -3,8 +3,10 @@
 //! it: `daemon` (process start, beacon, respawn), `rank` + `rank_client` (the MdsRank
 //! actor: states, sessions, requests, flush/expire), `rank_sessions` (session
 //! timeouts, eviction, cache-pressure recall over the pure `session_timers` and
-//! `recall`), `mdlog` (journal writer with group
-//! commit), `store` (metadata objects in RADOS) and `logio` (pure journal I/O rules).
+//! `recall`), `rank_strays` (purging unlinked inodes once unused), `rank_reconnect`
+//! (reconnect, rejoin, clientreplay after failover over the pure `reconnect`), `mdlog`
+//! (journal writer with group commit), `store` (metadata objects in RADOS) and
+//! `logio` (pure journal I/O rules).
 pub mod cache;
 pub mod daemon;
 pub mod events;
