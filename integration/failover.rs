@@ -128,6 +128,7 @@ fn t10_failover_reconnects_clients_and_evicts_the_dead() {
     });
     eprintln!("--- failover: first op answered {:.2} s after kill -9", took.as_secs_f64());
     assert_eq!(st_after.size, 5000);
+    c.wait_for(Duration::from_secs(30), "the new MDS active", |c| active_gid(c).is_some());
     let second = active_gid(&c).expect("an active MDS");
     assert_ne!(first, second, "the standby took over");
 
@@ -138,7 +139,9 @@ fn t10_failover_reconnects_clients_and_evicts_the_dead() {
 
         eprintln!("--- a write by two revokes one's cached pages; one sees the new size");
         let (_, fw) = two.open(f, O_RDWR).await.expect("two opens for write");
-        two.fh_write(fw, 5000, b"after failover").await.expect("write after failover");
+        if let Err(e) = two.fh_write(fw, 5000, b"after failover").await {
+            panic!("write after failover: {e}\n{}", c.logs_tail());
+        }
         two.fh_release(fw).await.expect("close two's writer");
         let seen = one.fh_read(fa, 0, 10_000).await.expect("read one after");
         assert_eq!(seen.len(), 5014, "one sees two's new size");
