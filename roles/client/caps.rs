@@ -85,6 +85,9 @@ pub(super) struct InodeCaps {
     /// Counts the times `Fc` was granted after not being held: pages cached under
     /// an older epoch may be stale.
     pub cache_epoch: u64,
+    /// The size/mtime of the newest cap flush sent (re-sent after an MDS failover
+    /// until acknowledged).
+    pub flushing: Option<(u64, i64)>,
 }
 
 impl InodeCaps {
@@ -393,6 +396,7 @@ impl Client {
             let Some(c) = map.get_mut(&ino) else { return Ok(()) };
             let Some((size, mtime)) = c.dirty.take() else { return Ok(()) };
             c.flush_tid += 1;
+            c.flushing = Some((size, mtime));
             let mut m = ClientCaps::new(CapOp::Flush, ino, c.caps, c.seq);
             (m.wanted, m.dirty, m.flush_tid, m.size, m.mtime) = (c.wanted(), Caps::FILE_WR, c.flush_tid, size, mtime);
             (m, c.flush_tid)
@@ -493,10 +497,13 @@ impl Client {
         let mut ack = ClientCaps::new(CapOp::Ack, ino, m.caps, m.seq);
         ack.wanted = wanted;
         self.send_caps(ack);
+        if m.caps.is_empty() {
+            self.forget_if_idle(ino);
+        }
     }
 
     /// Drops what the lost caps covered, and tells the mount.
-    fn drop_caches(&self, ino: Ino, lost: Caps) {
+    pub(super) fn drop_caches(&self, ino: Ino, lost: Caps) {
         let is_dir = {
             let mut map = lock(&self.inner.caps.map);
             let Some(c) = map.get_mut(&ino) else { return };

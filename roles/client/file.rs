@@ -66,9 +66,14 @@ impl Client {
     }
 
     fn new_handle(&self, ino: Ino, flags: u32) -> Fh {
+        self.cap_open(ino, flags);
+        self.add_handle(ino, flags)
+    }
+
+    /// A handle whose open the caps layer already counts.
+    fn add_handle(&self, ino: Ino, flags: u32) -> Fh {
         let fh = self.inner.files.next.fetch_add(1, Ordering::Relaxed) + 1;
         lock(&self.inner.files.handles).insert(fh, Handle { ino, flags });
-        self.cap_open(ino, flags);
         fh
     }
 
@@ -80,13 +85,22 @@ impl Client {
     }
 
     /// Opens inode `ino` with open(2) `flags`.
+    /// The open counts before the request goes out: a revoke racing with the reply is
+    /// then acked with the new mode's wanted caps, not without them.
     pub async fn open(&self, ino: Ino, flags: u32) -> Result<(InodeStat, Fh), CmdError> {
-        let st = match self.request(MdsOp::Open { ino, flags }).await? {
-            ReplyBody::Inode(st) => st,
-            other => return Err(CmdError::new(Errno::EIO, format!("open: unexpected reply {other:?}"))),
+        self.cap_open(ino, flags);
+        let st = match self.request(MdsOp::Open { ino, flags }).await {
+            Ok(ReplyBody::Inode(st)) => st,
+            other => {
+                self.cap_close(ino, flags);
+                return Err(match other {
+                    Err(e) => e,
+                    Ok(b) => CmdError::new(Errno::EIO, format!("open: unexpected reply {b:?}")),
+                });
+            }
         };
         lock(&self.inner.dcache).update_attrs(&st);
-        Ok((st.clone(), self.new_handle(st.ino, flags)))
+        Ok((st.clone(), self.add_handle(ino, flags)))
     }
 
     /// Creates `name` in `parent` and opens it.

@@ -150,6 +150,22 @@ impl DentryCache {
         self.generation += 1;
     }
 
+    /// For each cached inode, when its newest entry was cached (a larger stamp is
+    /// more recent): the recall releases the caps of the oldest first.
+    pub fn stamps(&self) -> HashMap<Ino, u64> {
+        let mut out: HashMap<Ino, u64> = HashMap::new();
+        for (i, at) in self.dentries.values() {
+            let e = out.entry(*i).or_default();
+            *e = (*e).max(*at);
+        }
+        out
+    }
+
+    /// Where each cached inode was seen (a parent and name), for reconnect path hints.
+    pub fn path_hints(&self) -> HashMap<Ino, (Ino, String)> {
+        self.dentries.iter().map(|((p, n), (i, _))| (*i, (*p, n.clone()))).collect()
+    }
+
     /// The newest attributes seen of `ino` (not bounded by the TTL: for the layout).
     pub fn attrs_of(&self, ino: Ino) -> Option<InodeStat> {
         self.attrs.get(&ino).cloned()

@@ -70,6 +70,9 @@ pub(super) struct Inner {
     pub(super) caps: super::caps::CapTable,
     /// Async creates/unlinks: delegated inode numbers, ops in flight, late errors.
     pub(super) asyncops: super::async_ops::AsyncState,
+    /// The MDS daemon (gid) our session is with: a new one for the rank is sent a
+    /// reconnect instead of a session open (`session_faults.rs`).
+    session_gid: Mutex<Option<Gid>>,
 }
 
 #[path = "session_faults.rs"]
@@ -213,6 +216,7 @@ impl Client {
             blocklisted: Mutex::new(None),
             caps: Default::default(),
             asyncops: Default::default(),
+            session_gid: Mutex::new(None),
         });
         // A map can name an instance that is gone (all daemons restarted, the monitors not
         // yet past the beacon grace): the daemon now at that address says EAGAIN (or
@@ -325,7 +329,7 @@ impl Client {
 impl Inner {
     /// Connects to `t` and opens a session there; on success makes it the current one
     /// and re-sends every request still waiting for an answer or a safe reply.
-    async fn open_session(&self, t: &MdsTarget) -> Result<(), CmdError> {
+    pub(super) async fn open_session(&self, t: &MdsTarget) -> Result<(), CmdError> {
         let conn = self
             .msgr
             .connect(&t.peer, t.addr, true)
@@ -349,14 +353,9 @@ impl Inner {
             }
         }
         // Delegated inode numbers are learned again from the next create's safe reply
-        // (the session may be a new one); unsafe async ops below keep theirs.
+        // (the session may be a new one); unsafe async ops keep theirs.
         self.asyncops.forget_delegated();
-        let pending = lock(&self.pending);
-        *lock(&self.conn) = Some((t.clone(), conn.clone()));
-        for p in pending.values() {
-            let _ = conn.send(Message::MClientRequest(p.req.clone()));
-        }
-        tracing::info!(mds = %t.peer, resent = pending.len(), fs = %self.fs_name, "client session open");
+        self.install_session(t, conn, "client session open");
         Ok(())
     }
 
@@ -521,7 +520,7 @@ async fn manager(inner: Arc<Inner>) {
         if inner.finished() {
             return;
         }
-        let want = inner.monc.current().fsmap.and_then(|m| rank0(&m, &inner.fs_name).ok().flatten());
+        let want = inner.monc.current().fsmap.and_then(|m| inner.session_target(&m));
         let current = lock(&inner.conn).clone();
         let healthy = matches!((&current, &want), (Some((t, c)), Some(w)) if t == w && !c.is_closed());
         let no_active_but_alive = want.is_none() && current.as_ref().is_some_and(|(_, c)| !c.is_closed());
@@ -537,7 +536,7 @@ async fn manager(inner: Arc<Inner>) {
             // No active rank 0 yet: the FSMap watch wakes us when one appears.
             continue;
         };
-        match inner.open_session(&target).await {
+        match inner.connect_session(&target).await {
             Ok(()) => backoff = Duration::from_millis(100),
             Err(e) if e.errno == Errno::EBLOCKLISTED => inner.on_blocklisted(&e.message),
             Err(e) => {

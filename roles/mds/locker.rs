@@ -242,6 +242,9 @@ pub struct Locker {
 
 #[path = "locker_api.rs"]
 mod api;
+#[path = "locker_recover.rs"]
+mod recover;
+pub use recover::Reclaimed;
 
 impl Locker {
     pub fn new() -> Self {

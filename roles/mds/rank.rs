@@ -53,6 +53,10 @@ pub struct MdsRank {
     pub(super) upkeep: super::rank_sessions::SessionUpkeep,
     /// Caps: the Locker, client connections, parked requests (`rank_caps.rs`).
     pub(super) caps: super::rank_caps::CapsState,
+    /// Reconnect, rejoin and clientreplay after a replay (`rank_reconnect.rs`).
+    pub(super) recovery: super::rank_reconnect::Recovery,
+    /// Whether the segment, tick and session upkeep of a serving rank are running.
+    serving: bool,
 }
 
 enum BootKind {
@@ -93,6 +97,8 @@ impl MdsRank {
             session_rw: HashMap::new(),
             upkeep: Default::default(),
             caps: Default::default(),
+            recovery: Default::default(),
+            serving: false,
         }
     }
 
@@ -136,11 +142,11 @@ impl MdsRank {
                 self.beacon.set(Replay);
                 self.boot(BootKind::Replay, ctx);
             }
-            // No other ranks to resolve with, and no client reconnect protocol yet:
-            // the sessions restored by replay are kept as they are.
+            // No other ranks to resolve with.
             Resolve => self.beacon.set(Reconnect),
-            Reconnect => self.beacon.set(Rejoin),
-            Rejoin | ClientReplay => self.beacon.set(Active),
+            Reconnect => self.start_reconnect(ctx),
+            Rejoin => self.rejoin(ctx),
+            ClientReplay => self.client_replay(ctx),
             Active => {
                 self.beacon.set(Active);
                 self.activate(ctx);
@@ -210,15 +216,27 @@ impl MdsRank {
     }
 
     fn activate(&mut self, ctx: &mut Context<Self>) {
+        self.start_serving(ctx);
+        self.recovery_done();
+        for inc in std::mem::take(&mut self.waiting) {
+            self.dispatch(inc, ctx);
+        }
+    }
+
+    /// Once, on the first serving state (clientreplay or active): a new segment, the
+    /// flush tick, session upkeep, and the stray scan (after reconnect: a stray no
+    /// reconnected client claims is purged).
+    pub(super) fn start_serving(&mut self, ctx: &mut Context<Self>) {
         if self.rs.is_none() {
-            respawn("active without loaded metadata");
+            respawn("serving without loaded metadata");
+        }
+        if std::mem::replace(&mut self.serving, true) {
+            return;
         }
         self.start_segment();
         ctx.run_interval(Duration::from_millis(1000), |act, ctx| act.tick(ctx));
         self.start_session_upkeep(ctx);
-        for inc in std::mem::take(&mut self.waiting) {
-            self.dispatch(inc, ctx);
-        }
+        self.scan_strays(ctx);
     }
 
     /// Frames and sends one event to the MdLog; the receiver fires once it is durable.

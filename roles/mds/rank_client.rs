@@ -62,7 +62,7 @@ pub fn session_root(grants: &[Grant], requested: &str) -> Result<(String, bool),
 /// The session key of a client instance: its entity and its messenger nonce
 /// (`client.admin/1f3a…`), so two mounts by one entity are two sessions with their own
 /// caps, as in Ceph where each mount is its own client instance.
-pub(super) fn session_key(inc: &Incoming) -> String {
+pub(crate) fn session_key(inc: &Incoming) -> String {
     format!("{}/{:x}", inc.from, inc.nonce)
 }
 
@@ -74,7 +74,7 @@ pub(super) fn reply(conn: &ConnHandle, tid: u64, result: Result<crate::msg::mds:
 /// goes away first). A task of its own, not an actor future: the actor's context polls
 /// every future spawned on it at each wake-up, so one future per request waiting for
 /// the journal made each message cost O(requests in flight).
-fn after_durable(rx: oneshot::Receiver<()>, then: impl FnOnce() + 'static) {
+pub(super) fn after_durable(rx: oneshot::Receiver<()>, then: impl FnOnce() + 'static) {
     actix::spawn(async move {
         if rx.await.is_ok() {
             then();
@@ -83,7 +83,7 @@ fn after_durable(rx: oneshot::Receiver<()>, then: impl FnOnce() + 'static) {
 }
 
 /// Removes the data objects of destroyed files (after their unlink is durable).
-async fn purge_data(obj: Arc<Objecter>, pools: Option<Arc<OsdMap>>, purge: Vec<Purge>) {
+pub(super) async fn purge_data(obj: Arc<Objecter>, pools: Option<Arc<OsdMap>>, purge: Vec<Purge>) {
     for p in purge {
         let Some(pool) = pools.as_ref().and_then(|m| m.pools.get(&p.layout.pool)).map(|p| p.name.clone()) else {
             continue;
@@ -117,8 +117,8 @@ impl MdsRank {
             }
             return;
         }
-        if self.state != MdsState::Active {
-            // Recovering a rank: the requests wait for active.
+        if !self.serves(&inc) {
+            // Recovering a rank: the requests wait for active (or clientreplay).
             if self.waiting.len() < 100_000 {
                 self.waiting.push(inc);
             }
@@ -161,6 +161,7 @@ impl MdsRank {
                 }
                 self.session_rw.remove(&client);
                 self.caps_session_gone(&client, ctx);
+                self.eval_strays(ctx);
                 let rx = self.journal(ev, false);
                 let (conn, tid) = (inc.conn, inc.tid);
                 after_durable(rx, move || {
@@ -168,7 +169,11 @@ impl MdsRank {
                 });
             }
             Message::MClientRequest(req) => self.run(Work::Request { client, conn: inc.conn, req }, 0, ctx),
-            Message::MClientCaps(m) => self.handle_client_caps(&client, &inc.conn, m, ctx),
+            Message::MClientCaps(m) => {
+                let ino = m.ino;
+                self.handle_client_caps(&client, &inc.conn, m, ctx);
+                self.eval_stray(ino, ctx);
+            }
             _ => {}
         }
     }
@@ -309,8 +314,12 @@ impl MdsRank {
         let deleg = self.maybe_delegate(client, &req.op, &result);
         let _ = conn.send(Message::MClientReply(self.reply_with(req.tid, result.clone(), false, &split)));
         let purge = blob.purge.clone();
+        let strays = self.rs.as_ref().map(|rs| super::rank_strays::new_strays(&blob, rs.cache.mdsdir())).unwrap_or_default();
         let rx = self.journal(LogEvent::Update(blob), false);
         self.exec_caps(split.rest, ctx);
+        for ino in strays {
+            self.eval_stray(ino, ctx);
+        }
         let (conn, tid) = (conn.clone(), req.tid);
         let purger = (!purge.is_empty()).then(|| (self.obj.clone(), self.monc.current().osdmap, purge));
         // The request's locks (and the Locker's wrlocks of writable ranges journaled in

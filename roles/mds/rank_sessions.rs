@@ -45,6 +45,11 @@ pub struct SessionUpkeep {
 }
 
 impl MdsRank {
+    /// Remembers the connection a client's session messages come on.
+    pub(super) fn note_session_conn(&mut self, client: &str, conn: &ConnHandle) {
+        self.upkeep.conns.insert(client.to_string(), conn.clone());
+    }
+
     /// Starts the once-a-second session upkeep; called when the rank becomes active.
     pub(super) fn start_session_upkeep(&mut self, ctx: &mut Context<Self>) {
         if let Some(rs) = self.rs.as_mut() {
@@ -114,7 +119,7 @@ impl MdsRank {
 
     /// Evicts `client`: killing, journaled close, blocklisted instance, then forgotten.
     /// `waiter` (an admin's `client evict`) is answered once that is done.
-    fn evict(&mut self, client: String, why: String, waiter: Option<Waiter>, ctx: &mut Context<Self>) {
+    pub(super) fn evict(&mut self, client: String, why: String, waiter: Option<Waiter>, ctx: &mut Context<Self>) {
         if let Some(waiters) = self.upkeep.evicting.get_mut(&client) {
             waiters.extend(waiter);
             return;
@@ -164,6 +169,7 @@ impl MdsRank {
         self.session_rw.remove(&client);
         self.upkeep.recall.forget(&client);
         self.caps_session_gone(&client, ctx);
+        self.eval_strays(ctx);
         let shown = addr.map_or("no known instance".to_string(), |a| a.to_string());
         tracing::warn!(%client, "session killing -> closed: evicted, {shown} blocklisted");
         let done = format!("evicted {client} ({shown} blocklisted)");
@@ -178,6 +184,10 @@ impl MdsRank {
             Message::MMdsCommand(cmd) => {
                 let cmd = cmd.clone();
                 self.admin_command(&inc, cmd, ctx);
+                None
+            }
+            Message::MClientReconnect(_) => {
+                self.handle_reconnect(inc, ctx);
                 None
             }
             Message::MClientSession(SessionOp::RecallAck { seq, caps, dentries }) => {

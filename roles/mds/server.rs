@@ -26,6 +26,7 @@ mod vxattr;
 #[path = "server_caps.rs"]
 mod caps;
 pub use caps::update_inode;
+pub use ns::purge_stray;
 
 /// What the cache lacks to answer a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -3,7 +3,10 @@
 //! sees the same errno a local file system would give.
 use std::ops::Bound;
 
-use super::{may, sticky_ok, Cx, Plan, Tx, MAY_EXEC, MAY_READ, MAY_WRITE, R};
+use super::{may, sticky_ok, Cx, Fail, MdCache, Need, Plan, SessionInfo, Tx, MAY_EXEC, MAY_READ, MAY_WRITE, R};
+use crate::msg::mds::Caller;
+use crate::roles::mds::events::EMetaBlob;
+use crate::roles::mds::inotable::InoTable;
 use crate::error::Errno;
 use crate::msg::mds::{
     check_name, is_dot, DirEntry, ReplyBody, NAME_MAX, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG,
@@ -175,19 +178,7 @@ impl<'a> Cx<'a> {
         let primary = matches!(l, Linkage::Primary(_));
         let mdsdir = self.cache.mdsdir();
         if t.nlink == 0 {
-            if !primary {
-                if let Some((d, n)) = tx.location(t.ino) {
-                    tx.dentry(d, &n, None);
-                }
-            }
-            tx.destroy(t.ino);
-            if tx.has_anchor(t.ino) {
-                tx.anchor(t.ino, None);
-            }
-            if t.file_type() == S_IFREG {
-                tx.blob.purge.push(Purge { ino: t.ino, size: t.size, layout: t.layout });
-            }
-            return Ok(());
+            return self.to_stray(tx, t);
         }
         if primary {
             self.dentries(mdsdir)?;
@@ -199,6 +190,52 @@ impl<'a> Cx<'a> {
         }
         tx.put(t);
         Ok(())
+    }
+
+    /// The last name of `t` (nlink now 0) is gone: the inode moves to (or stays in) the
+    /// rank's stray directory with nlink 0, no longer anchored. The rank purges it once
+    /// no client holds it open (`rank_strays.rs`), so an open descriptor keeps working.
+    fn to_stray(&self, tx: &mut Tx<'a>, t: Inode) -> R<()> {
+        let mdsdir = self.cache.mdsdir();
+        self.dentries(mdsdir)?;
+        let sn = stray_name(t.ino);
+        match tx.location(t.ino) {
+            Some((d, n)) if d == mdsdir && n == sn => {}
+            Some((d, n)) => {
+                tx.dentry(d, &n, None);
+                tx.place(t.ino, mdsdir, &sn);
+            }
+            None => tx.place(t.ino, mdsdir, &sn),
+        }
+        if tx.has_anchor(t.ino) {
+            tx.anchor(t.ino, None);
+        }
+        tx.put(t);
+        Ok(())
+    }
+
+    /// Destroys the unlinked stray `ino` (nlink 0, in the stray directory): its dentry
+    /// and inode go and its data objects are to be purged. Its inode number is not
+    /// handed out again (as in Ceph): clients may still know it from attributes they
+    /// cached, which a reused number would mix up. Not a client request: no reqid.
+    fn purge_stray(&self, ino: Ino) -> R<Plan> {
+        let mdsdir = self.cache.mdsdir();
+        let sn = stray_name(ino);
+        let i = self.cache.inode(ino).ok_or(Errno::ESTALE)?;
+        if i.nlink != 0 || self.cache.parent_of(ino) != Some((mdsdir, sn.as_str())) {
+            return Err(Errno::EINVAL.into());
+        }
+        let mut tx = self.tx(format!("purge stray {ino:#x}"));
+        tx.blob.reqid = None;
+        tx.dentry(mdsdir, &sn, None);
+        tx.destroy(ino);
+        if tx.has_anchor(ino) {
+            tx.anchor(ino, None);
+        }
+        if i.file_type() == S_IFREG {
+            tx.blob.purge.push(Purge { ino, size: i.size, layout: i.layout });
+        }
+        Ok(Plan::Write(ReplyBody::Empty, Box::new(tx.finish()?)))
     }
 
     /// Parent mtime/ctime after an entry change.
@@ -362,5 +399,24 @@ impl<'a> Cx<'a> {
         }
         let end = it.next().is_none();
         Ok(Plan::Read(ReplyBody::Dir { entries, end }))
+    }
+}
+
+/// Purges the unlinked stray `ino` (see `Cx::purge_stray`): applies the change to the
+/// cache and returns the blob to journal. `Ok(None)`: it is not an
+/// unlinked stray (relinked, already purged). `Err`: the cache lacks something.
+pub fn purge_stray(cache: &mut MdCache, inotable: &InoTable, ino: Ino, now: i64) -> Result<Option<EMetaBlob>, Need> {
+    let session = SessionInfo { client: "mds".into(), root: ROOT_INO, next_prealloc: None };
+    let plan = {
+        let cx = Cx { cache, inotable, session: &session, caller: &Caller::root(), now, tid: 0 };
+        cx.purge_stray(ino)
+    };
+    match plan {
+        Ok(Plan::Write(_, blob)) => {
+            cache.apply(&blob);
+            Ok(Some(*blob))
+        }
+        Ok(Plan::Read(_)) | Err(Fail::Errno(_)) => Ok(None),
+        Err(Fail::Need(n)) => Err(n),
     }
 }

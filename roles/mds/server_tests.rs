@@ -70,6 +70,13 @@ impl Fs {
     pub fn stat(&mut self, ino: Ino) -> InodeStat {
         Self::stat_of(self.run(MdsOp::Getattr { ino }))
     }
+    /// Purges the stray `ino` as the rank does once nobody holds it open.
+    pub fn purge(&mut self, ino: Ino) -> Option<EMetaBlob> {
+        self.now += 10;
+        let b = purge_stray(&mut self.cache, &self.it, ino, self.now).expect("everything is in cache")?;
+        self.blobs.push(b.clone());
+        Some(b)
+    }
     fn err(&mut self, op: MdsOp) -> Errno {
         self.run(op).unwrap_err()
     }
@@ -134,7 +141,8 @@ fn mkdir_rmdir() {
     assert_eq!(fs.lookup(a, "b"), Err(Errno::ENOENT));
 }
 
-/// That unlink removes a file and asks for its data to be purged, and refuses dirs.
+/// That unlink removes a file's name, moving the inode to the stray dir (nlink 0,
+/// still readable by number) until it is purged, and refuses dirs.
 #[test]
 fn unlink_purges() {
     let mut fs = Fs::new();
@@ -145,11 +153,50 @@ fn unlink_purges() {
     assert_eq!(fs.err(MdsOp::Unlink { parent: ROOT_INO, name: n(".") }), Errno::EISDIR);
     assert_eq!(fs.err(MdsOp::Unlink { parent: ROOT_INO, name: n("g") }), Errno::ENOENT);
     fs.run(MdsOp::Unlink { parent: ROOT_INO, name: n("f") }).unwrap();
-    let b = fs.blobs.last().unwrap();
+    assert!(fs.blobs.last().unwrap().purge.is_empty(), "nothing is purged while the stray may be open");
+    assert_eq!(fs.lookup(ROOT_INO, "f"), Err(Errno::ENOENT));
+    let st = fs.stat(f);
+    assert_eq!((st.nlink, st.size), (0, 9 << 20));
+    let b = fs.purge(f).expect("an unlinked stray");
     assert_eq!(b.purge.len(), 1);
     assert_eq!((b.purge[0].ino, b.purge[0].size), (f, 9 << 20));
     assert!(fs.cache.inode(f).is_none());
-    assert_eq!(fs.lookup(ROOT_INO, "f"), Err(Errno::ENOENT));
+    assert!(!fs.it.is_free(f), "the inode number is not handed out again");
+    assert!(fs.purge(f).is_none(), "purged once");
+}
+
+/// That an unlinked inode stays usable through its number (getattr, setattr, size
+/// flush) while in the stray dir, that a rename over a file makes the old target a
+/// stray too, that only unlinked strays are purged, and that replaying the blobs
+/// gives the live state.
+#[test]
+fn open_unlinked_stays_until_purged() {
+    let mut fs = Fs::new();
+    let f = fs.create(ROOT_INO, "f");
+    let g = fs.create(ROOT_INO, "g");
+    fs.run(MdsOp::Unlink { parent: ROOT_INO, name: n("f") }).unwrap();
+    fs.run(MdsOp::SetSize { ino: f, size: 100, mtime: 7 }).unwrap();
+    let set = SetAttr { mode: Some(0o600), ..Default::default() };
+    fs.run(MdsOp::Setattr { ino: f, set }).unwrap();
+    let st = fs.stat(f);
+    assert_eq!((st.nlink, st.size, st.mode & 0o777), (0, 100, 0o600));
+    let md = mdsdir_ino(0);
+    assert_eq!(fs.cache.parent_of(f), Some((md, stray_name(f).as_str())));
+    let h = fs.create(ROOT_INO, "h");
+    fs.run(MdsOp::Rename { src_parent: ROOT_INO, src_name: n("h"), dst_parent: ROOT_INO, dst_name: n("g") }).unwrap();
+    assert_eq!(fs.stat(g).nlink, 0, "the replaced target is a stray");
+    assert_eq!(fs.lookup(ROOT_INO, "g").unwrap().ino, h);
+    assert!(fs.purge(h).is_none(), "a linked inode is not purged");
+    let mut strays: Vec<Ino> = fs.cache.dir(md).unwrap().dentries.values().map(|l| l.ino()).collect();
+    strays.sort();
+    assert_eq!(strays, vec![f, g]);
+    assert!(fs.purge(f).is_some() && fs.purge(g).is_some());
+    assert!(fs.cache.dir(md).unwrap().dentries.is_empty());
+    let mut replayed = MdCache::create_fs(0, 1000, FileLayout::default_for(2));
+    for b in &fs.blobs {
+        replayed.apply(b);
+    }
+    assert_eq!(replayed.view(), fs.cache.view());
 }
 
 /// That symlinks keep their target and readlink refuses other types.
@@ -207,8 +254,9 @@ fn hard_links_and_strays() {
     fs.run(MdsOp::Unlink { parent: d, name: n("g") }).unwrap();
     assert_eq!(fs.stat(f).nlink, 1);
     fs.run(MdsOp::Unlink { parent: ROOT_INO, name: n("h") }).unwrap();
-    assert_eq!(fs.blobs.last().unwrap().purge.len(), 1);
     assert!(fs.cache.anchor(f).is_none());
+    assert_eq!(fs.stat(f).nlink, 0, "unlinked: a stray until purged");
+    assert_eq!(fs.purge(f).map(|b| b.purge.len()), Some(1));
     assert!(fs.cache.dir(md).unwrap().dentries.is_empty());
     assert!(fs.cache.inode(f).is_none());
 }
@@ -242,9 +290,9 @@ fn rename_rules() {
     assert_eq!(fs.err(rn(ROOT_INO, "a", a, "x")), Errno::EINVAL);
     assert_eq!(fs.err(rn(ROOT_INO, "b", ROOT_INO, "a")), Errno::ENOTEMPTY);
     assert_eq!(fs.err(rn(ROOT_INO, ".", ROOT_INO, "y")), Errno::EINVAL);
-    // file over file: the old target is purged.
+    // file over file: the old target becomes a stray, then is purged.
     fs.run(rn(ROOT_INO, "f", ROOT_INO, "g")).unwrap();
-    assert_eq!(fs.blobs.last().unwrap().purge.iter().map(|p| p.ino).collect::<Vec<_>>(), vec![g]);
+    assert_eq!(fs.purge(g).map(|b| b.purge.iter().map(|p| p.ino).collect::<Vec<_>>()), Some(vec![g]));
     assert_eq!(fs.lookup(ROOT_INO, "g").unwrap().ino, f);
     assert_eq!(fs.lookup(ROOT_INO, "f"), Err(Errno::ENOENT));
     // directory across parents: link counts move.

@@ -282,6 +282,34 @@ impl ClientCaps {
     }
 }
 
+/// One cap a reconnecting client holds (Ceph's `cap_reconnect_t`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CapReconnect {
+    pub ino: Ino,
+    /// What the previous MDS issued.
+    pub issued: Caps,
+    /// What the client's open files want.
+    pub wanted: Caps,
+    /// The last grant/revoke seq the client saw.
+    pub seq: u64,
+    pub is_dir: bool,
+    /// The size the client knows (with its unreported writes).
+    pub size: u64,
+    /// Its writable range (0: none).
+    pub max_size: u64,
+    /// Whether the client has the inode open.
+    pub open: bool,
+    /// Where the client last saw it: parent directory and name (a path hint the MDS
+    /// loads the inode through).
+    pub path: Option<(Ino, String)>,
+}
+
+/// `MClientReconnect`: every cap of one client on the rank.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientReconnect {
+    pub caps: Vec<CapReconnect>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -74,6 +74,10 @@ pub enum Message {
     MMdsCommandReply(Result<mds::MdsCommandReply, crate::error::CmdError>),
     /// Caps of one inode, both ways (grant, revoke, ack, flush, release); one-way.
     MClientCaps(caps::ClientCaps),
+    /// A client's caps, open files and writable ranges, sent to a new active MDS of
+    /// its rank in `up:reconnect`; answered (as a reply) with `MClientSessionReply`
+    /// (`Opened`: the session and caps survive; `Rejected`: open a new session).
+    MClientReconnect(caps::ClientReconnect),
 
     // --- osd ---
     MOsdBoot(OsdBoot),
@@ -121,6 +125,7 @@ impl Message {
             Message::MMdsCommand(_) => "MMdsCommand",
             Message::MMdsCommandReply(_) => "MMdsCommandReply",
             Message::MClientCaps(_) => "MClientCaps",
+            Message::MClientReconnect(_) => "MClientReconnect",
             Message::MOsdBoot(_) => "MOsdBoot",
             Message::MOsdFailure(_) => "MOsdFailure",
             Message::MOsdAlive(_) => "MOsdAlive",
