@@ -406,7 +406,7 @@ impl<'a> Cx<'a> {
 /// cache and returns the blob to journal. `Ok(None)`: it is not an
 /// unlinked stray (relinked, already purged). `Err`: the cache lacks something.
 pub fn purge_stray(cache: &mut MdCache, inotable: &InoTable, ino: Ino, now: i64) -> Result<Option<EMetaBlob>, Need> {
-    let session = SessionInfo { client: "mds".into(), root: ROOT_INO, next_prealloc: None };
+    let session = SessionInfo { client: "mds".into(), root: ROOT_INO, next_prealloc: None, delegated: None };
     let plan = {
         let cx = Cx { cache, inotable, session: &session, caller: &Caller::root(), now, tid: 0 };
         cx.purge_stray(ino)
