@@ -246,7 +246,7 @@ impl Client {
             if !d.is_complete(dir) {
                 return None;
             }
-            d.attrs_of(dir).filter(|s| s.mode & S_IFMT == S_IFDIR)?
+            d.perm_attrs_of(dir).filter(|s| s.mode & S_IFMT == S_IFDIR)?
         };
         let r = self.cap_ref(dir, need)?;
         let caller = self.inner.current_caller();

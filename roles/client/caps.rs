@@ -267,23 +267,11 @@ impl Client {
         lock(&self.inner.caps.map).get(&ino).filter(|c| c.caps.contains(Caps::FILE_CACHE)).map(|c| c.cache_epoch)
     }
 
-    /// The attributes of directory `ino` changed by a namespace op in it (its
-    /// mtime/ctime) in a way no reply told this client. With `Fx` on it (the async
-    /// dirops cap: no other client sees it meanwhile) the client's copy is
-    /// authoritative and just takes the new times, which keeps it usable for the next
-    /// async op; otherwise it is forgotten and the next getattr asks the MDS.
+    /// Forgets the cached attributes of `ino`, which changed at the MDS in a way no
+    /// reply told this client (a directory's mtime/ctime after a create or unlink in
+    /// it): the next getattr asks the MDS.
     pub(super) fn attrs_changed(&self, ino: Ino) {
-        let excl = self.caps_of(ino).contains(Caps::FILE_EXCL);
-        let mut d = lock(&self.inner.dcache);
-        match d.attrs_of(ino) {
-            Some(mut st) if excl => {
-                let now = crate::now_ns();
-                st.mtime = st.mtime.max(now);
-                st.ctime = st.ctime.max(now);
-                d.update_attrs(&st);
-            }
-            _ => d.forget_attrs(ino),
-        }
+        lock(&self.inner.dcache).forget_attrs(ino);
     }
 
     /// Whether `ino` has nothing for a flush to do: no buffered data, no unreported

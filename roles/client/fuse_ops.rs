@@ -193,8 +193,10 @@ impl Shared {
         fut: impl std::future::Future<Output = Result<T, CmdError>>,
     ) -> Result<T, CmdError> {
         let r = fut.await;
-        for d in dirs {
-            self.client.attrs_changed(*d);
+        if r.is_ok() {
+            for d in dirs {
+                self.client.attrs_changed(*d);
+            }
         }
         r
     }

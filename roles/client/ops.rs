@@ -55,6 +55,8 @@ impl Client {
                 return Ok(st);
             }
             if d.known_absent(parent, name) {
+                // A name the MDS would refuse gets its error, not ENOENT.
+                crate::msg::mds::check_name(name).map_err(|e| CmdError::new(e, errno_text(e)))?;
                 return Err(CmdError::new(Errno::ENOENT, errno_text(Errno::ENOENT)));
             }
         }

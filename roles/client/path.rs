@@ -56,6 +56,8 @@ pub struct DentryCache {
     dentries: HashMap<(Ino, String), (Ino, u64)>,
     stamp: u64,
     attrs: HashMap<Ino, InodeStat>,
+    /// Attributes kept only for permission checks (`forget_attrs`).
+    stale: HashSet<Ino>,
     complete: HashSet<Ino>,
     /// Bumped whenever entries may have been dropped wholesale (a listing that started
     /// before cannot make its directory complete).
@@ -69,6 +71,7 @@ impl DentryCache {
             dentries: HashMap::new(),
             stamp: 0,
             attrs: HashMap::new(),
+            stale: HashSet::new(),
             complete: HashSet::new(),
             generation: 0,
         }
@@ -103,6 +106,9 @@ impl DentryCache {
     /// The cached child of `parent` named `name` with its attributes.
     pub fn get(&self, parent: Ino, name: &str) -> Option<InodeStat> {
         let (ino, _) = self.dentries.get(&(parent, name.to_string()))?;
+        if self.stale.contains(ino) {
+            return None;
+        }
         self.attrs.get(ino).cloned()
     }
 
@@ -116,6 +122,7 @@ impl DentryCache {
             // Crude but bounded: start over rather than track recency.
             self.dentries.clear();
             self.attrs.clear();
+            self.stale.clear();
             self.complete.clear();
             self.generation += 1;
         }
@@ -129,6 +136,7 @@ impl DentryCache {
         match self.attrs.get(&st.ino) {
             Some(old) if old.version > st.version => {}
             _ => {
+                self.stale.remove(&st.ino);
                 self.attrs.insert(st.ino, st.clone());
             }
         }
@@ -139,6 +147,7 @@ impl DentryCache {
         if let Some((ino, _)) = self.dentries.remove(&(parent, name.to_string())) {
             // Hard links may still name it; attributes (nlink) changed anyway.
             self.attrs.remove(&ino);
+            self.stale.remove(&ino);
         }
     }
 
@@ -168,11 +177,25 @@ impl DentryCache {
 
     /// The newest attributes seen of `ino` (not bounded by the TTL: for the layout).
     pub fn attrs_of(&self, ino: Ino) -> Option<InodeStat> {
+        if self.stale.contains(&ino) {
+            return None;
+        }
         self.attrs.get(&ino).cloned()
     }
 
+    /// Marks the attributes of `ino` stale: `attrs_of` no longer serves them (times or
+    /// link count changed at the MDS), `perm_attrs_of` still does.
     pub fn forget_attrs(&mut self, ino: Ino) {
-        self.attrs.remove(&ino);
+        if self.attrs.contains_key(&ino) {
+            self.stale.insert(ino);
+        }
+    }
+
+    /// The last attributes known for `ino`, stale or not: enough for what a namespace
+    /// change inside a directory leaves alone (mode, owner, layout) — permission checks
+    /// and the attributes async creates inherit.
+    pub fn perm_attrs_of(&self, ino: Ino) -> Option<InodeStat> {
+        self.attrs.get(&ino).cloned()
     }
 
     pub fn len(&self) -> usize {
@@ -198,6 +221,7 @@ impl DentryCache {
         }
         let named: std::collections::HashSet<Ino> = self.dentries.values().map(|(i, _)| *i).collect();
         self.attrs.retain(|ino, _| named.contains(ino));
+        self.stale.retain(|ino| named.contains(ino));
         self.dentries.len()
     }
 }
@@ -317,5 +341,21 @@ mod tests {
         assert!(many.attrs_of(500).is_none() && many.attrs_of(100).is_none(), "unnamed attributes go");
         assert_eq!(many.trim_to(0), 0);
         assert!(many.is_empty());
+    }
+
+    /// That forgotten (stale) attributes are no longer served as current, neither
+    /// directly nor through their entry, yet stay usable for permission checks until
+    /// fresh ones arrive.
+    #[test]
+    fn stale_attributes_serve_permissions_only() {
+        let mut c = DentryCache::new(16);
+        let st = InodeStat { mode: 0o40755, nlink: 2, ..st(7, 1) };
+        c.insert(1, "d", &st);
+        c.forget_attrs(7);
+        assert!(c.attrs_of(7).is_none() && c.get(1, "d").is_none());
+        assert_eq!(c.perm_attrs_of(7).map(|s| s.mode), Some(0o40755));
+        c.update_attrs(&InodeStat { nlink: 3, version: 2, ..st });
+        assert_eq!(c.attrs_of(7).map(|s| s.nlink), Some(3));
+        assert_eq!(c.get(1, "d").map(|s| s.nlink), Some(3));
     }
 }
