@@ -12,7 +12,6 @@ use cephr::msg::mds::{Ino, S_IFREG};
 use cephr::roles::client::Client;
 use harness::Cluster;
 use std::collections::BTreeSet;
-use std::time::Duration;
 
 const FS: &str = "cephfs";
 
