@@ -10,9 +10,11 @@ use cephr::msg::caps::Caps;
 use cephr::msg::mds::{O_RDWR, S_IFREG};
 use cephr::roles::client::file::Invalidate;
 use cephr::roles::client::Client;
-use harness::Cluster;
+use harness::{until, Cluster};
 use std::time::Duration;
 
+/// How long a condition may take to come true.
+const LIMIT: Duration = Duration::from_secs(10);
 const FS: &str = "cephfs";
 
 fn ok(c: &Cluster, args: &[&str]) {
@@ -33,17 +35,6 @@ fn c(s: &str) -> Caps {
     Caps::parse(s).expect("caps")
 }
 
-/// Waits (bounded) until `cond` holds.
-async fn until(what: &str, mut cond: impl FnMut() -> bool) {
-    for _ in 0..200 {
-        if cond() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
-
 /// That two clients stay coherent under caps: seed 004's second writer (the loner's
 /// buffered data is flushed and both end with Frw, each seeing the other's bytes), a
 /// stat seeing the other client's size after its close, and an unlink seen at once.
@@ -61,7 +52,7 @@ fn t10_two_clients_are_coherent() {
         eprintln!("--- client one opens alone for write: loner, writes go to the Fb buffer");
         let (st, fa) = one.create_open(root, "shared", S_IFREG | 0o644, O_RDWR, true).await.expect("create");
         let ino = st.ino;
-        until("client one's loner caps", || one.held_caps(ino).contains(c("AxFxwb"))).await;
+        until(LIMIT, "client one's loner caps", || one.held_caps(ino).contains(c("AxFxwb"))).await;
         let a_data = vec![b'A'; 5000];
         assert_eq!(one.fh_write(fa, 0, &a_data).await.expect("write one"), 5000);
 
@@ -92,7 +83,7 @@ fn t10_two_clients_are_coherent() {
         eprintln!("--- an unlink by one is seen by two at once");
         one.create(root, "gone", S_IFREG | 0o644, true).await.expect("create gone");
         assert!(two.lookup(root, "gone").await.is_ok());
-        until("client two may cache the root's entries", || two.held_caps(root).contains(Caps::FILE_SHARED)).await;
+        until(LIMIT, "client two may cache the root's entries", || two.held_caps(root).contains(Caps::FILE_SHARED)).await;
         assert!(two.kernel_ttl(root) > Duration::ZERO);
         one.unlink(root, "gone").await.expect("unlink");
         let e = two.lookup(root, "gone").await.expect_err("two must not find the unlinked entry");

@@ -11,10 +11,12 @@ mod harness;
 use cephr::msg::caps::Caps;
 use cephr::msg::mds::{O_RDWR, S_IFREG};
 use cephr::roles::client::Client;
-use harness::{Cluster, BIN};
+use harness::{until, Cluster, BIN};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// How long a condition may take to come true.
+const LIMIT: Duration = Duration::from_secs(15);
 const FS: &str = "cephfs";
 
 fn ok(c: &Cluster, args: &[&str]) -> String {
@@ -42,17 +44,6 @@ fn active_gid(c: &Cluster) -> Option<String> {
     let v: serde_json::Value = serde_json::from_str(&c.cli(&["fs", "status", FS, "--format", "json"]).stdout).ok()?;
     let d = v["filesystems"][0]["daemons"].as_array()?;
     d.iter().find(|i| i["rank"] == 0 && i["state"] == "up:active").and_then(|i| i["name"].as_str()).map(String::from)
-}
-
-/// Waits (bounded) until `cond` holds.
-async fn until(what: &str, mut cond: impl FnMut() -> bool) {
-    for _ in 0..300 {
-        if cond() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for {what}");
 }
 
 /// That after kill -9 of the active MDS two clients with cached caps reconnect to the
@@ -88,7 +79,7 @@ fn t10_failover_reconnects_clients_and_evicts_the_dead() {
         let (_, fb) = two.open(st.ino, 0).await.expect("open two");
         assert_eq!(one.fh_read(fa, 0, 5000).await.expect("read one").len(), 5000);
         assert_eq!(two.fh_read(fb, 0, 5000).await.expect("read two").len(), 5000);
-        until("both cache the file", || {
+        until(LIMIT, "both cache the file", || {
             one.held_caps(st.ino).contains(Caps::FILE_CACHE) && two.held_caps(st.ino).contains(Caps::FILE_CACHE)
         })
         .await;

@@ -35,6 +35,16 @@ impl From<Output> for Cli {
 }
 
 /// Deterministic pseudo-random bytes (xorshift from `seed`).
+/// Waits until `cond` holds, polling every 50 ms for at most `limit`; panics naming
+/// `what` if it never does (for async tests; `Cluster::wait_for` is the blocking one).
+pub async fn until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let end = Instant::now() + limit;
+    while !cond() {
+        assert!(Instant::now() < end, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 pub fn bytes(seed: u64, n: usize) -> Vec<u8> {
     let mut x = seed | 1;
     (0..n)

@@ -174,19 +174,7 @@ impl GroupCache {
 /// anything but execute a file without any execute bit; others get the owner, group
 /// or other bits, whichever class they fall in. `mask` holds R_OK/W_OK/X_OK bits.
 pub fn access_ok(st: &InodeStat, c: &Caller, mask: u32) -> Result<(), Errno> {
-    let mask = mask & 7;
-    if c.uid == 0 {
-        let is_dir = st.mode & S_IFMT == S_IFDIR;
-        return if mask & 1 != 0 && !is_dir && st.mode & 0o111 == 0 { Err(Errno::EACCES) } else { Ok(()) };
-    }
-    let bits = if c.uid == st.uid {
-        (st.mode >> 6) & 7
-    } else if c.in_group(st.gid) {
-        (st.mode >> 3) & 7
-    } else {
-        st.mode & 7
-    };
-    if bits & mask == mask {
+    if c.may(st.mode, st.uid, st.gid, mask) {
         Ok(())
     } else {
         Err(Errno::EACCES)

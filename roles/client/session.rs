@@ -330,33 +330,38 @@ impl Inner {
     /// Connects to `t` and opens a session there; on success makes it the current one
     /// and re-sends every request still waiting for an answer or a safe reply.
     pub(super) async fn open_session(&self, t: &MdsTarget) -> Result<(), CmdError> {
-        let conn = self
-            .msgr
-            .connect(&t.peer, t.addr, true)
-            .await
-            .map_err(|e| CmdError::new(Errno::ENOTCONN, format!("cannot reach {}: {e}", t.peer)))?;
         let open = SessionOp::Open { root: self.root_path.clone(), metadata: BTreeMap::new() };
-        let reply = conn
-            .request(Message::MClientSession(open), self.timeout.min(Duration::from_secs(3)))
-            .await
-            .map_err(|e| CmdError::new(Errno::ETIMEDOUT, format!("session open with {}: {e}", t.peer)))?;
-        match reply {
-            Message::MClientSessionReply(SessionReply::Opened { root_ino, .. }) => {
-                self.root_ino.store(root_ino, Ordering::Relaxed);
-            }
-            Message::MClientSessionReply(SessionReply::Rejected { errno, reason }) => {
-                return Err(CmdError::new(errno, format!("{} refused the session: {reason}", t.peer)));
-            }
-            Message::MError { message } => return Err(CmdError::new(Errno::EIO, format!("{}: {message}", t.peer))),
-            other => {
-                return Err(CmdError::new(Errno::EIO, format!("{} answered the session open with {}", t.peer, other.name())))
-            }
-        }
+        let conn = self.session_handshake(t, Message::MClientSession(open), "session open").await?;
         // Delegated inode numbers are learned again from the next create's safe reply
         // (the session may be a new one); unsafe async ops keep theirs.
         self.asyncops.forget_delegated();
         self.install_session(t, conn, "client session open");
         Ok(())
+    }
+
+    /// Connects to `t` and sends `msg` (a session open or a reconnect, named `what` in
+    /// errors); the session is ours once `t` answers `Opened` (its root inode is kept).
+    pub(super) async fn session_handshake(&self, t: &MdsTarget, msg: Message, what: &str) -> Result<ConnHandle, CmdError> {
+        let conn = self
+            .msgr
+            .connect(&t.peer, t.addr, true)
+            .await
+            .map_err(|e| CmdError::new(Errno::ENOTCONN, format!("cannot reach {}: {e}", t.peer)))?;
+        let reply = conn
+            .request(msg, self.timeout.min(Duration::from_secs(3)))
+            .await
+            .map_err(|e| CmdError::new(Errno::ETIMEDOUT, format!("{what} with {}: {e}", t.peer)))?;
+        match reply {
+            Message::MClientSessionReply(SessionReply::Opened { root_ino, .. }) => {
+                self.root_ino.store(root_ino, Ordering::Relaxed);
+                Ok(conn)
+            }
+            Message::MClientSessionReply(SessionReply::Rejected { errno, reason }) => {
+                Err(CmdError::new(errno, format!("{} refused the {what}: {reason}", t.peer)))
+            }
+            Message::MError { message } => Err(CmdError::new(Errno::EIO, format!("{}: {message}", t.peer))),
+            other => Err(CmdError::new(Errno::EIO, format!("{} answered the {what} with {}", t.peer, other.name()))),
+        }
     }
 
     /// The credentials of the request being made.

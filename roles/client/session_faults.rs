@@ -19,14 +19,13 @@
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
 use super::{lock, rank0, Inner, MdsTarget};
 use crate::error::{CmdError, Errno};
 use crate::maps::{FsMap, MdsState};
 use crate::ids::EntityName;
 use crate::msg::caps::{CapOp, CapReconnect, Caps, ClientCaps, ClientReconnect};
-use crate::msg::mds::{Ino, SessionOp, SessionReply};
+use crate::msg::mds::{Ino, SessionOp};
 use crate::msg::Message;
 use crate::net::ConnHandle;
 use crate::roles::client::caps::InodeCaps;
@@ -139,26 +138,9 @@ impl Inner {
     }
 
     async fn reconnect_session(&self, t: &MdsTarget) -> Result<(), CmdError> {
-        let conn = self
-            .msgr
-            .connect(&t.peer, t.addr, true)
-            .await
-            .map_err(|e| CmdError::new(Errno::ENOTCONN, format!("cannot reach {}: {e}", t.peer)))?;
         let m = self.reconnect_message();
         let n = m.caps.len();
-        let reply = conn
-            .request(Message::MClientReconnect(m), self.timeout.min(Duration::from_secs(3)))
-            .await
-            .map_err(|e| CmdError::new(Errno::ETIMEDOUT, format!("reconnect to {}: {e}", t.peer)))?;
-        match reply {
-            Message::MClientSessionReply(SessionReply::Opened { root_ino, .. }) => {
-                self.root_ino.store(root_ino, Ordering::Relaxed);
-            }
-            Message::MClientSessionReply(SessionReply::Rejected { errno, reason }) => {
-                return Err(CmdError::new(errno, format!("{} refused the reconnect: {reason}", t.peer)));
-            }
-            other => return Err(CmdError::new(Errno::EIO, format!("{} answered the reconnect with {}", t.peer, other.name()))),
-        }
+        let conn = self.session_handshake(t, Message::MClientReconnect(m), "reconnect").await?;
         tracing::info!(mds = %t.peer, caps = n, "reconnected: session and caps kept");
         self.install_session(t, conn, "client session reconnected");
         self.resend_flushes();

@@ -160,20 +160,7 @@ pub(crate) const MAY_EXEC: u32 = 1;
 /// Mode-bit permission check as Linux does it: owner, then group, then other bits;
 /// uid 0 passes except that it needs some execute bit to execute a non-directory.
 pub fn may(i: &Inode, c: &Caller, mask: u32) -> Result<(), Errno> {
-    if c.uid == 0 {
-        if mask & MAY_EXEC != 0 && !i.is_dir() && i.mode & 0o111 == 0 {
-            return Err(Errno::EACCES);
-        }
-        return Ok(());
-    }
-    let bits = if c.uid == i.uid {
-        (i.mode >> 6) & 7
-    } else if c.in_group(i.gid) {
-        (i.mode >> 3) & 7
-    } else {
-        i.mode & 7
-    };
-    if bits & mask == mask {
+    if c.may(i.mode, i.uid, i.gid, mask) {
         Ok(())
     } else {
         Err(Errno::EACCES)

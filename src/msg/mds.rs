@@ -58,6 +58,24 @@ impl Caller {
     pub fn in_group(&self, gid: u32) -> bool {
         self.gid == gid || self.gids.contains(&gid)
     }
+
+    /// Mode-bit permission check as Linux does it for a file of `mode` owned by
+    /// `uid`:`gid`: owner, then group, then other bits; uid 0 passes except that it
+    /// needs some execute bit to execute a non-directory. `mask`: R=4, W=2, X=1.
+    pub fn may(&self, mode: u32, uid: u32, gid: u32, mask: u32) -> bool {
+        let mask = mask & 7;
+        if self.uid == 0 {
+            return mask & 1 == 0 || mode & S_IFMT == S_IFDIR || mode & 0o111 != 0;
+        }
+        let bits = if self.uid == uid {
+            (mode >> 6) & 7
+        } else if self.in_group(gid) {
+            (mode >> 3) & 7
+        } else {
+            mode & 7
+        };
+        bits & mask == mask
+    }
 }
 
 /// How a file's bytes map onto data objects `<ino hex>.<objno 8 hex>`: stripe units of
