@@ -72,7 +72,14 @@ pub(super) struct InodeCaps {
     /// `Fb`: written data not yet sent to the OSDs, by offset (non-overlapping).
     pub buffer: BTreeMap<u64, Vec<u8>>,
     pub buffered: usize,
-    /// `Fc`: cached pages by page number.
+    /// Written (exclusively) by `flush_buffer` from taking the buffer until its runs
+    /// landed, so that a flush that finds another under way waits for it (a caller
+    /// of a flush relies on the data being on the OSDs when it returns); read by
+    /// reads from their first OSD read until they laid the buffer over what they
+    /// read, so that no buffered bytes land unseen in between.
+    pub landing: Arc<tokio::sync::RwLock<()>>,
+    /// `Fc`: cached pages by page number (with the buffered bytes of their range
+    /// laid over them: what the file holds).
     pub pages: HashMap<u64, Vec<u8>>,
     pub flush_tid: u64,
     pub flush_acked: u64,
@@ -122,7 +129,8 @@ impl InodeCaps {
         self.buffer.insert(off, data.to_vec());
     }
 
-    /// Copies buffered data over `out`, which holds file bytes from `off`.
+    /// Copies buffered data over `out`, which holds file bytes from `off` as the
+    /// OSDs have them (read under `landing`).
     pub fn overlay(&self, off: u64, out: &mut [u8]) {
         let end = off + out.len() as u64;
         for (o, d) in self.buffer.range(..end) {
@@ -133,6 +141,16 @@ impl InodeCaps {
             let from = off.max(*o);
             let to = end.min(dend);
             out[(from - off) as usize..(to - off) as usize].copy_from_slice(&d[(from - o) as usize..(to - o) as usize]);
+        }
+    }
+
+    /// The end of the size/mtime this client wrote and the MDS may not have
+    /// journaled yet: unreported, or in a cap flush not yet acknowledged.
+    pub fn unreported(&self) -> Option<(u64, i64)> {
+        let flushing = self.flushing.filter(|_| self.flush_acked < self.flush_tid);
+        match (self.dirty, flushing) {
+            (Some((e1, m1)), Some((e2, m2))) => Some((e1.max(e2), m1.max(m2))),
+            (a, b) => a.or(b),
         }
     }
 
@@ -239,7 +257,7 @@ impl Client {
     /// Attributes served from the cache while the caps allow it (with this client's
     /// unreported size/mtime on top).
     pub(super) fn cached_attrs(&self, ino: Ino) -> Option<InodeStat> {
-        let (caps, dirty) = lock(&self.inner.caps.map).get(&ino).map(|c| (c.caps, c.dirty))?;
+        let (caps, dirty) = lock(&self.inner.caps.map).get(&ino).map(|c| (c.caps, c.unreported()))?;
         if !caps.contains(attr_caps()) {
             return None;
         }
@@ -335,49 +353,40 @@ impl Client {
     }
 
     /// Writes the `Fb` buffer of `ino` to the OSDs (the size/mtime stay dirty): its
-    /// contiguous runs all at once, each run's objects in parallel (`write_data`). On an
-    /// error the whole buffer goes back under anything buffered since (rewriting what
-    /// did land is harmless), so a later flush retries it.
+    /// contiguous runs all at once, each run's objects in parallel (`write_data`).
+    /// Holds `landing` meanwhile: reads wait, and so does a second flush. On an
+    /// error the runs go back under anything buffered since (rewriting what did
+    /// land is harmless), so a later flush retries them.
     pub(super) async fn flush_buffer(&self, ino: Ino) -> Result<(), CmdError> {
-        let buf = match lock(&self.inner.caps.map).get_mut(&ino) {
+        let landing = match lock(&self.inner.caps.map).get(&ino) {
+            Some(c) => c.landing.clone(),
+            None => return Ok(()),
+        };
+        let _landing = landing.write().await;
+        let runs = match lock(&self.inner.caps.map).get_mut(&ino) {
             Some(c) if !c.buffer.is_empty() => {
                 c.buffered = 0;
-                std::mem::take(&mut c.buffer)
+                coalesce(&std::mem::take(&mut c.buffer))
             }
             _ => return Ok(()),
         };
-        let st = match self.layout_for(ino).await {
-            Ok(st) => st,
-            Err(e) => {
-                self.unflush(ino, buf);
-                return Err(e);
-            }
+        let written = match self.layout_for(ino).await {
+            Ok(st) => futures::future::try_join_all(runs.iter().map(|(off, data)| self.write_data(&st, *off, data))).await.map(drop),
+            Err(e) => Err(e),
         };
-        let runs = coalesce(&buf);
-        let mut writes = Vec::with_capacity(runs.len());
-        for (off, data) in &runs {
-            writes.push(self.write_data(&st, *off, data));
-        }
-        let written = futures::future::try_join_all(writes).await;
-        if let Err(e) = written {
-            self.unflush(ino, buf);
-            return Err(e);
-        }
-        Ok(())
-    }
-
-    /// Puts a buffer whose flush failed back, under anything written since.
-    fn unflush(&self, ino: Ino, buf: BTreeMap<u64, Vec<u8>>) {
         let mut map = lock(&self.inner.caps.map);
         let c = map.entry(ino).or_default();
-        let newer = std::mem::take(&mut c.buffer);
-        c.buffered = 0;
-        for (o, d) in buf {
-            c.buffer_write(o, &d);
+        // The file's bytes on the OSDs changed under reads that sampled its size.
+        c.page_gen += 1;
+        if written.is_err() {
+            // Back under anything buffered since.
+            let newer = std::mem::take(&mut c.buffer);
+            c.buffered = 0;
+            for (o, d) in runs.iter().map(|(o, d)| (*o, d.as_slice())).chain(newer.iter().map(|(o, d)| (*o, d.as_slice()))) {
+                c.buffer_write(o, d);
+            }
         }
-        for (o, d) in newer {
-            c.buffer_write(o, &d);
-        }
+        written
     }
 
     async fn layout_for(&self, ino: Ino) -> Result<InodeStat, CmdError> {
@@ -394,21 +403,33 @@ impl Client {
         let (m, tid) = {
             let mut map = lock(&self.inner.caps.map);
             let Some(c) = map.get_mut(&ino) else { return Ok(()) };
-            let Some((size, mtime)) = c.dirty.take() else { return Ok(()) };
-            c.flush_tid += 1;
-            c.flushing = Some((size, mtime));
-            let mut m = ClientCaps::new(CapOp::Flush, ino, c.caps, c.seq);
-            (m.wanted, m.dirty, m.flush_tid, m.size, m.mtime) = (c.wanted(), Caps::FILE_WR, c.flush_tid, size, mtime);
-            (m, c.flush_tid)
+            match c.dirty.take() {
+                Some((size, mtime)) => {
+                    c.flush_tid += 1;
+                    c.flushing = Some((size, mtime));
+                    let mut m = ClientCaps::new(CapOp::Flush, ino, c.caps, c.seq);
+                    (m.wanted, m.dirty, m.flush_tid, m.size, m.mtime) = (c.wanted(), Caps::FILE_WR, c.flush_tid, size, mtime);
+                    (Some(m), c.flush_tid)
+                }
+                // Nothing new; an earlier flush may still be on its way.
+                None => (None, c.flush_tid),
+            }
         };
-        self.send_caps(m);
+        if let Some(m) = m {
+            self.send_caps(m);
+        }
         if !wait {
             return Ok(());
         }
+        self.wait_flushed(ino, tid).await
+    }
+
+    /// Waits until cap flush `tid` of `ino` is acknowledged.
+    async fn wait_flushed(&self, ino: Ino, tid: u64) -> Result<(), CmdError> {
         let deadline = tokio::time::Instant::now() + self.inner.timeout;
         loop {
             let notified = self.inner.caps.changed.notified();
-            if lock(&self.inner.caps.map).get(&ino).is_some_and(|c| c.flush_acked >= tid) {
+            if lock(&self.inner.caps.map).get(&ino).is_none_or(|c| c.flush_acked >= tid) {
                 return Ok(());
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {

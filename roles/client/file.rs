@@ -20,6 +20,9 @@ use crate::msg::caps::Caps;
 use crate::msg::mds::{Ino, InodeStat, MdsOp, ReplyBody, O_ACCMODE, S_IFDIR, S_IFMT};
 use crate::now_ns;
 
+/// What `Client::page_stamp` returns.
+type PageStamp = (Option<u64>, Option<u64>);
+
 /// A handle number as the mount sees it.
 pub type Fh = u64;
 
@@ -126,7 +129,7 @@ impl Client {
             Some(st) if self.caps_of(ino).intersects(Caps::FILE_SHARED | Caps::FILE_EXCL) => Ok(st),
             _ => {
                 let mut st = self.getattr(ino).await?;
-                if let Some((end, _)) = lock(&self.inner.caps.map).get(&ino).and_then(|c| c.dirty) {
+                if let Some((end, _)) = lock(&self.inner.caps.map).get(&ino).and_then(|c| c.unreported()) {
                     st.size = st.size.max(end);
                 }
                 Ok(st)
@@ -138,16 +141,22 @@ impl Client {
     pub async fn fh_read(&self, fh: Fh, off: u64, len: u64) -> Result<Vec<u8>, CmdError> {
         let h = self.handle(fh)?;
         let caps = self.get_caps(h.ino, Caps::FILE_RD, Caps::FILE_CACHE).await?;
+        // Taken before the size: pages read now may be cached only if no write,
+        // truncate or flush came after it (the size still holds then).
+        let stamp = self.page_stamp(h.ino);
         let st = self.size_view(h.ino).await?;
         let Some(_r) = self.cap_ref(h.ino, Caps::FILE_RD) else {
             return Box::pin(self.fh_read(fh, off, len)).await;
         };
+        // No buffered bytes may land between the OSD reads and the overlay below.
+        let landing = lock(&self.inner.caps.map).entry(h.ino).or_default().landing.clone();
+        let _stable = landing.read().await;
         if off >= st.size {
             return Ok(Vec::new());
         }
         let len = len.min(st.size - off);
         let mut out = if caps.contains(Caps::FILE_CACHE) {
-            self.read_cached(&st, off, len).await?
+            self.read_cached(&st, off, len, stamp).await?
         } else {
             self.read_with(&st, off, len).await?
         };
@@ -161,7 +170,7 @@ impl Client {
     /// also covers up to `READAHEAD` bytes beyond the request (sequential readers then
     /// hit the cache), split into pages afterwards. One fetch per inode runs at a
     /// time: concurrent misses wait for it and then find their pages cached.
-    async fn read_cached(&self, st: &InodeStat, off: u64, len: u64) -> Result<Vec<u8>, CmdError> {
+    async fn read_cached(&self, st: &InodeStat, off: u64, len: u64, stamp: PageStamp) -> Result<Vec<u8>, CmdError> {
         let (first, last) = (off / PAGE, (off + len).div_ceil(PAGE));
         let mut fetched: HashMap<u64, Vec<u8>> = HashMap::new();
         if !self.missing_pages(st.ino, first, last).is_empty() {
@@ -169,7 +178,7 @@ impl Client {
             let _fetching = fetch_lock.lock().await;
             let missing = self.missing_pages(st.ino, first, last);
             if let (Some(&lo), Some(&hi)) = (missing.first(), missing.last()) {
-                fetched = self.fetch_pages(st, lo, hi, last).await?;
+                fetched = self.fetch_pages(st, lo, hi, last, stamp).await?;
             }
         }
         let mut out = Vec::with_capacity(len as usize);
@@ -180,11 +189,12 @@ impl Client {
                 // Dropped meanwhile (a revoke or the cache bound): read it directly.
                 None => self.read_with(st, p * PAGE, PAGE).await?,
             };
+            // A page cached short (the end of the file then) reads as zeros past its
+            // bytes: a later write there would have dropped it.
             let from = if p == first { (off - p * PAGE) as usize } else { 0 };
-            let to = ((off + len).min(p * PAGE + page.len() as u64)).saturating_sub(p * PAGE) as usize;
-            if from < to {
-                out.extend_from_slice(&page[from..to]);
-            }
+            let to = ((off + len).min((p + 1) * PAGE) - p * PAGE) as usize;
+            out.extend_from_slice(&page[from.min(page.len())..to.min(page.len())]);
+            out.resize(out.len() + to.saturating_sub(page.len().max(from)), 0);
         }
         out.resize(len as usize, 0);
         Ok(out)
@@ -197,13 +207,25 @@ impl Client {
         (first..last).filter(|p| have.is_none_or(|c| !c.pages.contains_key(p))).collect()
     }
 
-    /// Reads pages `lo..=hi` plus read-ahead into the cache (while `Fc` is held);
-    /// returns the fetched pages below `last` (the ones the caller asked for).
-    async fn fetch_pages(&self, st: &InodeStat, lo: u64, hi: u64, last: u64) -> Result<HashMap<u64, Vec<u8>>, CmdError> {
+    /// The cache epoch (while `Fc` is held) and page generation of `ino`: pages
+    /// read across a lost and regained `Fc` may predate another client's write, and
+    /// pages read across a write, truncate or flush of this client may be stale.
+    fn page_stamp(&self, ino: Ino) -> PageStamp {
+        (self.cache_epoch(ino), lock(&self.inner.caps.map).get(&ino).map(|c| c.page_gen))
+    }
+
+    /// Reads pages `lo..=hi` plus read-ahead into the cache (unless `stamp`, taken
+    /// before `st`, is no longer current); returns the fetched pages below `last`
+    /// (the ones the caller asked for).
+    async fn fetch_pages(
+        &self,
+        st: &InodeStat,
+        lo: u64,
+        hi: u64,
+        last: u64,
+        (epoch, gen): PageStamp,
+    ) -> Result<HashMap<u64, Vec<u8>>, CmdError> {
         let end_page = (hi + 1).max(lo + READAHEAD / PAGE).min(st.size.div_ceil(PAGE)).max(hi + 1);
-        // Pages read across a lost and regained `Fc` may predate another client's write.
-        let epoch = self.cache_epoch(st.ino);
-        let gen = lock(&self.inner.caps.map).get(&st.ino).map(|c| c.page_gen);
         let data = self.read_with(st, lo * PAGE, (end_page - lo) * PAGE).await?;
         let pages: Vec<(u64, Vec<u8>)> = data.chunks(PAGE as usize).zip(lo..).map(|(d, p)| (p, d.to_vec())).collect();
         let fetched = pages.iter().filter(|(p, _)| *p < last).map(|(p, d)| (*p, d.clone())).collect();
@@ -213,10 +235,12 @@ impl Client {
             c.caps.contains(Caps::FILE_CACHE) && Some(c.cache_epoch) == epoch && Some(c.page_gen) == gen
         };
         if let Some(c) = map.get_mut(&st.ino).filter(current) {
-            for (p, d) in pages {
+            for (p, mut d) in pages {
                 if c.pages.len() >= MAX_PAGES {
                     c.pages.clear();
                 }
+                // What this client buffered (nothing lands while the read runs).
+                c.overlay(p * PAGE, &mut d);
                 c.pages.insert(p, d);
             }
         }

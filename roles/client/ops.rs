@@ -149,6 +149,10 @@ impl Client {
             if new < old.size {
                 self.cut_objects(&old, new).await?;
             }
+            // Pages fetched while the size changed may hold the cut tail.
+            if let Some(c) = super::session::lock(&self.inner.caps.map).get_mut(&ino) {
+                c.clear_pages();
+            }
         }
         Ok(st)
     }

@@ -269,6 +269,7 @@ pub(super) fn recall_victims(caps: &HashMap<Ino, InodeCaps>, stamps: &HashMap<In
                 && c.opens == (0, 0)
                 && c.users == 0
                 && c.buffer.is_empty()
+               
                 && c.dirty.is_none()
                 && c.flush_acked >= c.flush_tid
         })
