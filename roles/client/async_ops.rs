@@ -234,6 +234,44 @@ impl Client {
         }
     }
 
+    /// A create answered without waiting: a late error of an earlier async op in
+    /// `parent`, or the file created asynchronously (the MDS takes it as a read-write
+    /// open; the caller says what it wants later). `None`: the caller must ask the
+    /// MDS (and wait).
+    pub(super) fn create_now(&self, parent: Ino, name: &str, mode: u32) -> Option<Result<InodeStat, CmdError>> {
+        if let Err(e) = self.async_error(parent) {
+            return Some(Err(e));
+        }
+        self.try_async_create(parent, name, mode).map(Ok)
+    }
+
+    /// `create_now` for mkdir.
+    pub fn mkdir_now(&self, parent: Ino, name: &str, mode: u32) -> Option<Result<InodeStat, CmdError>> {
+        if let Err(e) = self.async_error(parent) {
+            return Some(Err(e));
+        }
+        self.try_async_mkdir(parent, name, mode).map(Ok)
+    }
+
+    /// `create_now` for unlink.
+    pub fn unlink_now(&self, parent: Ino, name: &str) -> Option<Result<(), CmdError>> {
+        if let Err(e) = self.async_error(parent) {
+            return Some(Err(e));
+        }
+        self.try_async_unlink(parent, name).map(Ok)
+    }
+
+    /// Whether `parent` is known to hold no entry `name` (its listing is complete and
+    /// its caps cover it): a lookup's ENOENT needs no MDS. Names the MDS would refuse
+    /// are never known absent (they get their own error).
+    pub fn known_absent(&self, parent: Ino, name: &str) -> bool {
+        name != "."
+            && name != ".."
+            && check_name(name).is_ok()
+            && self.dir_cached(parent)
+            && lock(&self.inner.dcache).known_absent(parent, name)
+    }
+
     /// The directory's attributes when an async op may run in it: async ops on, `As Fs
     /// Fx` held, the listing complete; plus a reference on its caps.
     fn async_dir(&self, dir: Ino) -> Option<(InodeStat, CapRef)> {
@@ -260,8 +298,8 @@ impl Client {
         self.try_async_new(parent, name, S_IFREG | (mode & 0o7777))
     }
 
-    /// mkdir like `try_async_create`; the new directory is not complete until the
-    /// client lists it (its caps come with the reply).
+    /// mkdir like `try_async_create`; the new directory is complete (empty), and
+    /// creates in it go asynchronous once the reply brought `Fx` on it.
     pub(super) fn try_async_mkdir(&self, parent: Ino, name: &str, mode: u32) -> Option<InodeStat> {
         self.try_async_new(parent, name, S_IFDIR | (mode & 0o7777))
     }
@@ -297,12 +335,21 @@ impl Client {
             symlink: None,
             version: 0,
         };
-        lock(&self.inner.dcache).insert(parent, name, &st);
+        {
+            let mut d = lock(&self.inner.dcache);
+            d.insert(parent, name, &st);
+            if is_dir {
+                // Empty, and no other client can know it yet: its lookups need no MDS.
+                let generation = d.generation();
+                d.set_complete(ino, generation);
+            }
+        }
+        self.assume_caps(ino);
         let name_s = name.to_string();
         let op = if is_dir {
-            MdsOp::MkdirIno { parent, name: name_s, mode, ino }
+            MdsOp::MkdirIno { parent, name: name_s, mode, ino, stamp: now }
         } else {
-            MdsOp::CreateIno { parent, name: name_s, mode, ino }
+            MdsOp::CreateIno { parent, name: name_s, mode, ino, stamp: now }
         };
         self.send_async(parent, name, Some(ino), op, cap);
         Some(st)
@@ -331,14 +378,14 @@ impl Client {
         lock(&self.inner.asyncops.inflight).add(tid, dir, created);
         let rx = self.inner.submit(tid, op);
         let (me, name) = (self.clone(), name.to_string());
-        tokio::spawn(async move { me.async_answered(tid, dir, name, rx, cap).await });
+        tokio::spawn(async move { me.async_answered(tid, (dir, name), created, rx, cap).await });
     }
 
     async fn async_answered(
         &self,
         tid: u64,
-        dir: Ino,
-        name: String,
+        (dir, name): (Ino, String),
+        created: Option<Ino>,
         rx: oneshot::Receiver<Result<ReplyBody, Errno>>,
         cap: CapRef,
     ) {
@@ -355,6 +402,9 @@ impl Client {
                 d.set_incomplete(dir);
             }
             self.inner.files.invalidate(Invalidate::Entry { parent: dir, name: name.clone() });
+            if let Some(ino) = created {
+                self.unassume_caps(ino);
+            }
             let msg = format!("async op on {name:?} in {dir:#x} failed: {}", errno_text(errno));
             self.inner.asyncops.record_error(dir, CmdError::new(errno, msg));
         }

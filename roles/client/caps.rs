@@ -246,6 +246,31 @@ impl Client {
         }
     }
 
+    /// Caps the client assumes on an inode it created asynchronously, until the
+    /// MDS's reply issues the real ones (Ceph's client does the same): the shared
+    /// bits, which the MDS gives the creator, the only client that can know the
+    /// inode while it holds the parent's `Fx`. The kernel may then cache the new
+    /// entry's attributes at once. A grant that turns out narrower drops what the
+    /// missing bits covered.
+    pub(super) fn assume_caps(&self, ino: Ino) {
+        let mut map = lock(&self.inner.caps.map);
+        let c = map.entry(ino).or_default();
+        if c.seq == 0 {
+            c.caps |= Caps::PIN | Caps::ANY_SHARED;
+        }
+    }
+
+    /// An async create failed: caps assumed on its inode go (nothing was issued).
+    pub(super) fn unassume_caps(&self, ino: Ino) {
+        let dropped = {
+            let mut map = lock(&self.inner.caps.map);
+            map.get_mut(&ino).filter(|c| c.seq == 0).is_some_and(|c| !std::mem::take(&mut c.caps).is_empty())
+        };
+        if dropped {
+            self.inner.files.invalidate(Invalidate::Inode(ino));
+        }
+    }
+
     /// Takes an I/O reference if `ino` still holds `need`.
     pub(super) fn cap_ref(&self, ino: Ino, need: Caps) -> Option<CapRef> {
         let mut map = lock(&self.inner.caps.map);
@@ -490,6 +515,10 @@ impl Client {
         if m.op == CapOp::Revoke {
             let me = self.clone();
             tokio::spawn(async move { me.finish_revoke(m, lost).await });
+        } else if !lost.is_empty() {
+            // Narrower than assumed (`assume_caps`): nothing to give back, but the
+            // caches those bits covered go.
+            self.drop_caches(m.ino, lost);
         }
     }
 

@@ -115,11 +115,28 @@ impl Client {
         flags: u32,
         excl: bool,
     ) -> Result<(InodeStat, Fh), CmdError> {
+        if let Some(r) = self.create_open_now(parent, name, mode, flags) {
+            return r;
+        }
         let st = self.create(parent, name, mode, excl).await?;
-        let fh = self.new_handle(st.ino, flags);
+        Ok((st.clone(), self.created_handle(st.ino, flags)))
+    }
+
+    /// `create_open` when it needs no waiting (`create_now`); `None`: it would.
+    /// The MDS takes the async create as a read-write open, which covers the
+    /// handle; what it wants is said once it closes.
+    pub fn create_open_now(&self, parent: Ino, name: &str, mode: u32, flags: u32) -> Option<Result<(InodeStat, Fh), CmdError>> {
+        Some(self.create_now(parent, name, mode)?.map(|st| {
+            let fh = self.new_handle(st.ino, flags);
+            (st, fh)
+        }))
+    }
+
+    fn created_handle(&self, ino: Ino, flags: u32) -> Fh {
+        let fh = self.new_handle(ino, flags);
         // The MDS took a create as a read-write open; say what this handle wants.
-        self.send_wanted(st.ino);
-        Ok((st, fh))
+        self.send_wanted(ino);
+        fh
     }
 
     /// The size (and attributes) reads and appends go by: the cached ones while `Fs` or

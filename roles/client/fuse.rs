@@ -89,16 +89,45 @@ impl CephFuse {
         });
     }
 
+    /// Answers at once, in this thread, when `now` can (it runs as the request's
+    /// caller inside the runtime and must not wait; `None`: it would); else `serve`s
+    /// `body`.
+    fn now_or_serve<R, T, N, F, Fut, K>(&self, req: &Request, reply: R, now: N, body: F, ok: K)
+    where
+        R: Fail + Send + 'static,
+        T: Send + 'static,
+        N: FnOnce(&Shared, Caller) -> Option<Result<T, CmdError>>,
+        F: FnOnce(Arc<Shared>, Caller) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, CmdError>> + Send + 'static,
+        K: FnOnce(R, &Shared, T) + Send + 'static,
+    {
+        let caller = self.sh.caller(req.uid(), req.gid(), req.pid());
+        let answered = {
+            let _rt = self.rt.enter();
+            Client::with_caller_sync(caller.clone(), || now(&self.sh, caller))
+        };
+        match answered {
+            Some(Ok(v)) => ok(reply, &self.sh, v),
+            Some(Err(e)) => reply.fail(errno(&e)),
+            None => self.serve(req, reply, body, ok),
+        }
+    }
+
+    /// How ops that make an entry answer (lookup, mknod, mkdir, ...).
+    fn entry_reply(parent: crate::msg::mds::Ino) -> impl FnOnce(ReplyEntry, &Shared, InodeStat) + Send + 'static {
+        move |reply, sh, st| {
+            sh.held(st.ino);
+            reply.entry_with_ttls(&sh.attr_ttl(st.ino), &sh.entry_ttl(parent), &attr(&st, &sh.map), Generation(0));
+        }
+    }
+
     /// `serve` for ops that answer with a new entry (lookup, mknod, mkdir, ...).
     fn entry<F, Fut>(&self, req: &Request, reply: ReplyEntry, parent: crate::msg::mds::Ino, body: F)
     where
         F: FnOnce(Arc<Shared>, Caller) -> Fut + Send + 'static,
         Fut: Future<Output = Result<InodeStat, CmdError>> + Send + 'static,
     {
-        self.serve(req, reply, body, move |reply, sh, st| {
-            sh.held(st.ino);
-            reply.entry_with_ttls(&sh.attr_ttl(st.ino), &sh.entry_ttl(parent), &attr(&st, &sh.map), Generation(0));
-        });
+        self.serve(req, reply, body, Self::entry_reply(parent));
     }
 
     /// `serve` for ops that answer with nothing.
@@ -193,6 +222,9 @@ impl Filesystem for CephFuse {
             sh.held(st.ino);
             return reply.entry_with_ttls(&sh.attr_ttl(st.ino), &sh.entry_ttl(p), &attr(&st, &sh.map), Generation(0));
         }
+        if self.sh.client.known_absent(p, &name) {
+            return reply.error(fuser::Errno::ENOENT);
+        }
         self.entry(req, reply, p, move |sh, _| async move { sh.lookup(p, &name).await });
     }
 
@@ -259,13 +291,19 @@ impl Filesystem for CephFuse {
     fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, _umask: u32, reply: ReplyEntry) {
         let name = name_or_fail!(reply, name);
         let p = self.sh.map.to_mds(parent);
-        self.entry(req, reply, p, move |sh, _| async move { sh.changing(&[p], sh.client.mkdir(p, &name, mode)).await });
+        let now = |sh: &Shared, _| sh.mkdir_now(p, &name, mode);
+        let name = name.clone();
+        let body = move |sh: Arc<Shared>, _| async move { sh.changing(&[p], sh.client.mkdir(p, &name, mode)).await };
+        self.now_or_serve(req, reply, now, body, Self::entry_reply(p));
     }
 
     fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let name = name_or_fail!(reply, name);
         let p = self.sh.map.to_mds(parent);
-        self.empty(req, reply, move |sh, _| async move { sh.changing(&[p], sh.client.unlink(p, &name)).await });
+        let now = |sh: &Shared, _| sh.unlink_now(p, &name);
+        let name = name.clone();
+        let body = move |sh: Arc<Shared>, _| async move { sh.changing(&[p], sh.client.unlink(p, &name)).await };
+        self.now_or_serve(req, reply, now, body, |reply, _, ()| reply.ok());
     }
 
     fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
@@ -488,8 +526,10 @@ impl Filesystem for CephFuse {
         let name = name_or_fail!(reply, name);
         let p = self.sh.map.to_mds(parent);
         let direct = flags & libc::O_DIRECT != 0;
+        let now = |sh: &Shared, c| sh.create_now(p, &name, mode, flags as u32, c);
+        let name = name.clone();
         let body = move |sh: Arc<Shared>, c| async move { sh.create(p, &name, mode, flags as u32, c).await };
-        self.serve(req, reply, body, move |r, sh, (st, fh)| {
+        self.now_or_serve(req, reply, now, body, move |r, sh, (st, fh)| {
             sh.held(st.ino);
             let a = attr(&st, &sh.map);
             let ttl = sh.attr_ttl(st.ino).min(sh.entry_ttl(p));

@@ -223,6 +223,29 @@ impl Shared {
         Ok((st, fh))
     }
 
+    /// `create` when the client creates without waiting (`Client::create_now`); run
+    /// as `caller`. `None`: it would wait.
+    pub fn create_now(&self, parent: Ino, name: &str, mode: u32, flags: u32, caller: Caller) -> Option<Result<(InodeStat, Fh), CmdError>> {
+        let r = self.client.create_open_now(parent, name, mode, flags)?;
+        Some(r.map(|(st, fh)| {
+            self.client.attrs_changed(parent);
+            lock(&self.open).insert(fh, st.ino, caller, flags & O_ACCMODE != 0);
+            (st, fh)
+        }))
+    }
+
+    /// mkdir without waiting (`Client::mkdir_now`), like `create_now`.
+    pub fn mkdir_now(&self, parent: Ino, name: &str, mode: u32) -> Option<Result<InodeStat, CmdError>> {
+        let r = self.client.mkdir_now(parent, name, mode)?;
+        Some(r.inspect(|_| self.client.attrs_changed(parent)))
+    }
+
+    /// unlink without waiting (`Client::unlink_now`), like `create_now`.
+    pub fn unlink_now(&self, parent: Ino, name: &str) -> Option<Result<(), CmdError>> {
+        let r = self.client.unlink_now(parent, name)?;
+        Some(r.inspect(|_| self.client.attrs_changed(parent)))
+    }
+
     /// A close(2) of `fh` that has nothing to flush: answered at once.
     pub fn flush_clean(&self, fh: Fh) -> bool {
         self.client.fh_ino(fh).is_some_and(|ino| self.client.is_clean(ino))

@@ -182,10 +182,9 @@ impl Client {
     /// In a directory where the client may (`async_ops.rs`), the create is answered at
     /// once and sent to the MDS without waiting.
     pub async fn create(&self, parent: Ino, name: &str, mode: u32, excl: bool) -> Result<InodeStat, CmdError> {
-        self.async_error(parent)?;
-        if let Some(st) = self.try_async_create(parent, name, mode) {
-            self.send_wanted_later(st.ino);
-            return Ok(st);
+        if let Some(r) = self.create_now(parent, name, mode) {
+            // Unless a handle is opened on it meanwhile, the write caps go back shortly.
+            return r.inspect(|st| self.send_wanted_later(st.ino));
         }
         let op = MdsOp::Create { parent, name: name.to_string(), mode, excl };
         let st = self.op_inode("create", op).await?;
@@ -205,9 +204,8 @@ impl Client {
     /// A new directory is complete (empty) from the start when the reply gave `Fs` on it.
     /// Asynchronous like `create` where the client may.
     pub async fn mkdir(&self, parent: Ino, name: &str, mode: u32) -> Result<InodeStat, CmdError> {
-        self.async_error(parent)?;
-        if let Some(st) = self.try_async_mkdir(parent, name, mode) {
-            return Ok(st);
+        if let Some(r) = self.mkdir_now(parent, name, mode) {
+            return r;
         }
         let gen = lock(&self.inner.dcache).generation();
         let st = self.op_inode("mkdir", MdsOp::Mkdir { parent, name: name.to_string(), mode }).await?;
@@ -243,9 +241,8 @@ impl Client {
 
     /// Asynchronous like `create` where the client may.
     pub async fn unlink(&self, parent: Ino, name: &str) -> Result<(), CmdError> {
-        self.async_error(parent)?;
-        if self.try_async_unlink(parent, name).is_some() {
-            return Ok(());
+        if let Some(r) = self.unlink_now(parent, name) {
+            return r;
         }
         lock(&self.inner.dcache).invalidate(parent, name);
         let r = self.request(MdsOp::Unlink { parent, name: name.to_string() }).await;

@@ -270,6 +270,11 @@ impl Client {
         CALLER.scope(caller, fut).await
     }
 
+    /// `with_caller` for code that does not wait (a mount's request thread).
+    pub fn with_caller_sync<R>(caller: Caller, f: impl FnOnce() -> R) -> R {
+        CALLER.sync_scope(caller, f)
+    }
+
     /// Sends one metadata op and returns its first reply (unsafe or safe).
     pub async fn request(&self, op: MdsOp) -> Result<ReplyBody, CmdError> {
         self.inner.request(op).await

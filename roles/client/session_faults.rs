@@ -175,7 +175,8 @@ impl Inner {
                 let known = [attrs.get(ino).copied(), c.dirty.map(|d| d.0), c.flushing.map(|f| f.0)];
                 CapReconnect {
                     ino: *ino,
-                    issued: c.caps,
+                    // Caps assumed on an inode still being created were never issued.
+                    issued: if c.seq == 0 { Caps::NONE } else { c.caps },
                     wanted: c.wanted(),
                     seq: c.seq,
                     is_dir: c.is_dir,

@@ -12,7 +12,7 @@ use crate::msg::mds::{ClientRequest, Ino, MdsOp, MdsReply, ReplyBody};
 use crate::net::ConnHandle;
 
 /// Inode numbers delegated to a session at a time (Ceph: `mds_client_prealloc_inos`).
-pub const DELEG_BATCH: u64 = 1024;
+pub const DELEG_BATCH: u64 = 4096;
 /// A session holding fewer delegated numbers than this gets another batch (Ceph:
 /// `mds_client_delegate_inos_pct` of the preallocation, 50%).
 pub const DELEG_LOW: usize = (DELEG_BATCH / 2) as usize;

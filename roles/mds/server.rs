@@ -78,6 +78,11 @@ pub fn handle(
     req: &ClientRequest,
     now: i64,
 ) -> Result<Outcome, Need> {
+    // An async create made the inode's times in the client, which showed them already.
+    let now = match &req.op {
+        MdsOp::CreateIno { stamp, .. } | MdsOp::MkdirIno { stamp, .. } => *stamp,
+        _ => now,
+    };
     let plan = {
         let cx = Cx { cache, inotable, session, caller: &req.caller, now, tid: req.tid };
         cx.plan(&req.op)
@@ -190,8 +195,8 @@ impl<'a> Cx<'a> {
             MdsOp::LookupIno { ino } | MdsOp::Getattr { ino } => Ok(Plan::Read(ReplyBody::Inode(self.reach(*ino)?.stat()))),
             MdsOp::Setattr { ino, set } => self.setattr(*ino, set),
             MdsOp::Create { parent, name, mode, excl } => self.create(*parent, name, *mode, *excl),
-            MdsOp::CreateIno { parent, name, mode, ino } => self.create_ino(*parent, name, *mode, *ino),
-            MdsOp::MkdirIno { parent, name, mode, ino } => self.mkdir_ino(*parent, name, *mode, *ino),
+            MdsOp::CreateIno { parent, name, mode, ino, .. } => self.create_ino(*parent, name, *mode, *ino),
+            MdsOp::MkdirIno { parent, name, mode, ino, .. } => self.mkdir_ino(*parent, name, *mode, *ino),
             MdsOp::Mknod { parent, name, mode, rdev } => self.mknod(*parent, name, *mode, *rdev),
             MdsOp::Open { ino, flags } => self.open(*ino, *flags),
             MdsOp::Mkdir { parent, name, mode } => self.mkdir(*parent, name, *mode),

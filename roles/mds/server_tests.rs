@@ -521,11 +521,12 @@ fn async_create_uses_the_delegated_ino() {
     map.apply_event(&SessionEvent::Delegate { client: "client.1".into(), start: d, len: 2 });
     let s = map.get("client.1").unwrap();
     assert_eq!(s.delegated_ranges(), vec![(d, 2)]);
-    let op = |name: &str, ino| MdsOp::CreateIno { parent: ROOT_INO, name: n(name), mode: S_IFREG | 0o600, ino };
+    let op = |name: &str, ino| MdsOp::CreateIno { parent: ROOT_INO, name: n(name), mode: S_IFREG | 0o600, ino, stamp: 5 };
     assert_eq!(s.info_for(&op("x", d + 5)), Err(Errno::EINVAL), "not delegated");
     fs.sess = s.info_for(&op("a", d)).unwrap();
     let st = Fs::stat_of(fs.run(op("a", d)));
     assert_eq!((st.ino, st.mode), (d, S_IFREG | 0o600));
+    assert_eq!((st.ctime, st.mtime, st.atime), (5, 5, 5), "the client's times, which it already showed");
     let blob = fs.blobs.last().unwrap().clone();
     assert_eq!(blob.ino_alloc.unwrap().from, InoSource::Delegated);
     map.apply_blob(&blob);
@@ -535,7 +536,7 @@ fn async_create_uses_the_delegated_ino() {
     assert_eq!(fs.err(op("a", d + 1)), Errno::EEXIST);
     fs.sess.delegated = None;
     assert_eq!(fs.err(op("b", d + 1)), Errno::EINVAL, "the handler checks too");
-    let mk = MdsOp::MkdirIno { parent: ROOT_INO, name: n("sub"), mode: 0o750, ino: d + 1 };
+    let mk = MdsOp::MkdirIno { parent: ROOT_INO, name: n("sub"), mode: 0o750, ino: d + 1, stamp: 5 };
     fs.sess = map.get("client.1").unwrap().info_for(&mk).unwrap();
     let sd = Fs::stat_of(fs.run(mk));
     assert_eq!((sd.ino, sd.mode, sd.nlink), (d + 1, S_IFDIR | 0o750, 2), "an async mkdir uses its number too");
@@ -551,7 +552,7 @@ fn async_create_uses_the_delegated_ino() {
 fn completed_requests_answer_from_metadata() {
     let look = |p, n: &str| Some(MdsOp::Lookup { parent: p, name: n.into() });
     assert_eq!(completed_answer(&MdsOp::Create { parent: 1, name: n("f"), mode: 0, excl: true }), look(1, "f"));
-    assert_eq!(completed_answer(&MdsOp::CreateIno { parent: 1, name: n("f"), mode: 0, ino: 9 }), look(1, "f"));
+    assert_eq!(completed_answer(&MdsOp::CreateIno { parent: 1, name: n("f"), mode: 0, ino: 9, stamp: 0 }), look(1, "f"));
     assert_eq!(completed_answer(&MdsOp::Mkdir { parent: 2, name: n("d"), mode: 0 }), look(2, "d"));
     assert_eq!(completed_answer(&MdsOp::Link { ino: 5, new_parent: 3, new_name: n("l") }), look(3, "l"));
     assert_eq!(completed_answer(&MdsOp::SetSize { ino: 5, size: 1, mtime: 1 }), Some(MdsOp::Getattr { ino: 5 }));

@@ -172,10 +172,12 @@ pub enum MdsOp {
     Rmdir { parent: Ino, name: String },
     /// An async create (Ceph's async dirops): an exclusive create of a regular file with
     /// inode number `ino`, which the MDS delegated to the session (`MdsReply::deleg`).
-    /// The client has already answered its caller; the reply only confirms.
-    CreateIno { parent: Ino, name: String, mode: u32, ino: Ino },
+    /// The client has already answered its caller; the reply only confirms. `stamp`
+    /// is the client's time of the create (ns): the new inode's times, which the
+    /// client already gave its caller.
+    CreateIno { parent: Ino, name: String, mode: u32, ino: Ino, stamp: i64 },
     /// An async mkdir, with an inode number delegated to the session like `CreateIno`.
-    MkdirIno { parent: Ino, name: String, mode: u32, ino: Ino },
+    MkdirIno { parent: Ino, name: String, mode: u32, ino: Ino, stamp: i64 },
     Rename { src_parent: Ino, src_name: String, dst_parent: Ino, dst_name: String },
     /// Entries in name order after `cookie` (the last name already returned).
     Readdir { ino: Ino, cookie: Option<String>, max: u32 },
