@@ -162,12 +162,15 @@ impl Client {
         // truncate or flush came after it (the size still holds then).
         let stamp = self.page_stamp(h.ino);
         let st = self.size_view(h.ino).await?;
+        // No buffered bytes may land between the OSD reads and the overlay below.
+        // Taken before the cap reference: a revoke waits for references, and its
+        // flush (which may need the MDS) for this.
+        let landing = lock(&self.inner.caps.map).entry(h.ino).or_default().landing.clone();
+        let stable = landing.read().await;
         let Some(_r) = self.cap_ref(h.ino, Caps::FILE_RD) else {
+            drop(stable);
             return Box::pin(self.fh_read(fh, off, len)).await;
         };
-        // No buffered bytes may land between the OSD reads and the overlay below.
-        let landing = lock(&self.inner.caps.map).entry(h.ino).or_default().landing.clone();
-        let _stable = landing.read().await;
         if off >= st.size {
             return Ok(Vec::new());
         }
