@@ -10,7 +10,7 @@ use cephr::error::Errno;
 use cephr::msg::caps::Caps;
 use cephr::msg::mds::{Ino, S_IFREG};
 use cephr::roles::client::Client;
-use harness::Cluster;
+use harness::{runtime, Cluster};
 use std::collections::BTreeSet;
 
 const FS: &str = "cephfs";
@@ -27,10 +27,6 @@ fn start_fs(mds: &[&str]) -> Cluster {
         ok(&c, &["auth", "add", who, "--caps", "mon=allow r", "--caps", "osd=allow rw", "--caps", "mds=allow rw"]);
     }
     c
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")
 }
 
 async fn mount(c: &Cluster, who: &str) -> Client {

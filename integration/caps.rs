@@ -42,7 +42,7 @@ fn c(s: &str) -> Caps {
 fn t10_two_clients_are_coherent() {
     let cl = start_fs();
     let cfg = cephr::config::ClusterConfig::load(&cl.conf(), &[]).expect("config");
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let rt = harness::runtime();
     rt.block_on(async {
         let one = Client::mount(&cfg, &"client.one".parse().unwrap(), Some(FS), None).await.expect("mount one");
         let two = Client::mount(&cfg, &"client.two".parse().unwrap(), Some(FS), None).await.expect("mount two");
@@ -121,7 +121,7 @@ fn t20_random_io_with_concurrent_reads_and_flushes() {
     use rand::{Rng, SeedableRng};
     let cl = start_fs();
     let cfg = cephr::config::ClusterConfig::load(&cl.conf(), &[]).expect("config");
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let rt = harness::runtime();
     rt.block_on(async {
         let one = Client::mount(&cfg, &"client.one".parse().unwrap(), Some(FS), None).await.expect("mount one");
         let root = one.root_ino();

@@ -61,7 +61,7 @@ fn t10_failover_reconnects_clients_and_evicts_the_dead() {
     }
     let first = active_gid(&c).expect("an active MDS");
     let cfg = cephr::config::ClusterConfig::load(&c.conf(), &[]).expect("config");
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let rt = harness::runtime();
     let (one, two) = rt.block_on(async {
         let one = Client::mount(&cfg, &"client.one".parse().unwrap(), Some(FS), None).await.expect("mount one");
         let two = Client::mount(&cfg, &"client.two".parse().unwrap(), Some(FS), None).await.expect("mount two");

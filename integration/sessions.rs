@@ -156,7 +156,7 @@ fn t20_admin_evicts_a_client_at_once() {
     let c = start_fs("");
     add_client(&c, "client.lib");
     let cfg = cephr::config::ClusterConfig::load(&c.conf(), &[]).expect("config");
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt");
+    let rt = harness::runtime();
     let entity = "client.lib".parse().expect("entity");
     let client = rt.block_on(cephr::roles::client::Client::mount(&cfg, &entity, Some(FS), None)).expect("mount");
     let root = client.root_ino();

@@ -45,6 +45,11 @@ pub async fn until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) 
     }
 }
 
+/// The runtime a test drives library clients on (two workers, like the machine).
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")
+}
+
 pub fn bytes(seed: u64, n: usize) -> Vec<u8> {
     let mut x = seed | 1;
     (0..n)

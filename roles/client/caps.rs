@@ -395,7 +395,7 @@ impl Client {
             }
             _ => return Ok(()),
         };
-        let written = match self.layout_for(ino).await {
+        let written = match self.layout_of(ino).await {
             Ok(st) => futures::future::try_join_all(runs.iter().map(|(off, data)| self.write_data(&st, *off, data))).await.map(drop),
             Err(e) => Err(e),
         };
@@ -412,14 +412,6 @@ impl Client {
             }
         }
         written
-    }
-
-    async fn layout_for(&self, ino: Ino) -> Result<InodeStat, CmdError> {
-        let cached = lock(&self.inner.dcache).attrs_of(ino);
-        match cached {
-            Some(st) => Ok(st),
-            None => self.getattr(ino).await,
-        }
     }
 
     /// Sends the dirty size/mtime of `ino` as a cap flush; with `wait`, until it is

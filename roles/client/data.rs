@@ -39,7 +39,7 @@ fn check_regular(st: &InodeStat) -> Result<(), CmdError> {
 
 impl Client {
     /// Attributes for data I/O: the cached ones will do for the layout.
-    async fn layout_of(&self, ino: Ino) -> Result<InodeStat, CmdError> {
+    pub(super) async fn layout_of(&self, ino: Ino) -> Result<InodeStat, CmdError> {
         let cached = lock(&self.inner.dcache).attrs_of(ino);
         match cached {
             Some(st) => Ok(st),

@@ -119,7 +119,10 @@ impl Client {
             return r;
         }
         let st = self.create(parent, name, mode, excl).await?;
-        Ok((st.clone(), self.created_handle(st.ino, flags)))
+        let fh = self.new_handle(st.ino, flags);
+        // The MDS took a create as a read-write open; say what this handle wants.
+        self.send_wanted(st.ino);
+        Ok((st, fh))
     }
 
     /// `create_open` when it needs no waiting (`create_now`); `None`: it would.
@@ -130,13 +133,6 @@ impl Client {
             let fh = self.new_handle(st.ino, flags);
             (st, fh)
         }))
-    }
-
-    fn created_handle(&self, ino: Ino, flags: u32) -> Fh {
-        let fh = self.new_handle(ino, flags);
-        // The MDS took a create as a read-write open; say what this handle wants.
-        self.send_wanted(ino);
-        fh
     }
 
     /// The size (and attributes) reads and appends go by: the cached ones while `Fs` or
@@ -286,7 +282,7 @@ impl Client {
         if !buffered {
             // Older buffered bytes must not land over these later.
             self.flush_buffer(ino).await?;
-            let st = self.layout_for_write(ino).await?;
+            let st = self.layout_of(ino).await?;
             self.write_data(&st, off, data).await?;
         }
         if let Some(c) = lock(&self.inner.caps.map).get_mut(&ino) {
@@ -319,14 +315,6 @@ impl Client {
             self.flush_buffer(ino).await?;
         }
         Ok(false)
-    }
-
-    async fn layout_for_write(&self, ino: Ino) -> Result<InodeStat, CmdError> {
-        let cached = lock(&self.inner.dcache).attrs_of(ino);
-        match cached {
-            Some(st) => Ok(st),
-            None => self.getattr(ino).await,
-        }
     }
 
     /// close(2): buffered data to the OSDs, size and mtime to the MDS (journaled).
