@@ -111,6 +111,58 @@ impl Model {
     }
 }
 
+/// Sequential reads with background read-ahead while the same client writes (and
+/// sometimes flushes or truncates) just ahead of the reader, inside the window being
+/// read ahead: every read must show exactly the model's bytes (a read-ahead that raced
+/// with a write must not cache what it read).
+#[test]
+fn t25_read_ahead_races_with_writes_ahead_of_the_reader() {
+    use rand::{Rng, SeedableRng};
+    const MIB: usize = 1 << 20;
+    let cl = start_fs();
+    let cfg = cephr::config::ClusterConfig::load(&cl.conf(), &[]).expect("config");
+    let rt = harness::runtime();
+    rt.block_on(async {
+        let one = Client::mount(&cfg, &"client.one".parse().unwrap(), Some(FS), None).await.expect("mount one");
+        let (st, fh) = one.create_open(one.root_ino(), "seq", S_IFREG | 0o644, O_RDWR, true).await.expect("create");
+        let mut model = Model(Vec::new());
+        for i in 0..40 {
+            let data: Vec<u8> = (0..MIB).map(|b| ((i * 7 + b / 4096) % 251) as u8 + 1).collect();
+            one.fh_write(fh, (i * MIB) as u64, &data).await.expect("write");
+            model.write(i * MIB, &data);
+        }
+        one.fh_flush(fh).await.expect("flush");
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        for round in 0..2 {
+            let mut off = 0usize;
+            while off < model.0.len() {
+                let got = one.fh_read(fh, off as u64, MIB as u64).await.expect("read");
+                let want = &model.0[off..(off + MIB).min(model.0.len())];
+                assert!(got == want, "round {round}: read at {off:#x} differs from the model");
+                off += MIB;
+                // Give the background fetch a moment, then change bytes it may be reading.
+                tokio::task::yield_now().await;
+                if rng.gen_bool(0.4) {
+                    let at = off + rng.gen_range(0..12 * MIB);
+                    let data = vec![rng.gen_range(1..=255u8); rng.gen_range(1..200_000)];
+                    one.fh_write(fh, at as u64, &data).await.expect("write ahead");
+                    model.write(at, &data);
+                    if rng.gen_bool(0.3) {
+                        one.fh_flush(fh).await.expect("flush");
+                    }
+                }
+                if rng.gen_bool(0.03) {
+                    let size = off + rng.gen_range(0..8 * MIB);
+                    one.truncate(st.ino, size as u64).await.expect("truncate");
+                    model.0.resize(size, 0);
+                }
+            }
+        }
+        one.fh_release(fh).await.expect("close");
+        let _ = one.unmount().await;
+    });
+}
+
 /// fsx through the library with company: one task writes, truncates and reads one
 /// file at random and checks every read against a model, while a second task keeps
 /// reading the file through another handle (filling the `Fc` page cache while

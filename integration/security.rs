@@ -42,8 +42,13 @@ fn t20_garbage_and_malformed_frames() {
     rt.block_on(async {
         let id = cephr::auth::Identity::load(&cfg.key_dir, &"client.admin".parse().expect("n")).expect("id");
         let opts = cephr::net::MsgrOptions::from_options(&cfg.global);
-        let cc = cephr::net::tls::client_config(&id, &opts).expect("tls");
-        let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().expect("a")).expect("ep");
+        let cc = cephr::net::tls::client_config(&id, &opts, true).expect("tls");
+        // Datagrams as large as cephr's loopback endpoints send (quinn's default is 1,472).
+        let mut ecfg = quinn::EndpointConfig::default();
+        ecfg.max_udp_payload_size(cephr::net::tls::MAX_UDP_PAYLOAD).expect("payload size");
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
+        let runtime = quinn::default_runtime().expect("runtime");
+        let mut ep = quinn::Endpoint::new(ecfg, None, sock, runtime).expect("ep");
         ep.set_default_client_config(cc);
         let lying = {
             let env = cephr::msg::Envelope {

@@ -213,7 +213,45 @@ impl Client {
             out.resize(out.len() + to.saturating_sub(page.len().max(from)), 0);
         }
         out.resize(len as usize, 0);
+        self.read_ahead(st, last, stamp);
         Ok(out)
+    }
+
+    /// Asynchronous read-ahead: when a reader ending at page `last` is within half a
+    /// window of the first page not cached after it, the next window is fetched in the
+    /// background, so a sequential reader finds its pages cached instead of waiting
+    /// for a whole window at each miss (one window read while the previous one is
+    /// consumed). Skipped when a fetch already runs or a flush is landing: the
+    /// background fetch takes the landing guard, then the fetch lock, in the order
+    /// `fh_read` takes them, and only if they are free, so it never waits behind a
+    /// flush that waits on a reader.
+    fn read_ahead(&self, st: &InodeStat, last: u64, stamp: PageStamp) {
+        let window = READAHEAD / PAGE;
+        let end = st.size.div_ceil(PAGE);
+        let next = {
+            let map = lock(&self.inner.caps.map);
+            let Some(c) = map.get(&st.ino) else { return };
+            (last..(last + window / 2).min(end)).find(|p| !c.pages.contains_key(p))
+        };
+        let Some(lo) = next else { return };
+        let (landing, fetching) = {
+            let mut map = lock(&self.inner.caps.map);
+            let c = map.entry(st.ino).or_default();
+            (c.landing.clone(), c.fetching.clone())
+        };
+        let Ok(rt) = tokio::runtime::Handle::try_current() else { return };
+        let (me, st) = (self.clone(), st.clone());
+        rt.spawn(async move {
+            let Ok(_stable) = landing.try_read() else { return };
+            let Ok(_fetching) = fetching.try_lock() else { return };
+            let hi = (lo + window).min(end) - 1;
+            if me.missing_pages(st.ino, lo, hi + 1).first() != Some(&lo) {
+                return;
+            }
+            if let Err(e) = me.fetch_pages(&st, lo, hi, lo, stamp).await {
+                tracing::debug!(ino = st.ino, "read-ahead failed: {e}");
+            }
+        });
     }
 
     /// Pages of `first..last` not in the `Fc` cache of `ino`.
@@ -253,7 +291,13 @@ impl Client {
         if let Some(c) = map.get_mut(&st.ino).filter(current) {
             for (p, mut d) in pages {
                 if c.pages.len() >= MAX_PAGES {
-                    c.pages.clear();
+                    // Pages well behind this fetch go first (a sequential reader is
+                    // past them); if that is not enough, the cache starts over.
+                    let keep_from = lo.saturating_sub(READAHEAD / PAGE);
+                    c.pages.retain(|k, _| *k >= keep_from);
+                    if c.pages.len() >= MAX_PAGES {
+                        c.pages.clear();
+                    }
                 }
                 // What this client buffered (nothing lands while the read runs).
                 c.overlay(p * PAGE, &mut d);

@@ -60,6 +60,10 @@ impl ConnHandle {
     pub fn id(&self) -> usize {
         self.inner.quic.stable_id()
     }
+    /// QUIC statistics of this connection (path MTU, packets, losses).
+    pub fn stats(&self) -> quinn::ConnectionStats {
+        self.inner.quic.stats()
+    }
     pub fn is_closed(&self) -> bool {
         self.inner.quic.close_reason().is_some()
     }

@@ -116,6 +116,8 @@ struct MsgrInner {
     shared: Arc<MsgrShared>,
     endpoint: quinn::Endpoint,
     client_cfg: quinn::ClientConfig,
+    /// For peers on a loopback address (see `tls::transport`).
+    loopback_cfg: quinn::ClientConfig,
     slots: Mutex<HashMap<(EntityName, SocketAddr), Arc<Mutex<Slot>>>>,
     authorizer: RwLock<Option<Authorizer>>,
 }
@@ -168,8 +170,9 @@ impl Messenger {
         opts: MsgrOptions,
         faults: FaultRules,
     ) -> Result<(Messenger, mpsc::UnboundedReceiver<Incoming>), NetError> {
-        let server = if serve { Some(tls::server_config(id, &opts)?) } else { None };
-        let client_cfg = tls::client_config(id, &opts)?;
+        let server = if serve { Some(tls::server_config(id, &opts, addr.ip().is_loopback())?) } else { None };
+        let client_cfg = tls::client_config(id, &opts, false)?;
+        let loopback_cfg = tls::client_config(id, &opts, true)?;
         let sock = udp_socket(addr, opts.udp_buffer)?;
         let runtime = quinn::default_runtime().ok_or_else(|| NetError::Io("no async runtime".into()))?;
         let mut ecfg = quinn::EndpointConfig::default();
@@ -191,6 +194,7 @@ impl Messenger {
                 shared,
                 endpoint,
                 client_cfg,
+                loopback_cfg,
                 slots: Mutex::new(HashMap::new()),
                 authorizer: RwLock::new(None),
             }),
@@ -263,7 +267,11 @@ impl Messenger {
         let connecting = self
             .inner
             .endpoint
-            .connect_with(self.inner.client_cfg.clone(), addr, &peer.tls_name())
+            .connect_with(
+                if addr.ip().is_loopback() { &self.inner.loopback_cfg } else { &self.inner.client_cfg }.clone(),
+                addr,
+                &peer.tls_name(),
+            )
             .map_err(|e| err(e.to_string()))?;
         let quic = tokio::time::timeout(self.inner.shared.opts.connect_timeout, connecting)
             .await

@@ -25,7 +25,29 @@ fn roots(id: &Identity) -> Result<Arc<RootCertStore>, NetError> {
     Ok(Arc::new(roots))
 }
 
-fn transport(opts: &MsgrOptions) -> Result<Arc<quinn::TransportConfig>, NetError> {
+/// Largest UDP payload of an IPv4 datagram on loopback (its MTU is 64 KiB).
+pub const LOOPBACK_PAYLOAD: u16 = 65_507;
+/// The floor of the path MTU on loopback: as large as QUIC's Initial packets (padded to
+/// it, with a length field below 16 KiB) allow.
+pub const LOOPBACK_MIN_MTU: u16 = 16_000;
+
+/// Largest UDP payload that ten segments of one GSO send may carry: quinn batches up to
+/// ten datagrams per `sendmsg`, and the kernel refuses (EMSGSIZE, which quinn-udp
+/// ignores as a lost packet) a batch above 64 KiB.
+const GSO_SAFE_PAYLOAD: u16 = 6_500;
+
+/// Transport settings. `loopback`: every peer is on this host, whose MTU is 64 KiB, so
+/// packets start at [`LOOPBACK_MIN_MTU`] (never fall below it) and discovery climbs to
+/// [`LOOPBACK_PAYLOAD`], one datagram per send (no segmentation offload: ten such
+/// segments would exceed what one send may carry). Elsewhere, discovery stays at or
+/// below [`GSO_SAFE_PAYLOAD`] so that batched sends stay legal.
+///
+/// Before (up to session 6), discovery aimed at 64 KiB with offload on: each probe
+/// succeeded, but the batches at the new size were refused by the kernel and silently
+/// lost, quinn took that for a black hole and dropped the path to 1,200 bytes for a
+/// minute: the messenger test measured 1,200 after 80 MiB, 50 times the packets (each
+/// with its own system call share, header, AEAD call and acknowledgement).
+fn transport(opts: &MsgrOptions, loopback: bool) -> Result<Arc<quinn::TransportConfig>, NetError> {
     let mut t = quinn::TransportConfig::default();
     let idle = quinn::IdleTimeout::try_from(opts.idle_timeout)
         .map_err(|e| NetError::Tls(format!("ms_idle_timeout: {e}")))?;
@@ -35,17 +57,28 @@ fn transport(opts: &MsgrOptions) -> Result<Arc<quinn::TransportConfig>, NetError
     t.receive_window(quinn::VarInt::from_u32(64 << 20));
     t.send_window(64 << 20);
     t.initial_rtt(Duration::from_millis(1));
-    // Path MTU discovery up to the largest UDP payload: on loopback (MTU 64 KiB) a 4 MiB
-    // message then takes ~65 datagrams instead of ~3,000, which is what makes large ops
-    // cheap; on a real network discovery settles on the link's MTU (probes that don't
-    // arrive are simply not adopted).
     let mut mtu = quinn::MtuDiscoveryConfig::default();
-    mtu.upper_bound(MAX_UDP_PAYLOAD);
+    // Losses from congestion are not a black hole: probe again soon.
+    mtu.black_hole_cooldown(Duration::from_secs(2));
+    if loopback {
+        mtu.upper_bound(LOOPBACK_PAYLOAD);
+        t.initial_mtu(LOOPBACK_MIN_MTU);
+        t.min_mtu(LOOPBACK_MIN_MTU);
+        t.enable_segmentation_offload(false);
+        // The default initial window (14,720 bytes) would not admit the first padded
+        // Initial datagram: start with sixteen full-size datagrams.
+        let mut cc = quinn::congestion::CubicConfig::default();
+        cc.initial_window(16 * u64::from(LOOPBACK_PAYLOAD));
+        t.congestion_controller_factory(Arc::new(cc));
+    } else {
+        mtu.upper_bound(GSO_SAFE_PAYLOAD);
+    }
     t.mtu_discovery_config(Some(mtu));
     Ok(Arc::new(t))
 }
 
-pub fn server_config(id: &Identity, opts: &MsgrOptions) -> Result<quinn::ServerConfig, NetError> {
+/// `loopback`: the endpoint is bound to a loopback address (so are all its peers).
+pub fn server_config(id: &Identity, opts: &MsgrOptions, loopback: bool) -> Result<quinn::ServerConfig, NetError> {
     let verifier = WebPkiClientVerifier::builder_with_provider(roots(id)?, provider())
         .build()
         .map_err(|e| NetError::Tls(e.to_string()))?;
@@ -58,11 +91,12 @@ pub fn server_config(id: &Identity, opts: &MsgrOptions) -> Result<quinn::ServerC
     tls.alpn_protocols = vec![ALPN.to_vec()];
     let q = QuicServerConfig::try_from(tls).map_err(|e| NetError::Tls(e.to_string()))?;
     let mut sc = quinn::ServerConfig::with_crypto(Arc::new(q));
-    sc.transport_config(transport(opts)?);
+    sc.transport_config(transport(opts, loopback)?);
     Ok(sc)
 }
 
-pub fn client_config(id: &Identity, opts: &MsgrOptions) -> Result<quinn::ClientConfig, NetError> {
+/// `loopback`: for peers on a loopback address.
+pub fn client_config(id: &Identity, opts: &MsgrOptions, loopback: bool) -> Result<quinn::ClientConfig, NetError> {
     let mut tls = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| NetError::Tls(e.to_string()))?
@@ -72,6 +106,6 @@ pub fn client_config(id: &Identity, opts: &MsgrOptions) -> Result<quinn::ClientC
     tls.alpn_protocols = vec![ALPN.to_vec()];
     let q = QuicClientConfig::try_from(tls).map_err(|e| NetError::Tls(e.to_string()))?;
     let mut cc = quinn::ClientConfig::new(Arc::new(q));
-    cc.transport_config(transport(opts)?);
+    cc.transport_config(transport(opts, loopback)?);
     Ok(cc)
 }
