@@ -22,13 +22,20 @@ fn ok(c: &Cluster, args: &[&str]) {
     assert_eq!(r.code, 0, "{args:?}: {}\n{}", r.stderr, c.logs_tail());
 }
 
-fn start_fs() -> Cluster {
+/// A cluster with the file system and the two client identities, and its config.
+fn start_fs() -> (Cluster, cephr::config::ClusterConfig) {
     let mut c = Cluster::start_with(&["a"], 3);
     c.start_fs(FS, [("meta", 8), ("data", 8)], &["mds.a"]);
     for who in ["client.one", "client.two"] {
         ok(&c, &["auth", "add", who, "--caps", "mon=allow r", "--caps", "osd=allow rw", "--caps", "mds=allow rw"]);
     }
-    c
+    let cfg = cephr::config::ClusterConfig::load(&c.conf(), &[]).expect("config");
+    (c, cfg)
+}
+
+/// Mounts the file system through the library as `who`.
+async fn mount(cfg: &cephr::config::ClusterConfig, who: &str) -> Client {
+    Client::mount(cfg, &who.parse().expect("entity"), Some(FS), None).await.unwrap_or_else(|e| panic!("mount {who}: {e}"))
 }
 
 fn c(s: &str) -> Caps {
@@ -40,12 +47,11 @@ fn c(s: &str) -> Caps {
 /// stat seeing the other client's size after its close, and an unlink seen at once.
 #[test]
 fn t10_two_clients_are_coherent() {
-    let cl = start_fs();
-    let cfg = cephr::config::ClusterConfig::load(&cl.conf(), &[]).expect("config");
+    let (_cl, cfg) = start_fs();
     let rt = harness::runtime();
     rt.block_on(async {
-        let one = Client::mount(&cfg, &"client.one".parse().unwrap(), Some(FS), None).await.expect("mount one");
-        let two = Client::mount(&cfg, &"client.two".parse().unwrap(), Some(FS), None).await.expect("mount two");
+        let one = mount(&cfg, "client.one").await;
+        let two = mount(&cfg, "client.two").await;
         let root = one.root_ino();
         let mut inval_two = two.invalidations();
 
@@ -119,11 +125,10 @@ impl Model {
 fn t25_read_ahead_races_with_writes_ahead_of_the_reader() {
     use rand::{Rng, SeedableRng};
     const MIB: usize = 1 << 20;
-    let cl = start_fs();
-    let cfg = cephr::config::ClusterConfig::load(&cl.conf(), &[]).expect("config");
+    let (_cl, cfg) = start_fs();
     let rt = harness::runtime();
     rt.block_on(async {
-        let one = Client::mount(&cfg, &"client.one".parse().unwrap(), Some(FS), None).await.expect("mount one");
+        let one = mount(&cfg, "client.one").await;
         let (st, fh) = one.create_open(one.root_ino(), "seq", S_IFREG | 0o644, O_RDWR, true).await.expect("create");
         let mut model = Model(Vec::new());
         for i in 0..40 {
@@ -171,11 +176,10 @@ fn t25_read_ahead_races_with_writes_ahead_of_the_reader() {
 #[test]
 fn t20_random_io_with_concurrent_reads_and_flushes() {
     use rand::{Rng, SeedableRng};
-    let cl = start_fs();
-    let cfg = cephr::config::ClusterConfig::load(&cl.conf(), &[]).expect("config");
+    let (_cl, cfg) = start_fs();
     let rt = harness::runtime();
     rt.block_on(async {
-        let one = Client::mount(&cfg, &"client.one".parse().unwrap(), Some(FS), None).await.expect("mount one");
+        let one = mount(&cfg, "client.one").await;
         let root = one.root_ino();
         let (st, mut fa) = one.create_open(root, "fsx", S_IFREG | 0o644, O_RDWR, true).await.expect("create");
         let ino = st.ino;

@@ -228,16 +228,11 @@ impl Client {
     fn read_ahead(&self, st: &InodeStat, last: u64, stamp: PageStamp) {
         let window = READAHEAD / PAGE;
         let end = st.size.div_ceil(PAGE);
-        let next = {
+        let (lo, landing, fetching) = {
             let map = lock(&self.inner.caps.map);
             let Some(c) = map.get(&st.ino) else { return };
-            (last..(last + window / 2).min(end)).find(|p| !c.pages.contains_key(p))
-        };
-        let Some(lo) = next else { return };
-        let (landing, fetching) = {
-            let mut map = lock(&self.inner.caps.map);
-            let c = map.entry(st.ino).or_default();
-            (c.landing.clone(), c.fetching.clone())
+            let Some(lo) = (last..(last + window / 2).min(end)).find(|p| !c.pages.contains_key(p)) else { return };
+            (lo, c.landing.clone(), c.fetching.clone())
         };
         let Ok(rt) = tokio::runtime::Handle::try_current() else { return };
         let (me, st) = (self.clone(), st.clone());
