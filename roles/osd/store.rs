@@ -1,13 +1,15 @@
 //! The OSD's local object store: objects grouped by placement group, each with byte data,
 //! a size, an mtime, xattrs and an omap, plus per-PG metadata (PG info and PG log). Metadata
-//! and short data chunks live in the redb database `<dir>/objects.redb`; whole data chunks
-//! live in slots of the block file `<dir>/blocks.dat` (see `store_blocks.rs`), so bulk
-//! data is written once, with `O_DIRECT`, instead of through redb's copy-on-write pages.
+//! and short data chunks live in the fjall keyspace `<dir>/meta` (an LSM tree: a commit is
+//! one append to its journal and one `fdatasync`); whole data chunks live in slots of the
+//! block file `<dir>/blocks.dat` (see `store_blocks.rs`), so bulk data is written once,
+//! with `O_DIRECT`, and never rewritten by compaction. Why fjall and not redb (what this
+//! store used first): docs/design.md, "Object store".
 //!
 //! # Layout
 //!
 //! Every key starts with the PG prefix `pool: u64 BE ‖ seed: u32 BE` (12 bytes), so one PG is
-//! one contiguous key range in every table. The tables are:
+//! one contiguous key range in every table. The tables (fjall partitions) are:
 //!
 //! | table     | key                                      | value                             |
 //! |-----------|------------------------------------------|-----------------------------------|
@@ -32,10 +34,11 @@
 //!
 //! # Atomicity and durability
 //!
-//! [`ObjectStore::apply_batch`] runs a whole batch in one redb write transaction committed
-//! with `Durability::Immediate` (fsync before returning): group commit. Whole chunks the
-//! batch writes go to free slots, made durable by one `fdatasync` before that commit; a
-//! chunk is in exactly one of `data` and `extents`. Each transaction of
+//! [`ObjectStore::apply_batch`] runs a whole batch in one fjall write transaction whose
+//! commit appends it to the journal as one atomic batch and `fdatasync`s it before
+//! returning: group commit. Whole chunks the batch writes go to free slots, made durable
+//! by one `fdatasync` before that commit; a chunk is in exactly one of `data` and
+//! `extents`. Each transaction of
 //! the batch is first *checked* against a small shadow of the headers it touches (existence,
 //! size, argument limits), which is the only place an op can fail; a failing transaction is
 //! skipped whole and its error returned in its slot. Checked transactions are then applied in
@@ -46,9 +49,10 @@
 //! Records read from disk are validated; malformed ones yield [`StoreError::Corrupt`].
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::ops::Bound;
 use std::path::Path;
 
-use redb::{Database, Durability, ReadableTable, Table, TableDefinition, WriteTransaction};
+use fjall::{PartitionCreateOptions, PersistMode, ReadTransaction, Slice, TxKeyspace, TxPartitionHandle, WriteTransaction};
 
 use crate::maps::PgId;
 
@@ -80,23 +84,58 @@ pub use bench::{bench, BenchReport};
 pub const CHUNK_SIZE: u64 = 64 * 1024;
 /// Largest object size (Ceph's `osd_max_object_size` default).
 pub const MAX_OBJECT_SIZE: u64 = 128 * 1024 * 1024;
-/// Longest object name or xattr name, in bytes.
+/// Longest object name, xattr name or omap key, in bytes.
 pub const MAX_NAME_LEN: usize = 4096;
 
-type KvDef = TableDefinition<'static, &'static [u8], &'static [u8]>;
-type KvTable<'t> = Table<'t, &'static [u8], &'static [u8]>;
-type ReadOnlyKv = redb::ReadOnlyTable<&'static [u8], &'static [u8]>;
+type Bounds<'k> = (Bound<&'k [u8]>, Bound<&'k [u8]>);
+type Pair = (Slice, Slice);
+type Pairs<'s> = Box<dyn Iterator<Item = Result<Pair, StoreError>> + 's>;
 
-/// Any readable byte-keyed table: the read-only tables of a read and the tables of a write.
-trait Kv: ReadableTable<&'static [u8], &'static [u8]> {}
-impl<T: ReadableTable<&'static [u8], &'static [u8]>> Kv for T {}
-const PGS: KvDef = TableDefinition::new("pgs");
-const OBJECTS: KvDef = TableDefinition::new("objects");
-const DATA: KvDef = TableDefinition::new("data");
-const XATTRS: KvDef = TableDefinition::new("xattrs");
-const OMAP: KvDef = TableDefinition::new("omap");
-const PGMETA: KvDef = TableDefinition::new("pgmeta");
-const EXTENTS: KvDef = TableDefinition::new("extents");
+/// Read access to one table: through a read snapshot, or through the batch's write
+/// transaction (which sees its own writes).
+trait Kv {
+    fn get(&self, key: &[u8]) -> Result<Option<Slice>, StoreError>;
+    fn range<'s>(&'s self, bounds: Bounds<'s>) -> Pairs<'s>;
+}
+
+/// One table seen through a transaction.
+struct View<'a, T> {
+    tx: &'a T,
+    part: &'a TxPartitionHandle,
+}
+
+macro_rules! kv_view {
+    ($t:ty) => {
+        impl Kv for View<'_, $t> {
+            fn get(&self, key: &[u8]) -> Result<Option<Slice>, StoreError> {
+                Ok(self.tx.get(self.part, key)?)
+            }
+            fn range<'s>(&'s self, bounds: Bounds<'s>) -> Pairs<'s> {
+                Box::new(self.tx.range::<&[u8], _>(self.part, bounds).map(|r| r.map_err(StoreError::from)))
+            }
+        }
+    };
+}
+kv_view!(ReadTransaction);
+kv_view!(WriteTransaction<'_>);
+
+/// The tables, as partitions of the keyspace.
+struct Parts {
+    pgs: TxPartitionHandle,
+    objects: TxPartitionHandle,
+    data: TxPartitionHandle,
+    extents: TxPartitionHandle,
+    xattrs: TxPartitionHandle,
+    omap: TxPartitionHandle,
+    meta: TxPartitionHandle,
+}
+
+/// The keyspace's directory under the store's.
+const META_DIR: &str = "meta";
+/// Memtable bytes before a flush to a table file (fjall's minimum is 1 MiB).
+const WRITE_BUFFER: u64 = 64 << 20;
+/// Block cache of the table files.
+const CACHE_BYTES: u64 = 64 << 20;
 
 /// Version byte leading every object header record.
 const HEADER_VERSION: u8 = 1;
@@ -127,16 +166,7 @@ macro_rules! db_error_from {
         }
     )*};
 }
-db_error_from!(redb::DatabaseError, redb::TransactionError, redb::TableError, redb::CommitError, std::io::Error);
-
-impl From<redb::StorageError> for StoreError {
-    fn from(e: redb::StorageError) -> Self {
-        match e {
-            redb::StorageError::Corrupted(m) => StoreError::Corrupt(m),
-            other => StoreError::Db(other.to_string()),
-        }
-    }
-}
+db_error_from!(fjall::Error, fjall::LsmError, std::io::Error);
 
 /// One operation of a transaction. Ops run in order; see [`ObjectStore::apply_batch`].
 ///
@@ -256,7 +286,8 @@ pub struct ObjStat {
 
 /// The object store of one OSD; safe to share between threads.
 pub struct ObjectStore {
-    db: Database,
+    ks: TxKeyspace,
+    parts: Parts,
     blocks: Blocks,
 }
 
@@ -277,16 +308,16 @@ fn decode_header(oid: &str, raw: &[u8]) -> Result<ObjStat, StoreError> {
 }
 
 fn get_header(objects: &impl Kv, pg: PgId, oid: &str) -> Result<Option<ObjStat>, StoreError> {
-    objects.get(&obj_key(pg, oid)[..])?.map(|v| decode_header(oid, v.value())).transpose()
+    objects.get(&obj_key(pg, oid))?.map(|v| decode_header(oid, &v)).transpose()
 }
 
 /// Collects `(key suffix as string, value)` pairs of a range, at most `max`.
 fn collect_named(t: &impl Kv, skip: usize, range: &KeyRange, max: usize) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
     let mut out = Vec::new();
-    for item in t.range::<&[u8]>(range.bounds())?.take(max) {
+    for item in t.range(range.bounds()).take(max) {
         let (k, v) = item?;
-        let name = k.value().get(skip..).ok_or_else(|| StoreError::Corrupt("short key".into()))?;
-        out.push((utf8(name, "name")?, v.value().to_vec()));
+        let name = k.get(skip..).ok_or_else(|| StoreError::Corrupt("short key".into()))?;
+        out.push((utf8(name, "name")?, v.to_vec()));
     }
     Ok(out)
 }
@@ -298,6 +329,14 @@ fn check_name(what: &str, name: &str) -> Result<(), StoreError> {
         return Err(StoreError::Invalid(format!("{what} must be 1..={MAX_NAME_LEN} bytes")));
     }
     Ok(())
+}
+
+/// Omap keys may be empty but not longer than [`MAX_NAME_LEN`] (the table key must stay short).
+fn check_omap_keys<'k>(mut keys: impl Iterator<Item = &'k String>) -> Result<(), StoreError> {
+    match keys.find(|k| k.len() > MAX_NAME_LEN) {
+        Some(_) => Err(StoreError::Invalid(format!("omap keys must be at most {MAX_NAME_LEN} bytes"))),
+        None => Ok(()),
+    }
 }
 
 /// `base + len`, checked against [`MAX_OBJECT_SIZE`].
@@ -327,8 +366,9 @@ fn next_header(op: &TxOp, cur: Option<ObjStat>, now: u64) -> Result<Option<ObjSt
         TxOp::Remove { .. } => return if exists { Ok(None) } else { Err(missing()) },
         TxOp::SetXattr { name, .. } => check_name("xattr name", name).map(|_| size)?,
         TxOp::RmXattr { name, .. } if exists => check_name("xattr name", name).map(|_| size)?,
-        TxOp::OmapSet { .. } => size,
-        TxOp::OmapRm { .. } | TxOp::OmapClear { .. } if exists => size,
+        TxOp::OmapSet { entries, .. } => check_omap_keys(entries.iter().map(|(k, _)| k)).map(|_| size)?,
+        TxOp::OmapRm { keys, .. } if exists => check_omap_keys(keys.iter()).map(|_| size)?,
+        TxOp::OmapClear { .. } if exists => size,
         TxOp::SetMtime { mtime_ms, .. } if exists => return Ok(Some(ObjStat { size, mtime_ms: *mtime_ms })),
         _ => return Err(missing()),
     };
@@ -359,46 +399,38 @@ fn check_txn(objects: &impl Kv, pg: PgId, txn: &Transaction) -> Result<(), Store
 
 // ---- Apply pass ----
 
-fn put(t: &mut KvTable, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
-    t.insert(key, value)?;
-    Ok(())
-}
-
-fn del(t: &mut KvTable, key: &[u8]) -> Result<(), StoreError> {
-    t.remove(key)?;
-    Ok(())
-}
-
-fn drop_range(t: &mut KvTable, range: &KeyRange) -> Result<(), StoreError> {
-    Ok(t.retain_in::<&[u8], _>(range.bounds(), |_, _| false)?)
-}
-
-/// The tables of one write transaction, and the chunk writes it staged in the block file.
+/// One batch's write transaction, and the chunk writes it staged in the block file.
 struct Tables<'t, 'a> {
-    pgs: KvTable<'t>,
-    objects: KvTable<'t>,
-    data: KvTable<'t>,
-    extents: KvTable<'t>,
-    xattrs: KvTable<'t>,
-    omap: KvTable<'t>,
-    meta: KvTable<'t>,
+    wt: WriteTransaction<'t>,
+    p: &'t Parts,
     blocks: &'t Blocks,
     staged: Staged<'a>,
 }
 
 impl<'t, 'a> Tables<'t, 'a> {
-    fn open(wt: &'t WriteTransaction, blocks: &'t Blocks) -> Result<Self, StoreError> {
-        Ok(Tables {
-            pgs: wt.open_table(PGS)?,
-            objects: wt.open_table(OBJECTS)?,
-            data: wt.open_table(DATA)?,
-            extents: wt.open_table(EXTENTS)?,
-            xattrs: wt.open_table(XATTRS)?,
-            omap: wt.open_table(OMAP)?,
-            meta: wt.open_table(PGMETA)?,
-            blocks,
-            staged: Staged::default(),
-        })
+    /// Table `part` as this transaction sees it.
+    fn view<'s>(&'s self, part: &'s TxPartitionHandle) -> View<'s, WriteTransaction<'t>> {
+        View { tx: &self.wt, part }
+    }
+
+    fn put(&mut self, part: &TxPartitionHandle, key: &[u8], value: &[u8]) {
+        self.wt.insert(part, key, value);
+    }
+
+    fn del(&mut self, part: &TxPartitionHandle, key: &[u8]) {
+        self.wt.remove(part, key);
+    }
+
+    /// The keys of `part` in `range`, as this transaction sees them.
+    fn keys_in(&self, part: &TxPartitionHandle, range: &KeyRange) -> Result<Vec<Slice>, StoreError> {
+        self.view(part).range(range.bounds()).map(|r| r.map(|(k, _)| k)).collect()
+    }
+
+    fn drop_range(&mut self, part: &TxPartitionHandle, range: &KeyRange) -> Result<(), StoreError> {
+        for k in self.keys_in(part, range)? {
+            self.wt.remove(part, k);
+        }
+        Ok(())
     }
 
     /// Checks and applies each transaction; the per-transaction results, or the storage
@@ -409,7 +441,7 @@ impl<'t, 'a> Tables<'t, 'a> {
     ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
         let mut results = Vec::new();
         for (pg, txn) in batch {
-            let checked = check_txn(&self.objects, pg, txn);
+            let checked = check_txn(&self.view(&self.p.objects), pg, txn);
             if checked.is_ok() {
                 self.apply_txn(pg, txn)?;
             }
@@ -419,10 +451,11 @@ impl<'t, 'a> Tables<'t, 'a> {
     }
 
     fn apply_txn(&mut self, pg: PgId, txn: &'a Transaction) -> Result<(), StoreError> {
+        let p = self.p;
         for op in &txn.ops {
             match op {
-                TxOp::PgMetaSet { key, value } => put(&mut self.meta, &joined(&pg_prefix(pg), key.as_bytes()), value)?,
-                TxOp::PgMetaRm { key } => del(&mut self.meta, &joined(&pg_prefix(pg), key.as_bytes()))?,
+                TxOp::PgMetaSet { key, value } => self.put(&p.meta, &joined(&pg_prefix(pg), key.as_bytes()), value),
+                TxOp::PgMetaRm { key } => self.del(&p.meta, &joined(&pg_prefix(pg), key.as_bytes())),
                 TxOp::RemovePg => {
                     self.wipe_pg(pg)?;
                     continue;
@@ -437,32 +470,34 @@ impl<'t, 'a> Tables<'t, 'a> {
     /// Records that the PG exists (only when it is new: an insert would dirty the page).
     fn note_pg(&mut self, pg: PgId) -> Result<(), StoreError> {
         let key = pg_prefix(pg);
-        if self.pgs.get(&key[..])?.is_none() {
-            put(&mut self.pgs, &key, &[])?;
+        if self.view(&self.p.pgs).get(&key)?.is_none() {
+            self.put(&self.p.pgs, &key, &[]);
         }
         Ok(())
     }
 
     fn wipe_pg(&mut self, pg: PgId) -> Result<(), StoreError> {
+        let p = self.p;
         let range = KeyRange::prefix(pg_prefix(pg));
         self.drop_chunks(&range)?;
-        for t in [&mut self.objects, &mut self.xattrs, &mut self.omap, &mut self.meta] {
-            drop_range(t, &range)?;
+        for t in [&p.objects, &p.xattrs, &p.omap, &p.meta] {
+            self.drop_range(t, &range)?;
         }
-        del(&mut self.pgs, &pg_prefix(pg))
+        self.del(&p.pgs, &pg_prefix(pg));
+        Ok(())
     }
 
     fn apply_obj_op(&mut self, pg: PgId, op: &'a TxOp, now: u64) -> Result<(), StoreError> {
         let oid = op.oid().ok_or_else(|| StoreError::Invalid("not an object op".into()))?;
-        let cur = get_header(&self.objects, pg, oid)?;
+        let cur = get_header(&self.view(&self.p.objects), pg, oid)?;
         let old_size = cur.as_ref().map_or(0, |h| h.size);
         let next = next_header(op, cur, now)?;
         let sp = sub_prefix(pg, oid);
         self.apply_body(&sp, op, old_size)?;
         let key = obj_key(pg, oid);
         match next {
-            Some(h) => self.objects.insert(&key[..], &encode_header(&h)[..])?,
-            None => self.objects.remove(&key[..])?,
+            Some(h) => self.put(&self.p.objects, &key, &encode_header(&h)),
+            None => self.del(&self.p.objects, &key),
         };
         Ok(())
     }
@@ -471,25 +506,27 @@ impl<'t, 'a> Tables<'t, 'a> {
     fn apply_body(&mut self, sp: &[u8], op: &'a TxOp, old_size: u64) -> Result<(), StoreError> {
         let key = |name: &str| joined(sp, name.as_bytes());
         let all = || KeyRange::prefix(sp.to_vec());
+        let p = self.p;
         match op {
             // No chunk lies at or past an object's size, so an empty object has none to drop.
-            TxOp::WriteFull { data, .. } if old_size == 0 => self.write_at(sp, 0, data),
-            TxOp::WriteFull { data, .. } => self.trim_data(sp, 0).and_then(|_| self.write_at(sp, 0, data)),
-            TxOp::Write { off, data, .. } => self.write_at(sp, *off, data),
-            TxOp::Append { data, .. } => self.write_at(sp, old_size, data),
-            TxOp::Truncate { size, .. } if *size < old_size => self.trim_data(sp, *size),
+            TxOp::WriteFull { data, .. } if old_size == 0 => return self.write_at(sp, 0, data),
+            TxOp::WriteFull { data, .. } => return self.trim_data(sp, 0).and_then(|_| self.write_at(sp, 0, data)),
+            TxOp::Write { off, data, .. } => return self.write_at(sp, *off, data),
+            TxOp::Append { data, .. } => return self.write_at(sp, old_size, data),
+            TxOp::Truncate { size, .. } if *size < old_size => return self.trim_data(sp, *size),
             TxOp::Remove { .. } => {
                 self.drop_chunks(&all())?;
-                drop_range(&mut self.xattrs, &all())?;
-                drop_range(&mut self.omap, &all())
+                self.drop_range(&p.xattrs, &all())?;
+                return self.drop_range(&p.omap, &all());
             }
-            TxOp::SetXattr { name, value, .. } => put(&mut self.xattrs, &key(name), value),
-            TxOp::RmXattr { name, .. } => del(&mut self.xattrs, &key(name)),
-            TxOp::OmapSet { entries, .. } => entries.iter().try_for_each(|(k, v)| put(&mut self.omap, &key(k), v)),
-            TxOp::OmapRm { keys, .. } => keys.iter().try_for_each(|k| del(&mut self.omap, &key(k))),
-            TxOp::OmapClear { .. } => drop_range(&mut self.omap, &all()),
-            _ => Ok(()),
+            TxOp::OmapClear { .. } => return self.drop_range(&p.omap, &all()),
+            TxOp::SetXattr { name, value, .. } => self.put(&p.xattrs, &key(name), value),
+            TxOp::RmXattr { name, .. } => self.del(&p.xattrs, &key(name)),
+            TxOp::OmapSet { entries, .. } => entries.iter().for_each(|(k, v)| self.put(&p.omap, &key(k), v)),
+            TxOp::OmapRm { keys, .. } => keys.iter().for_each(|k| self.del(&p.omap, &key(k))),
+            _ => {}
         }
+        Ok(())
     }
 
     /// Writes `data` at `off`, rewriting only the chunks it touches.
@@ -531,11 +568,11 @@ impl<'t, 'a> Tables<'t, 'a> {
 
     /// The bytes of chunk `key` wherever they are: inline, staged by this batch, or in a slot.
     fn load_chunk(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        if let Some(v) = self.data.get(key)? {
-            return Ok(Some(v.value().to_vec()));
+        if let Some(v) = self.view(&self.p.data).get(key)? {
+            return Ok(Some(v.to_vec()));
         }
-        let Some(raw) = self.extents.get(key)? else { return Ok(None) };
-        let e = Extent::decode(raw.value())?;
+        let Some(raw) = self.view(&self.p.extents).get(key)? else { return Ok(None) };
+        let e = Extent::decode(&raw)?;
         if let Some(b) = self.staged.get(e.slot) {
             return Ok(Some(b.to_vec()));
         }
@@ -547,54 +584,76 @@ impl<'t, 'a> Tables<'t, 'a> {
     /// Stores chunk `key`: a whole chunk goes to a fresh slot of the block file, a shorter
     /// one inline in `data`. The slot it had before is freed.
     fn store_chunk(&mut self, key: &[u8], bytes: Cow<'a, [u8]>) -> Result<(), StoreError> {
+        let p = self.p;
         self.unlink_extent(key)?;
         if bytes.len() == SLOT {
-            self.data.remove(key)?;
+            self.del(&p.data, key);
             let e = self.blocks.stage(&mut self.staged, bytes)?;
-            self.extents.insert(key, &e.encode()[..])?;
+            self.put(&p.extents, key, &e.encode());
         } else {
-            self.data.insert(key, &bytes[..])?;
+            self.put(&p.data, key, &bytes);
         }
         Ok(())
     }
 
     fn unlink_extent(&mut self, key: &[u8]) -> Result<(), StoreError> {
-        let old = self.extents.remove(key)?.map(|v| Extent::decode(v.value()));
-        if let Some(e) = old.transpose()? {
-            self.staged.free(e.slot);
-        }
+        let p = self.p;
+        let Some(raw) = self.view(&p.extents).get(key)? else { return Ok(()) };
+        let e = Extent::decode(&raw)?;
+        self.del(&p.extents, key);
+        self.staged.free(e.slot);
         Ok(())
     }
 
     /// Drops every chunk with a key in `range`, inline or in a slot (freeing the slot).
     fn drop_chunks(&mut self, range: &KeyRange) -> Result<(), StoreError> {
+        let p = self.p;
         let mut freed = Vec::new();
-        for item in self.extents.range::<&[u8]>(range.bounds())? {
-            freed.push(Extent::decode(item?.1.value())?.slot);
+        for item in self.view(&p.extents).range(range.bounds()) {
+            let (k, v) = item?;
+            freed.push((k, Extent::decode(&v)?.slot));
         }
-        freed.into_iter().for_each(|s| self.staged.free(s));
-        drop_range(&mut self.extents, range)?;
-        drop_range(&mut self.data, range)
+        for (k, slot) in freed {
+            self.staged.free(slot);
+            self.del(&p.extents, &k);
+        }
+        self.drop_range(&p.data, range)
     }
 }
 
 impl ObjectStore {
-    /// Opens (creating if needed) the store at `dir/objects.redb` and `dir/blocks.dat`.
+    /// Opens (creating if needed) the store at `dir/meta` and `dir/blocks.dat`.
     pub fn open(dir: &Path) -> Result<ObjectStore, StoreError> {
         std::fs::create_dir_all(dir)?;
-        let db = Database::create(dir.join("objects.redb"))?;
-        let mut wt = db.begin_write()?;
-        wt.set_durability(Durability::Immediate);
-        for def in [PGS, OBJECTS, DATA, EXTENTS, XATTRS, OMAP, PGMETA] {
-            wt.open_table(def)?;
+        if dir.join("objects.redb").exists() {
+            return Err(StoreError::Invalid(format!(
+                "{} holds a store of the old format (objects.redb); recreate this OSD",
+                dir.display()
+            )));
         }
-        wt.commit()?;
+        let ks = fjall::Config::new(dir.join(META_DIR))
+            .max_write_buffer_size(WRITE_BUFFER)
+            .cache_size(CACHE_BYTES)
+            .flush_workers(1)
+            .compaction_workers(1)
+            .open_transactional()?;
+        let part = |name: &str| ks.open_partition(name, PartitionCreateOptions::default());
+        let parts = Parts {
+            pgs: part("pgs")?,
+            objects: part("objects")?,
+            data: part("data")?,
+            extents: part("extents")?,
+            xattrs: part("xattrs")?,
+            omap: part("omap")?,
+            meta: part("pgmeta")?,
+        };
+        ks.persist(PersistMode::SyncAll)?;
         let mut used = Vec::new();
-        for item in db.begin_read()?.open_table(EXTENTS)?.iter()? {
-            used.push(Extent::decode(item?.1.value())?.slot);
+        for item in ks.read_tx().iter(&parts.extents) {
+            used.push(Extent::decode(&item?.1)?.slot);
         }
         let blocks = Blocks::open(dir, used.into_iter())?;
-        Ok(ObjectStore { db, blocks })
+        Ok(ObjectStore { ks, parts, blocks })
     }
 
     /// Applies many (pg, txn) in ONE durable commit (group commit). Each txn is atomic: if any
@@ -616,13 +675,11 @@ impl ObjectStore {
         batch: impl Iterator<Item = (PgId, &'a Transaction)>,
     ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
         self.blocks.release_quarantine();
-        let mut wt = self.db.begin_write()?;
-        wt.set_durability(Durability::Immediate);
-        let mut tables = Tables::open(&wt, &self.blocks)?;
+        let wt = self.ks.write_tx().durability(Some(PersistMode::SyncData));
+        let mut tables = Tables { wt, p: &self.parts, blocks: &self.blocks, staged: Staged::default() };
         // An error from apply_all is a storage/corruption error: abort the whole batch.
         let applied = tables.apply_all(batch);
-        let staged = std::mem::take(&mut tables.staged);
-        drop(tables);
+        let Tables { wt, staged, .. } = tables;
         // The chunks must be durable before the commit that points at them.
         let done = applied.and_then(|results| {
             self.blocks.flush(&staged)?;
@@ -636,52 +693,56 @@ impl ObjectStore {
         done
     }
 
-    fn read_txn(&self) -> Result<redb::ReadTransaction, StoreError> {
-        Ok(self.db.begin_read()?)
+    /// Table `part` in the read snapshot `rt`.
+    fn view<'a>(&'a self, rt: &'a ReadTransaction, part: &'a TxPartitionHandle) -> View<'a, ReadTransaction> {
+        View { tx: rt, part }
     }
 
-    /// The header of an existing object and table `def`, from one read snapshot.
-    fn with_object(&self, pg: PgId, oid: &str, def: KvDef) -> Result<(ObjStat, ReadOnlyKv), StoreError> {
-        let rt = self.read_txn()?;
-        let h = get_header(&rt.open_table(OBJECTS)?, pg, oid)?.ok_or_else(|| StoreError::NoObject(oid.to_string()))?;
-        Ok((h, rt.open_table(def)?))
+    /// The header of an existing object, from snapshot `rt`.
+    fn header(&self, rt: &ReadTransaction, pg: PgId, oid: &str) -> Result<ObjStat, StoreError> {
+        get_header(&self.view(rt, &self.parts.objects), pg, oid)?.ok_or_else(|| StoreError::NoObject(oid.to_string()))
     }
 
     pub fn stat(&self, pg: PgId, oid: &str) -> Result<ObjStat, StoreError> {
-        Ok(self.with_object(pg, oid, OBJECTS)?.0)
+        self.header(&self.ks.read_tx(), pg, oid)
     }
 
     /// Reads `len` bytes (to the end if `None`) from `off`; short or empty past the end.
     pub fn read(&self, pg: PgId, oid: &str, off: u64, len: Option<u64>) -> Result<Vec<u8>, StoreError> {
         let _snapshot = self.blocks.reading();
-        let rt = self.read_txn()?;
-        let h = get_header(&rt.open_table(OBJECTS)?, pg, oid)?.ok_or_else(|| StoreError::NoObject(oid.to_string()))?;
+        let rt = self.ks.read_tx();
+        let h = self.header(&rt, pg, oid)?;
         let end = len.map_or(h.size, |l| off.saturating_add(l).min(h.size));
-        read_data(&rt.open_table(DATA)?, &rt.open_table(EXTENTS)?, &self.blocks, &sub_prefix(pg, oid), off, end)
+        let (data, extents) = (self.view(&rt, &self.parts.data), self.view(&rt, &self.parts.extents));
+        read_data(&data, &extents, &self.blocks, &sub_prefix(pg, oid), off, end)
     }
 
     pub fn xattr_get(&self, pg: PgId, oid: &str, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let (_, xattrs) = self.with_object(pg, oid, XATTRS)?;
+        let rt = self.ks.read_tx();
+        self.header(&rt, pg, oid)?;
         let key = joined(&sub_prefix(pg, oid), name.as_bytes());
-        Ok(xattrs.get(&key[..])?.map(|v| v.value().to_vec()))
+        Ok(self.view(&rt, &self.parts.xattrs).get(&key)?.map(|v| v.to_vec()))
     }
 
     /// Every xattr of the object, sorted by name.
     pub fn xattrs(&self, pg: PgId, oid: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        let (_, xattrs) = self.with_object(pg, oid, XATTRS)?;
+        let rt = self.ks.read_tx();
+        self.header(&rt, pg, oid)?;
         let sp = sub_prefix(pg, oid);
-        collect_named(&xattrs, sp.len(), &KeyRange::prefix(sp), usize::MAX)
+        collect_named(&self.view(&rt, &self.parts.xattrs), sp.len(), &KeyRange::prefix(sp), usize::MAX)
     }
 
     /// The requested omap entries that exist, sorted by key, each once.
     pub fn omap_get(&self, pg: PgId, oid: &str, keys: &[String]) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        let (_, omap) = self.with_object(pg, oid, OMAP)?;
+        let rt = self.ks.read_tx();
+        self.header(&rt, pg, oid)?;
+        let omap = self.view(&rt, &self.parts.omap);
         let sp = sub_prefix(pg, oid);
         let mut out = Vec::new();
         let wanted: std::collections::BTreeSet<&String> = keys.iter().collect();
         for k in wanted {
-            if let Some(v) = omap.get(&joined(&sp, k.as_bytes())[..])? {
-                out.push((k.clone(), v.value().to_vec()));
+            if let Some(v) = omap.get(&joined(&sp, k.as_bytes()))? {
+                out.push((k.clone(), v.to_vec()));
             }
         }
         Ok(out)
@@ -695,19 +756,21 @@ impl ObjectStore {
         after: Option<&str>,
         max: usize,
     ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        let (_, omap) = self.with_object(pg, oid, OMAP)?;
+        let rt = self.ks.read_tx();
+        self.header(&rt, pg, oid)?;
         let sp = sub_prefix(pg, oid);
-        collect_named(&omap, sp.len(), &KeyRange::after(sp.clone(), after.map(str::as_bytes)), max)
+        let range = KeyRange::after(sp.clone(), after.map(str::as_bytes));
+        collect_named(&self.view(&rt, &self.parts.omap), sp.len(), &range, max)
     }
 
     /// Up to `max` object names of the PG after `after`, sorted by name.
     pub fn list_objects(&self, pg: PgId, after: Option<&str>, max: usize) -> Result<Vec<String>, StoreError> {
-        let objects = self.read_txn()?.open_table(OBJECTS)?;
+        let rt = self.ks.read_tx();
         let range = KeyRange::after(pg_prefix(pg), after.map(str::as_bytes));
         let mut out = Vec::new();
-        for item in objects.range::<&[u8]>(range.bounds())?.take(max) {
+        for item in self.view(&rt, &self.parts.objects).range(range.bounds()).take(max) {
             let (k, _) = item?;
-            let name = k.value().get(PG_PREFIX_LEN..).unwrap_or_default();
+            let name = k.get(PG_PREFIX_LEN..).unwrap_or_default();
             out.push(utf8(name, "object name")?);
         }
         Ok(out)
@@ -715,49 +778,75 @@ impl ObjectStore {
 
     /// Every PG a committed transaction touched and no `RemovePg` dropped since, sorted.
     pub fn list_pgs(&self) -> Result<Vec<PgId>, StoreError> {
-        let pgs = self.read_txn()?.open_table(PGS)?;
         let mut out = Vec::new();
-        for item in pgs.iter()? {
+        for item in self.ks.read_tx().iter(&self.parts.pgs) {
             let (k, _) = item?;
-            out.push(decode_pg(k.value())?);
+            out.push(decode_pg(&k)?);
         }
         Ok(out)
     }
 
     /// Every metadata entry of the PG whose key starts with `prefix`, in key order.
     pub fn pg_meta_prefixed(&self, pg: PgId, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        let meta = self.read_txn()?.open_table(PGMETA)?;
+        let rt = self.ks.read_tx();
         let start = joined(&pg_prefix(pg), prefix.as_bytes());
         let mut out = Vec::new();
-        for item in meta.range::<&[u8]>(KeyRange::prefix(start).bounds())? {
+        for item in self.view(&rt, &self.parts.meta).range(KeyRange::prefix(start).bounds()) {
             let (k, v) = item?;
-            let key = utf8(k.value().get(PG_PREFIX_LEN..).unwrap_or_default(), "meta key")?;
-            out.push((key, v.value().to_vec()));
+            let key = utf8(k.get(PG_PREFIX_LEN..).unwrap_or_default(), "meta key")?;
+            out.push((key, v.to_vec()));
         }
         Ok(out)
     }
 
     pub fn pg_meta_get(&self, pg: PgId, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let meta = self.read_txn()?.open_table(PGMETA)?;
+        let rt = self.ks.read_tx();
         let k = joined(&pg_prefix(pg), key.as_bytes());
-        Ok(meta.get(&k[..])?.map(|v| v.value().to_vec()))
+        Ok(self.view(&rt, &self.parts.meta).get(&k)?.map(|v| v.to_vec()))
     }
 
     /// FNV-1a 64 digest of every object of the PG over name, size, data, xattrs and omap (not
     /// mtime), as `(oid, digest)` sorted by oid. Streams: never holds more than one chunk.
     pub fn pg_digest(&self, pg: PgId) -> Result<Vec<(String, u64)>, StoreError> {
         let _snapshot = self.blocks.reading();
-        let rt = self.read_txn()?;
-        let objects = rt.open_table(OBJECTS)?;
-        let tables = [rt.open_table(DATA)?, rt.open_table(XATTRS)?, rt.open_table(OMAP)?, rt.open_table(EXTENTS)?];
+        let rt = self.ks.read_tx();
+        let p = &self.parts;
+        let tables = [self.view(&rt, &p.data), self.view(&rt, &p.xattrs), self.view(&rt, &p.omap), self.view(&rt, &p.extents)];
         let mut out = Vec::new();
-        for item in objects.range::<&[u8]>(KeyRange::prefix(pg_prefix(pg)).bounds())? {
+        for item in self.view(&rt, &p.objects).range(KeyRange::prefix(pg_prefix(pg)).bounds()) {
             let (k, v) = item?;
-            let oid = utf8(k.value().get(PG_PREFIX_LEN..).unwrap_or_default(), "object name")?;
-            let h = decode_header(&oid, v.value())?;
+            let oid = utf8(k.get(PG_PREFIX_LEN..).unwrap_or_default(), "object name")?;
+            let h = decode_header(&oid, &v)?;
             let digest = digest_object(&tables, &self.blocks, &sub_prefix(pg, &oid), &oid, h.size)?;
             out.push((oid, digest));
         }
         Ok(out)
+    }
+}
+
+/// Writes a raw record into table `table` of the keyspace under store directory `dir`,
+/// bypassing every check (for tests of on-disk damage; the store must not be open).
+#[cfg(test)]
+fn raw_put_at(dir: &Path, table: &str, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+    let ks = fjall::Config::new(dir.join(META_DIR)).open_transactional()?;
+    let part = ks.open_partition(table, PartitionCreateOptions::default())?;
+    let mut wt = ks.write_tx().durability(Some(PersistMode::SyncData));
+    wt.insert(&part, key, value);
+    Ok(wt.commit()?)
+}
+
+#[cfg(test)]
+impl ObjectStore {
+    /// Like [`raw_put_at`], on the open store.
+    fn raw_put(&self, table: &str, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        let part = self.ks.open_partition(table, PartitionCreateOptions::default())?;
+        let mut wt = self.ks.write_tx().durability(Some(PersistMode::SyncData));
+        wt.insert(&part, key, value);
+        Ok(wt.commit()?)
+    }
+
+    /// The raw record of `key` in the `extents` table.
+    fn raw_extent(&self, key: &[u8]) -> Result<Option<Slice>, StoreError> {
+        Ok(self.ks.read_tx().get(&self.parts.extents, key)?)
     }
 }

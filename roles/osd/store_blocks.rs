@@ -1,13 +1,14 @@
 //! The store's block file `<dir>/blocks.dat`: whole data chunks ([`SLOT`] bytes each) live
-//! here, outside redb's copy-on-write B-tree, which keeps only a 12-byte extent record per
-//! chunk (slot number and CRC-32C) — BlueStore's split of bulk data and metadata.
+//! here, outside the key-value store (and its compactions), which keeps only a 12-byte
+//! extent record per chunk (slot number and CRC-32C) — BlueStore's split of bulk data and
+//! metadata.
 //!
 //! # Crash safety
 //!
 //! A slot is never overwritten while a committed record points at it: a batch writes its
 //! chunks into *free* slots (with `O_DIRECT` where the file system allows it, so the bytes
 //! skip the page cache's slow new-page path), `fdatasync`s the file once, and only then
-//! commits the redb transaction that points at them. A crash before that commit leaves
+//! commits the transaction that points at them. A crash before that commit leaves
 //! the new slots unreferenced, and [`Blocks::open`] rebuilds the free list from the extent
 //! records, so they are free again. Slots a batch stops referencing are *quarantined* until
 //! every reader that may still hold an older snapshot has finished (see [`Blocks::reading`]).

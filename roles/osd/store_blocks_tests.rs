@@ -31,10 +31,8 @@ fn blocks_len(dir: &TempDir) -> u64 {
 
 /// The extent record of chunk `idx` of `oid`, if the chunk lives in a slot.
 fn extent_of(st: &ObjectStore, oid: &str, idx: u64) -> R<Option<Extent>> {
-    let rt = st.db.begin_read()?;
-    let t = rt.open_table(EXTENTS)?;
-    let v = t.get(&chunk_key(&sub_prefix(PG, oid), idx)[..])?;
-    v.map(|v| Extent::decode(v.value())).transpose()
+    let v = st.raw_extent(&chunk_key(&sub_prefix(PG, oid), idx))?;
+    v.map(|v| Extent::decode(&v)).transpose()
 }
 
 /// That whole chunks live in slots and short ones inline, that content reads back exactly
@@ -66,9 +64,7 @@ fn aborted_batch_frees_its_slots() -> R {
     let (dir, st) = open_tmp();
     st.apply(PG, &write_full("a", pattern(8 * SLOT, 1)))?;
     st.apply(PG, &write_full("c", pattern(SLOT, 2)))?;
-    let wt = st.db.begin_write()?;
-    wt.open_table(EXTENTS)?.insert(&chunk_key(&sub_prefix(PG, "c"), 0)[..], &b"short"[..])?;
-    wt.commit()?;
+    st.raw_put("extents", &chunk_key(&sub_prefix(PG, "c"), 0), b"short")?;
     let poke = Transaction { ops: vec![TxOp::Write { oid: "c".into(), off: 10, data: vec![1; 10] }], mtime_ms: 9 };
     for round in 0..200u64 {
         let batch = [(PG, write_full("a", pattern(8 * SLOT, round + 10))), (PG, poke.clone())];
@@ -96,11 +92,7 @@ fn damage_is_detected() -> R {
     let twice = extent_of(&st, "a", 0)?.unwrap_or(e);
     drop(st);
     for bad in [Extent { slot: 1 << 40, crc: 0 }, twice] {
-        let db = Database::create(dir.path().join("objects.redb"))?;
-        let wt = db.begin_write()?;
-        wt.open_table(EXTENTS)?.insert(&chunk_key(&sub_prefix(PG, "z"), 0)[..], &bad.encode()[..])?;
-        wt.commit()?;
-        drop(db);
+        raw_put_at(dir.path(), "extents", &chunk_key(&sub_prefix(PG, "z"), 0), &bad.encode())?;
         let reopened = ObjectStore::open(dir.path());
         assert!(matches!(reopened, Err(StoreError::Corrupt(_))), "slot {} refused", bad.slot);
     }

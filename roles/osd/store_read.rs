@@ -1,6 +1,8 @@
 //! Reading object data back from its two homes — short chunks inline in the `data` table,
 //! whole chunks in slots of the block file (`extents` table) — and the per-object digest
 //! of `pg_digest`, which streams both in chunk order.
+use std::ops::Bound;
+
 use super::blocks::{Blocks, Extent, SLOT};
 use super::keys::{chunk_key, decode_chunk_idx, KeyRange};
 use super::{Kv, StoreError, CHUNK_SIZE};
@@ -63,17 +65,18 @@ pub(super) fn read_data(
     let len = usize::try_from(end - off).map_err(|_| StoreError::Invalid("read too large".into()))?;
     let mut buf = vec![0u8; len];
     let (lo, hi) = (chunk_key(sp, off / CHUNK_SIZE), chunk_key(sp, (end - 1) / CHUNK_SIZE));
-    for item in data.range::<&[u8]>(&lo[..]..=&hi[..])? {
+    let bounds = || (Bound::Included(&lo[..]), Bound::Included(&hi[..]));
+    for item in data.range(bounds()) {
         let (k, v) = item?;
-        let start = decode_chunk_idx(k.value(), sp.len())?.saturating_mul(CHUNK_SIZE);
-        place(&mut buf, off, end, start, v.value())?;
+        let start = decode_chunk_idx(&k, sp.len())?.saturating_mul(CHUNK_SIZE);
+        place(&mut buf, off, end, start, &v)?;
     }
     let mut run = Run { start: 0, exts: Vec::new() };
     let mut edge = Vec::new();
-    for item in extents.range::<&[u8]>(&lo[..]..=&hi[..])? {
+    for item in extents.range(bounds()) {
         let (k, v) = item?;
-        let start = decode_chunk_idx(k.value(), sp.len())?.saturating_mul(CHUNK_SIZE);
-        let e = Extent::decode(v.value())?;
+        let start = decode_chunk_idx(&k, sp.len())?.saturating_mul(CHUNK_SIZE);
+        let e = Extent::decode(&v)?;
         if start >= off && start + CHUNK_SIZE <= end {
             if !run.extends(start, &e) {
                 run.read(blocks, &mut buf, off)?;
@@ -141,9 +144,9 @@ pub(super) fn digest_object<T: Kv>(tables: &[T; 4], blocks: &Blocks, sp: &[u8], 
     h.bytes(&size.to_be_bytes());
     let range = KeyRange::prefix(sp.to_vec());
     let mut slots = Vec::new();
-    for item in tables[3].range::<&[u8]>(range.bounds())? {
+    for item in tables[3].range(range.bounds()) {
         let (k, v) = item?;
-        slots.push((decode_chunk_idx(k.value(), sp.len())?.saturating_mul(CHUNK_SIZE), Extent::decode(v.value())?));
+        slots.push((decode_chunk_idx(&k, sp.len())?.saturating_mul(CHUNK_SIZE), Extent::decode(&v)?));
     }
     let mut slots = slots.into_iter().peekable();
     let mut slot_buf = vec![0u8; if slots.peek().is_some() { SLOT } else { 0 }];
@@ -158,10 +161,10 @@ pub(super) fn digest_object<T: Kv>(tables: &[T; 4], blocks: &Blocks, sp: &[u8], 
         }
         Ok(true)
     };
-    for item in tables[0].range::<&[u8]>(range.bounds())? {
+    for item in tables[0].range(range.bounds()) {
         let (k, v) = item?;
-        let start = decode_chunk_idx(k.value(), sp.len())?.saturating_mul(CHUNK_SIZE);
-        more = from_slots(&mut feed, start)? && feed.chunk(oid, start, v.value())?;
+        let start = decode_chunk_idx(&k, sp.len())?.saturating_mul(CHUNK_SIZE);
+        more = from_slots(&mut feed, start)? && feed.chunk(oid, start, &v)?;
         if !more {
             break;
         }
@@ -172,10 +175,10 @@ pub(super) fn digest_object<T: Kv>(tables: &[T; 4], blocks: &Blocks, sp: &[u8], 
     let pos = feed.pos;
     h.zeros(size - pos);
     for t in &tables[1..3] {
-        for item in t.range::<&[u8]>(range.bounds())? {
+        for item in t.range(range.bounds()) {
             let (k, v) = item?;
-            h.field(k.value().get(sp.len()..).unwrap_or_default());
-            h.field(v.value());
+            h.field(k.get(sp.len()..).unwrap_or_default());
+            h.field(&v);
         }
         h.bytes(b"|");
     }

@@ -438,18 +438,9 @@ fn content_ops() -> Vec<TxOp> {
 fn corrupt_records_are_errors() -> R {
     let (_d, st) = open_tmp();
     st.apply(pg(0), &txn(vec![write("o", 0, b"abc")]))?;
-    let wt = st.db.begin_write()?;
-    {
-        let mut objects = wt.open_table(OBJECTS)?;
-        objects.insert(&obj_key(pg(0), "bad")[..], &b"\x01short"[..])?;
-        objects.insert(
-            &joined(&pg_prefix(pg(1)), b"\xff\xfe")[..],
-            &encode_header(&ObjStat { size: 0, mtime_ms: 0 })[..],
-        )?;
-        let mut data = wt.open_table(DATA)?;
-        data.insert(&chunk_key(&sub_prefix(pg(0), "o"), 0)[..], &vec![1u8; CHUNK_SIZE as usize + 1][..])?;
-    }
-    wt.commit()?;
+    st.raw_put("objects", &obj_key(pg(0), "bad"), b"\x01short")?;
+    st.raw_put("objects", &joined(&pg_prefix(pg(1)), b"\xff\xfe"), &encode_header(&ObjStat { size: 0, mtime_ms: 0 }))?;
+    st.raw_put("data", &chunk_key(&sub_prefix(pg(0), "o"), 0), &vec![1u8; CHUNK_SIZE as usize + 1])?;
     assert!(matches!(st.stat(pg(0), "bad"), Err(StoreError::Corrupt(_))));
     assert!(matches!(st.read(pg(0), "o", 0, None), Err(StoreError::Corrupt(_))));
     assert!(matches!(st.pg_digest(pg(0)), Err(StoreError::Corrupt(_))));
@@ -643,7 +634,10 @@ fn arb_step() -> impl Strategy<Value = Step> {
     ]
 }
 
-fn run_steps(steps: &[Step]) -> R {
+/// Runs `steps` against a fresh store and the model. The store and its directory are handed
+/// to `closing`, which drops them off the test's thread (closing a keyspace waits up to a
+/// quarter second for fjall's monitor thread).
+fn run_steps(steps: &[Step], closing: &std::sync::mpsc::Sender<(ObjectStore, TempDir)>) -> R {
     let dir = tempfile::tempdir().map_err(StoreError::from)?;
     let mut st = ObjectStore::open(dir.path())?;
     let mut model = Model::new();
@@ -664,16 +658,25 @@ fn run_steps(steps: &[Step]) -> R {
         }
         check_against_model(&st, &model)?;
     }
+    let _ = closing.send((st, dir));
     Ok(())
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
-    /// That random batches of random op sequences, with reopens in between, give the same
-    /// results, data, sizes, mtimes, xattrs, omap and PG metadata as a simple in-memory model.
-    #[test]
-    fn matches_in_memory_model(steps in prop::collection::vec(arb_step(), 1..24)) {
-        run_steps(&steps).map_err(|e| TestCaseError::fail(e.to_string()))?;
+/// That random batches of random op sequences, with reopens in between, give the same
+/// results, data, sizes, mtimes, xattrs, omap and PG metadata as a simple in-memory model.
+#[test]
+fn matches_in_memory_model() {
+    let (closing, stores) = std::sync::mpsc::channel::<(ObjectStore, TempDir)>();
+    let closer = std::thread::spawn(move || stores.into_iter().for_each(drop));
+    // 64 cases: each reopen costs a quarter second (see `run_steps`).
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig { cases: 64, ..ProptestConfig::default() });
+    let result = runner.run(&prop::collection::vec(arb_step(), 1..24), |steps| {
+        run_steps(&steps, &closing).map_err(|e| TestCaseError::fail(e.to_string()))
+    });
+    drop(closing);
+    let _ = closer.join();
+    if let Err(e) = result {
+        panic!("{e}");
     }
 }
 
@@ -693,3 +696,4 @@ fn bench_figures() -> R {
     }
     Ok(())
 }
+
