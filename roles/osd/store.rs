@@ -47,8 +47,6 @@
 //! transaction as object ops, so the PG log and the objects never diverge.
 //!
 //! Records read from disk are validated; malformed ones yield [`StoreError::Corrupt`].
-use std::borrow::Cow;
-use std::collections::HashMap;
 use std::ops::Bound;
 use std::path::Path;
 
@@ -69,7 +67,7 @@ use keys::*;
 
 #[path = "store_blocks.rs"]
 mod blocks;
-use blocks::{Blocks, Extent, Staged, SLOT};
+use blocks::{Blocks, Extent, Staged};
 
 #[cfg(test)]
 #[path = "store_blocks_tests.rs"]
@@ -78,6 +76,10 @@ mod blocks_tests;
 #[path = "store_read.rs"]
 mod read;
 use read::{digest_object, read_data};
+
+#[path = "store_write.rs"]
+mod write;
+use write::Tables;
 pub use bench::{bench, BenchReport};
 
 /// Size of one data chunk: the unit a write rewrites and a read loads.
@@ -322,305 +324,6 @@ fn collect_named(t: &impl Kv, skip: usize, range: &KeyRange, max: usize) -> Resu
     Ok(out)
 }
 
-// ---- Op checking: the header transition of each object op, shared by the check and apply passes ----
-
-fn check_name(what: &str, name: &str) -> Result<(), StoreError> {
-    if name.is_empty() || name.len() > MAX_NAME_LEN {
-        return Err(StoreError::Invalid(format!("{what} must be 1..={MAX_NAME_LEN} bytes")));
-    }
-    Ok(())
-}
-
-/// Omap keys may be empty but not longer than [`MAX_NAME_LEN`] (the table key must stay short).
-fn check_omap_keys<'k>(mut keys: impl Iterator<Item = &'k String>) -> Result<(), StoreError> {
-    match keys.find(|k| k.len() > MAX_NAME_LEN) {
-        Some(_) => Err(StoreError::Invalid(format!("omap keys must be at most {MAX_NAME_LEN} bytes"))),
-        None => Ok(()),
-    }
-}
-
-/// `base + len`, checked against [`MAX_OBJECT_SIZE`].
-fn end_of(base: u64, len: usize) -> Result<u64, StoreError> {
-    let end = u64::try_from(len).ok().and_then(|l| base.checked_add(l)).filter(|&e| e <= MAX_OBJECT_SIZE);
-    end.ok_or_else(|| StoreError::Invalid(format!("object size would exceed {MAX_OBJECT_SIZE} bytes")))
-}
-
-/// The header after `op` given the current one (`None`: absent), or why `op` fails.
-fn next_header(op: &TxOp, cur: Option<ObjStat>, now: u64) -> Result<Option<ObjStat>, StoreError> {
-    let oid = op.oid().ok_or_else(|| StoreError::Invalid("not an object op".into()))?;
-    check_name("object name", oid)?;
-    let size = cur.as_ref().map_or(0, |h| h.size);
-    let exists = cur.is_some();
-    let missing = || StoreError::NoObject(oid.to_string());
-    let new_size = match op {
-        TxOp::Create { exclusive, .. } => match cur {
-            Some(_) if *exclusive => return Err(StoreError::Exists(oid.to_string())),
-            Some(h) => return Ok(Some(h)),
-            None => 0,
-        },
-        TxOp::WriteFull { data, .. } => end_of(0, data.len())?,
-        TxOp::Write { off, data, .. } if data.is_empty() => end_of(*off, 0).map(|_| size)?,
-        TxOp::Write { off, data, .. } => end_of(*off, data.len())?.max(size),
-        TxOp::Append { data, .. } => end_of(size, data.len())?,
-        TxOp::Truncate { size: new, .. } => end_of(*new, 0)?,
-        TxOp::Remove { .. } => return if exists { Ok(None) } else { Err(missing()) },
-        TxOp::SetXattr { name, .. } => check_name("xattr name", name).map(|_| size)?,
-        TxOp::RmXattr { name, .. } if exists => check_name("xattr name", name).map(|_| size)?,
-        TxOp::OmapSet { entries, .. } => check_omap_keys(entries.iter().map(|(k, _)| k)).map(|_| size)?,
-        TxOp::OmapRm { keys, .. } if exists => check_omap_keys(keys.iter()).map(|_| size)?,
-        TxOp::OmapClear { .. } if exists => size,
-        TxOp::SetMtime { mtime_ms, .. } if exists => return Ok(Some(ObjStat { size, mtime_ms: *mtime_ms })),
-        _ => return Err(missing()),
-    };
-    Ok(Some(ObjStat { size: new_size, mtime_ms: now }))
-}
-
-/// Decides whether `txn` can apply on top of the current state, reading only headers.
-fn check_txn(objects: &impl Kv, pg: PgId, txn: &Transaction) -> Result<(), StoreError> {
-    let mut shadow: HashMap<&str, Option<ObjStat>> = HashMap::new();
-    let mut wiped = false;
-    for op in &txn.ops {
-        let Some(oid) = op.oid() else {
-            if matches!(op, TxOp::RemovePg) {
-                shadow.clear();
-                wiped = true;
-            }
-            continue;
-        };
-        let cur = match shadow.get(oid) {
-            Some(h) => h.clone(),
-            None if wiped => None,
-            None => get_header(objects, pg, oid)?,
-        };
-        shadow.insert(oid, next_header(op, cur, txn.mtime_ms)?);
-    }
-    Ok(())
-}
-
-// ---- Apply pass ----
-
-/// One batch's write transaction, and the chunk writes it staged in the block file.
-struct Tables<'t, 'a> {
-    wt: WriteTransaction<'t>,
-    p: &'t Parts,
-    blocks: &'t Blocks,
-    staged: Staged<'a>,
-}
-
-impl<'t, 'a> Tables<'t, 'a> {
-    /// Table `part` as this transaction sees it.
-    fn view<'s>(&'s self, part: &'s TxPartitionHandle) -> View<'s, WriteTransaction<'t>> {
-        View { tx: &self.wt, part }
-    }
-
-    fn put(&mut self, part: &TxPartitionHandle, key: &[u8], value: &[u8]) {
-        self.wt.insert(part, key, value);
-    }
-
-    fn del(&mut self, part: &TxPartitionHandle, key: &[u8]) {
-        self.wt.remove(part, key);
-    }
-
-    /// The keys of `part` in `range`, as this transaction sees them.
-    fn keys_in(&self, part: &TxPartitionHandle, range: &KeyRange) -> Result<Vec<Slice>, StoreError> {
-        self.view(part).range(range.bounds()).map(|r| r.map(|(k, _)| k)).collect()
-    }
-
-    fn drop_range(&mut self, part: &TxPartitionHandle, range: &KeyRange) -> Result<(), StoreError> {
-        for k in self.keys_in(part, range)? {
-            self.wt.remove(part, k);
-        }
-        Ok(())
-    }
-
-    /// Checks and applies each transaction; the per-transaction results, or the storage
-    /// error that aborts the batch.
-    fn apply_all(
-        &mut self,
-        batch: impl Iterator<Item = (PgId, &'a Transaction)>,
-    ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
-        let mut results = Vec::new();
-        for (pg, txn) in batch {
-            let checked = check_txn(&self.view(&self.p.objects), pg, txn);
-            if checked.is_ok() {
-                self.apply_txn(pg, txn)?;
-            }
-            results.push(checked);
-        }
-        Ok(results)
-    }
-
-    fn apply_txn(&mut self, pg: PgId, txn: &'a Transaction) -> Result<(), StoreError> {
-        let p = self.p;
-        for op in &txn.ops {
-            match op {
-                TxOp::PgMetaSet { key, value } => self.put(&p.meta, &joined(&pg_prefix(pg), key.as_bytes()), value),
-                TxOp::PgMetaRm { key } => self.del(&p.meta, &joined(&pg_prefix(pg), key.as_bytes())),
-                TxOp::RemovePg => {
-                    self.wipe_pg(pg)?;
-                    continue;
-                }
-                _ => self.apply_obj_op(pg, op, txn.mtime_ms)?,
-            }
-            self.note_pg(pg)?;
-        }
-        Ok(())
-    }
-
-    /// Records that the PG exists (only when it is new: an insert would dirty the page).
-    fn note_pg(&mut self, pg: PgId) -> Result<(), StoreError> {
-        let key = pg_prefix(pg);
-        if self.view(&self.p.pgs).get(&key)?.is_none() {
-            self.put(&self.p.pgs, &key, &[]);
-        }
-        Ok(())
-    }
-
-    fn wipe_pg(&mut self, pg: PgId) -> Result<(), StoreError> {
-        let p = self.p;
-        let range = KeyRange::prefix(pg_prefix(pg));
-        self.drop_chunks(&range)?;
-        for t in [&p.objects, &p.xattrs, &p.omap, &p.meta] {
-            self.drop_range(t, &range)?;
-        }
-        self.del(&p.pgs, &pg_prefix(pg));
-        Ok(())
-    }
-
-    fn apply_obj_op(&mut self, pg: PgId, op: &'a TxOp, now: u64) -> Result<(), StoreError> {
-        let oid = op.oid().ok_or_else(|| StoreError::Invalid("not an object op".into()))?;
-        let cur = get_header(&self.view(&self.p.objects), pg, oid)?;
-        let old_size = cur.as_ref().map_or(0, |h| h.size);
-        let next = next_header(op, cur, now)?;
-        let sp = sub_prefix(pg, oid);
-        self.apply_body(&sp, op, old_size)?;
-        let key = obj_key(pg, oid);
-        match next {
-            Some(h) => self.put(&self.p.objects, &key, &encode_header(&h)),
-            None => self.del(&self.p.objects, &key),
-        };
-        Ok(())
-    }
-
-    /// Changes data, xattrs and omap for `op`; `sp` is the object's sub-table prefix.
-    fn apply_body(&mut self, sp: &[u8], op: &'a TxOp, old_size: u64) -> Result<(), StoreError> {
-        let key = |name: &str| joined(sp, name.as_bytes());
-        let all = || KeyRange::prefix(sp.to_vec());
-        let p = self.p;
-        match op {
-            // No chunk lies at or past an object's size, so an empty object has none to drop.
-            TxOp::WriteFull { data, .. } if old_size == 0 => return self.write_at(sp, 0, data),
-            TxOp::WriteFull { data, .. } => return self.trim_data(sp, 0).and_then(|_| self.write_at(sp, 0, data)),
-            TxOp::Write { off, data, .. } => return self.write_at(sp, *off, data),
-            TxOp::Append { data, .. } => return self.write_at(sp, old_size, data),
-            TxOp::Truncate { size, .. } if *size < old_size => return self.trim_data(sp, *size),
-            TxOp::Remove { .. } => {
-                self.drop_chunks(&all())?;
-                self.drop_range(&p.xattrs, &all())?;
-                return self.drop_range(&p.omap, &all());
-            }
-            TxOp::OmapClear { .. } => return self.drop_range(&p.omap, &all()),
-            TxOp::SetXattr { name, value, .. } => self.put(&p.xattrs, &key(name), value),
-            TxOp::RmXattr { name, .. } => self.del(&p.xattrs, &key(name)),
-            TxOp::OmapSet { entries, .. } => entries.iter().for_each(|(k, v)| self.put(&p.omap, &key(k), v)),
-            TxOp::OmapRm { keys, .. } => keys.iter().for_each(|k| self.del(&p.omap, &key(k))),
-            _ => {}
-        }
-        Ok(())
-    }
-
-    /// Writes `data` at `off`, rewriting only the chunks it touches.
-    fn write_at(&mut self, sp: &[u8], off: u64, data: &'a [u8]) -> Result<(), StoreError> {
-        let mut pos = 0usize;
-        while pos < data.len() {
-            let abs = off + pos as u64;
-            let (idx, in_chunk) = (abs / CHUNK_SIZE, (abs % CHUNK_SIZE) as usize);
-            let n = (SLOT - in_chunk).min(data.len() - pos);
-            let piece = &data[pos..pos + n];
-            let key = chunk_key(sp, idx);
-            if in_chunk == 0 && n == SLOT {
-                self.store_chunk(&key, Cow::Borrowed(piece))?;
-            } else {
-                let mut buf = self.load_chunk(&key)?.unwrap_or_default();
-                buf.resize(buf.len().max(in_chunk + n), 0);
-                buf[in_chunk..in_chunk + n].copy_from_slice(piece);
-                self.store_chunk(&key, Cow::Owned(buf))?;
-            }
-            pos += n;
-        }
-        Ok(())
-    }
-
-    /// Drops every data byte at or past `size`.
-    fn trim_data(&mut self, sp: &[u8], size: u64) -> Result<(), StoreError> {
-        let (idx, rem) = (size / CHUNK_SIZE, (size % CHUNK_SIZE) as usize);
-        let mut first_dropped = idx;
-        if rem > 0 {
-            first_dropped = idx + 1;
-            let key = chunk_key(sp, idx);
-            if let Some(mut kept) = self.load_chunk(&key)?.filter(|c| c.len() > rem) {
-                kept.truncate(rem);
-                self.store_chunk(&key, Cow::Owned(kept))?;
-            }
-        }
-        self.drop_chunks(&KeyRange { lo: chunk_key(sp, first_dropped), lo_inclusive: true, hi: prefix_end(sp) })
-    }
-
-    /// The bytes of chunk `key` wherever they are: inline, staged by this batch, or in a slot.
-    fn load_chunk(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        if let Some(v) = self.view(&self.p.data).get(key)? {
-            return Ok(Some(v.to_vec()));
-        }
-        let Some(raw) = self.view(&self.p.extents).get(key)? else { return Ok(None) };
-        let e = Extent::decode(&raw)?;
-        if let Some(b) = self.staged.get(e.slot) {
-            return Ok(Some(b.to_vec()));
-        }
-        let mut buf = vec![0u8; SLOT];
-        self.blocks.read_run(&[e], &mut buf)?;
-        Ok(Some(buf))
-    }
-
-    /// Stores chunk `key`: a whole chunk goes to a fresh slot of the block file, a shorter
-    /// one inline in `data`. The slot it had before is freed.
-    fn store_chunk(&mut self, key: &[u8], bytes: Cow<'a, [u8]>) -> Result<(), StoreError> {
-        let p = self.p;
-        self.unlink_extent(key)?;
-        if bytes.len() == SLOT {
-            self.del(&p.data, key);
-            let e = self.blocks.stage(&mut self.staged, bytes)?;
-            self.put(&p.extents, key, &e.encode());
-        } else {
-            self.put(&p.data, key, &bytes);
-        }
-        Ok(())
-    }
-
-    fn unlink_extent(&mut self, key: &[u8]) -> Result<(), StoreError> {
-        let p = self.p;
-        let Some(raw) = self.view(&p.extents).get(key)? else { return Ok(()) };
-        let e = Extent::decode(&raw)?;
-        self.del(&p.extents, key);
-        self.staged.free(e.slot);
-        Ok(())
-    }
-
-    /// Drops every chunk with a key in `range`, inline or in a slot (freeing the slot).
-    fn drop_chunks(&mut self, range: &KeyRange) -> Result<(), StoreError> {
-        let p = self.p;
-        let mut freed = Vec::new();
-        for item in self.view(&p.extents).range(range.bounds()) {
-            let (k, v) = item?;
-            freed.push((k, Extent::decode(&v)?.slot));
-        }
-        for (k, slot) in freed {
-            self.staged.free(slot);
-            self.del(&p.extents, &k);
-        }
-        self.drop_range(&p.data, range)
-    }
-}
-
 impl ObjectStore {
     /// Opens (creating if needed) the store at `dir/meta` and `dir/blocks.dat`.
     pub fn open(dir: &Path) -> Result<ObjectStore, StoreError> {
@@ -703,6 +406,13 @@ impl ObjectStore {
         get_header(&self.view(rt, &self.parts.objects), pg, oid)?.ok_or_else(|| StoreError::NoObject(oid.to_string()))
     }
 
+    /// A read snapshot in which the object exists.
+    fn existing(&self, pg: PgId, oid: &str) -> Result<ReadTransaction, StoreError> {
+        let rt = self.ks.read_tx();
+        self.header(&rt, pg, oid)?;
+        Ok(rt)
+    }
+
     pub fn stat(&self, pg: PgId, oid: &str) -> Result<ObjStat, StoreError> {
         self.header(&self.ks.read_tx(), pg, oid)
     }
@@ -718,24 +428,21 @@ impl ObjectStore {
     }
 
     pub fn xattr_get(&self, pg: PgId, oid: &str, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let rt = self.ks.read_tx();
-        self.header(&rt, pg, oid)?;
+        let rt = self.existing(pg, oid)?;
         let key = joined(&sub_prefix(pg, oid), name.as_bytes());
         Ok(self.view(&rt, &self.parts.xattrs).get(&key)?.map(|v| v.to_vec()))
     }
 
     /// Every xattr of the object, sorted by name.
     pub fn xattrs(&self, pg: PgId, oid: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        let rt = self.ks.read_tx();
-        self.header(&rt, pg, oid)?;
+        let rt = self.existing(pg, oid)?;
         let sp = sub_prefix(pg, oid);
         collect_named(&self.view(&rt, &self.parts.xattrs), sp.len(), &KeyRange::prefix(sp), usize::MAX)
     }
 
     /// The requested omap entries that exist, sorted by key, each once.
     pub fn omap_get(&self, pg: PgId, oid: &str, keys: &[String]) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        let rt = self.ks.read_tx();
-        self.header(&rt, pg, oid)?;
+        let rt = self.existing(pg, oid)?;
         let omap = self.view(&rt, &self.parts.omap);
         let sp = sub_prefix(pg, oid);
         let mut out = Vec::new();
@@ -756,8 +463,7 @@ impl ObjectStore {
         after: Option<&str>,
         max: usize,
     ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        let rt = self.ks.read_tx();
-        self.header(&rt, pg, oid)?;
+        let rt = self.existing(pg, oid)?;
         let sp = sub_prefix(pg, oid);
         let range = KeyRange::after(sp.clone(), after.map(str::as_bytes));
         collect_named(&self.view(&rt, &self.parts.omap), sp.len(), &range, max)
@@ -824,25 +530,27 @@ impl ObjectStore {
     }
 }
 
-/// Writes a raw record into table `table` of the keyspace under store directory `dir`,
-/// bypassing every check (for tests of on-disk damage; the store must not be open).
+/// Writes a raw record into table `table` of keyspace `ks`, bypassing every check (for
+/// tests of on-disk damage).
 #[cfg(test)]
-fn raw_put_at(dir: &Path, table: &str, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
-    let ks = fjall::Config::new(dir.join(META_DIR)).open_transactional()?;
+fn raw_put_in(ks: &TxKeyspace, table: &str, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
     let part = ks.open_partition(table, PartitionCreateOptions::default())?;
     let mut wt = ks.write_tx().durability(Some(PersistMode::SyncData));
     wt.insert(&part, key, value);
     Ok(wt.commit()?)
 }
 
+/// [`raw_put_in`] the keyspace of the (closed) store in `dir`.
+#[cfg(test)]
+fn raw_put_at(dir: &Path, table: &str, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+    raw_put_in(&fjall::Config::new(dir.join(META_DIR)).open_transactional()?, table, key, value)
+}
+
 #[cfg(test)]
 impl ObjectStore {
-    /// Like [`raw_put_at`], on the open store.
+    /// [`raw_put_in`] this store's keyspace.
     fn raw_put(&self, table: &str, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
-        let part = self.ks.open_partition(table, PartitionCreateOptions::default())?;
-        let mut wt = self.ks.write_tx().durability(Some(PersistMode::SyncData));
-        wt.insert(&part, key, value);
-        Ok(wt.commit()?)
+        raw_put_in(&self.ks, table, key, value)
     }
 
     /// The raw record of `key` in the `extents` table.

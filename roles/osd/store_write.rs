@@ -1,0 +1,313 @@
+//! The write path of the object store: each transaction of a batch is checked against
+//! the headers it touches (the only place an op can fail), then applied to the batch's
+//! write transaction, whole chunks staged in the block file.
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use fjall::{Slice, TxPartitionHandle, WriteTransaction};
+
+use super::blocks::{Blocks, Extent, Staged, SLOT};
+use super::keys::*;
+use super::{
+    encode_header, get_header, Kv, ObjStat, Parts, StoreError, Transaction, TxOp, View, CHUNK_SIZE, MAX_NAME_LEN,
+    MAX_OBJECT_SIZE,
+};
+use crate::maps::PgId;
+
+fn check_name(what: &str, name: &str) -> Result<(), StoreError> {
+    if name.is_empty() || name.len() > MAX_NAME_LEN {
+        return Err(StoreError::Invalid(format!("{what} must be 1..={MAX_NAME_LEN} bytes")));
+    }
+    Ok(())
+}
+
+/// Omap keys may be empty but not longer than [`MAX_NAME_LEN`] (the table key must stay short).
+fn check_omap_keys<'k>(mut keys: impl Iterator<Item = &'k String>) -> Result<(), StoreError> {
+    match keys.find(|k| k.len() > MAX_NAME_LEN) {
+        Some(_) => Err(StoreError::Invalid(format!("omap keys must be at most {MAX_NAME_LEN} bytes"))),
+        None => Ok(()),
+    }
+}
+
+/// `base + len`, checked against [`MAX_OBJECT_SIZE`].
+fn end_of(base: u64, len: usize) -> Result<u64, StoreError> {
+    let end = u64::try_from(len).ok().and_then(|l| base.checked_add(l)).filter(|&e| e <= MAX_OBJECT_SIZE);
+    end.ok_or_else(|| StoreError::Invalid(format!("object size would exceed {MAX_OBJECT_SIZE} bytes")))
+}
+
+/// The header after `op` given the current one (`None`: absent), or why `op` fails.
+fn next_header(op: &TxOp, cur: Option<ObjStat>, now: u64) -> Result<Option<ObjStat>, StoreError> {
+    let oid = op.oid().ok_or_else(|| StoreError::Invalid("not an object op".into()))?;
+    check_name("object name", oid)?;
+    let size = cur.as_ref().map_or(0, |h| h.size);
+    let exists = cur.is_some();
+    let missing = || StoreError::NoObject(oid.to_string());
+    let new_size = match op {
+        TxOp::Create { exclusive, .. } => match cur {
+            Some(_) if *exclusive => return Err(StoreError::Exists(oid.to_string())),
+            Some(h) => return Ok(Some(h)),
+            None => 0,
+        },
+        TxOp::WriteFull { data, .. } => end_of(0, data.len())?,
+        TxOp::Write { off, data, .. } if data.is_empty() => end_of(*off, 0).map(|_| size)?,
+        TxOp::Write { off, data, .. } => end_of(*off, data.len())?.max(size),
+        TxOp::Append { data, .. } => end_of(size, data.len())?,
+        TxOp::Truncate { size: new, .. } => end_of(*new, 0)?,
+        TxOp::Remove { .. } => return if exists { Ok(None) } else { Err(missing()) },
+        TxOp::SetXattr { name, .. } => check_name("xattr name", name).map(|_| size)?,
+        TxOp::RmXattr { name, .. } if exists => check_name("xattr name", name).map(|_| size)?,
+        TxOp::OmapSet { entries, .. } => check_omap_keys(entries.iter().map(|(k, _)| k)).map(|_| size)?,
+        TxOp::OmapRm { keys, .. } if exists => check_omap_keys(keys.iter()).map(|_| size)?,
+        TxOp::OmapClear { .. } if exists => size,
+        TxOp::SetMtime { mtime_ms, .. } if exists => return Ok(Some(ObjStat { size, mtime_ms: *mtime_ms })),
+        _ => return Err(missing()),
+    };
+    Ok(Some(ObjStat { size: new_size, mtime_ms: now }))
+}
+
+/// Decides whether `txn` can apply on top of the current state, reading only headers.
+fn check_txn(objects: &impl Kv, pg: PgId, txn: &Transaction) -> Result<(), StoreError> {
+    let mut shadow: HashMap<&str, Option<ObjStat>> = HashMap::new();
+    let mut wiped = false;
+    for op in &txn.ops {
+        let Some(oid) = op.oid() else {
+            if matches!(op, TxOp::RemovePg) {
+                shadow.clear();
+                wiped = true;
+            }
+            continue;
+        };
+        let cur = match shadow.get(oid) {
+            Some(h) => h.clone(),
+            None if wiped => None,
+            None => get_header(objects, pg, oid)?,
+        };
+        shadow.insert(oid, next_header(op, cur, txn.mtime_ms)?);
+    }
+    Ok(())
+}
+
+/// One batch's write transaction, and the chunk writes it staged in the block file.
+pub(super) struct Tables<'t, 'a> {
+    pub(super) wt: WriteTransaction<'t>,
+    pub(super) p: &'t Parts,
+    pub(super) blocks: &'t Blocks,
+    pub(super) staged: Staged<'a>,
+}
+
+impl<'t, 'a> Tables<'t, 'a> {
+    /// Table `part` as this transaction sees it.
+    fn view<'s>(&'s self, part: &'s TxPartitionHandle) -> View<'s, WriteTransaction<'t>> {
+        View { tx: &self.wt, part }
+    }
+
+    fn put(&mut self, part: &TxPartitionHandle, key: &[u8], value: &[u8]) {
+        self.wt.insert(part, key, value);
+    }
+
+    fn del(&mut self, part: &TxPartitionHandle, key: &[u8]) {
+        self.wt.remove(part, key);
+    }
+
+    /// Removes every key of `part` in `range`, as this transaction sees them.
+    fn drop_range(&mut self, part: &TxPartitionHandle, range: &KeyRange) -> Result<(), StoreError> {
+        let keys: Vec<Slice> = self.view(part).range(range.bounds()).map(|r| r.map(|(k, _)| k)).collect::<Result<_, _>>()?;
+        for k in keys {
+            self.wt.remove(part, k);
+        }
+        Ok(())
+    }
+
+    /// Checks and applies each transaction; the per-transaction results, or the storage
+    /// error that aborts the batch.
+    pub(super) fn apply_all(
+        &mut self,
+        batch: impl Iterator<Item = (PgId, &'a Transaction)>,
+    ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+        let mut results = Vec::new();
+        for (pg, txn) in batch {
+            let checked = check_txn(&self.view(&self.p.objects), pg, txn);
+            if checked.is_ok() {
+                self.apply_txn(pg, txn)?;
+            }
+            results.push(checked);
+        }
+        Ok(results)
+    }
+
+    fn apply_txn(&mut self, pg: PgId, txn: &'a Transaction) -> Result<(), StoreError> {
+        let p = self.p;
+        // Whether an op after the last `RemovePg` (if any) put the PG to use.
+        let mut in_use = false;
+        for op in &txn.ops {
+            match op {
+                TxOp::PgMetaSet { key, value } => self.put(&p.meta, &joined(&pg_prefix(pg), key.as_bytes()), value),
+                TxOp::PgMetaRm { key } => self.del(&p.meta, &joined(&pg_prefix(pg), key.as_bytes())),
+                TxOp::RemovePg => {
+                    self.wipe_pg(pg)?;
+                    in_use = false;
+                    continue;
+                }
+                _ => self.apply_obj_op(pg, op, txn.mtime_ms)?,
+            }
+            in_use = true;
+        }
+        if in_use {
+            self.note_pg(pg)?;
+        }
+        Ok(())
+    }
+
+    /// Records that the PG exists, once per transaction (written only when it is new).
+    fn note_pg(&mut self, pg: PgId) -> Result<(), StoreError> {
+        let key = pg_prefix(pg);
+        if self.view(&self.p.pgs).get(&key)?.is_none() {
+            self.put(&self.p.pgs, &key, &[]);
+        }
+        Ok(())
+    }
+
+    fn wipe_pg(&mut self, pg: PgId) -> Result<(), StoreError> {
+        let p = self.p;
+        let range = KeyRange::prefix(pg_prefix(pg));
+        self.drop_chunks(&range)?;
+        for t in [&p.objects, &p.xattrs, &p.omap, &p.meta] {
+            self.drop_range(t, &range)?;
+        }
+        self.del(&p.pgs, &pg_prefix(pg));
+        Ok(())
+    }
+
+    fn apply_obj_op(&mut self, pg: PgId, op: &'a TxOp, now: u64) -> Result<(), StoreError> {
+        let oid = op.oid().ok_or_else(|| StoreError::Invalid("not an object op".into()))?;
+        let cur = get_header(&self.view(&self.p.objects), pg, oid)?;
+        let old_size = cur.as_ref().map_or(0, |h| h.size);
+        let next = next_header(op, cur, now)?;
+        let sp = sub_prefix(pg, oid);
+        self.apply_body(&sp, op, old_size)?;
+        let key = obj_key(pg, oid);
+        match next {
+            Some(h) => self.put(&self.p.objects, &key, &encode_header(&h)),
+            None => self.del(&self.p.objects, &key),
+        };
+        Ok(())
+    }
+
+    /// Changes data, xattrs and omap for `op`; `sp` is the object's sub-table prefix.
+    fn apply_body(&mut self, sp: &[u8], op: &'a TxOp, old_size: u64) -> Result<(), StoreError> {
+        let key = |name: &str| joined(sp, name.as_bytes());
+        let all = || KeyRange::prefix(sp.to_vec());
+        let p = self.p;
+        match op {
+            // No chunk lies at or past an object's size, so an empty object has none to drop.
+            TxOp::WriteFull { data, .. } if old_size == 0 => return self.write_at(sp, 0, data),
+            TxOp::WriteFull { data, .. } => return self.trim_data(sp, 0).and_then(|_| self.write_at(sp, 0, data)),
+            TxOp::Write { off, data, .. } => return self.write_at(sp, *off, data),
+            TxOp::Append { data, .. } => return self.write_at(sp, old_size, data),
+            TxOp::Truncate { size, .. } if *size < old_size => return self.trim_data(sp, *size),
+            TxOp::Remove { .. } => {
+                self.drop_chunks(&all())?;
+                self.drop_range(&p.xattrs, &all())?;
+                return self.drop_range(&p.omap, &all());
+            }
+            TxOp::OmapClear { .. } => return self.drop_range(&p.omap, &all()),
+            TxOp::SetXattr { name, value, .. } => self.put(&p.xattrs, &key(name), value),
+            TxOp::RmXattr { name, .. } => self.del(&p.xattrs, &key(name)),
+            TxOp::OmapSet { entries, .. } => entries.iter().for_each(|(k, v)| self.put(&p.omap, &key(k), v)),
+            TxOp::OmapRm { keys, .. } => keys.iter().for_each(|k| self.del(&p.omap, &key(k))),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Writes `data` at `off`, rewriting only the chunks it touches.
+    fn write_at(&mut self, sp: &[u8], off: u64, data: &'a [u8]) -> Result<(), StoreError> {
+        let mut pos = 0usize;
+        while pos < data.len() {
+            let abs = off + pos as u64;
+            let (idx, in_chunk) = (abs / CHUNK_SIZE, (abs % CHUNK_SIZE) as usize);
+            let n = (SLOT - in_chunk).min(data.len() - pos);
+            let piece = &data[pos..pos + n];
+            let key = chunk_key(sp, idx);
+            if in_chunk == 0 && n == SLOT {
+                self.store_chunk(&key, Cow::Borrowed(piece))?;
+            } else {
+                let mut buf = self.load_chunk(&key)?.unwrap_or_default();
+                buf.resize(buf.len().max(in_chunk + n), 0);
+                buf[in_chunk..in_chunk + n].copy_from_slice(piece);
+                self.store_chunk(&key, Cow::Owned(buf))?;
+            }
+            pos += n;
+        }
+        Ok(())
+    }
+
+    /// Drops every data byte at or past `size`.
+    fn trim_data(&mut self, sp: &[u8], size: u64) -> Result<(), StoreError> {
+        let (idx, rem) = (size / CHUNK_SIZE, (size % CHUNK_SIZE) as usize);
+        let mut first_dropped = idx;
+        if rem > 0 {
+            first_dropped = idx + 1;
+            let key = chunk_key(sp, idx);
+            if let Some(mut kept) = self.load_chunk(&key)?.filter(|c| c.len() > rem) {
+                kept.truncate(rem);
+                self.store_chunk(&key, Cow::Owned(kept))?;
+            }
+        }
+        self.drop_chunks(&KeyRange { lo: chunk_key(sp, first_dropped), lo_inclusive: true, hi: prefix_end(sp) })
+    }
+
+    /// The bytes of chunk `key` wherever they are: inline, staged by this batch, or in a slot.
+    fn load_chunk(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        if let Some(v) = self.view(&self.p.data).get(key)? {
+            return Ok(Some(v.to_vec()));
+        }
+        let Some(raw) = self.view(&self.p.extents).get(key)? else { return Ok(None) };
+        let e = Extent::decode(&raw)?;
+        if let Some(b) = self.staged.get(e.slot) {
+            return Ok(Some(b.to_vec()));
+        }
+        let mut buf = vec![0u8; SLOT];
+        self.blocks.read_run(&[e], &mut buf)?;
+        Ok(Some(buf))
+    }
+
+    /// Stores chunk `key`: a whole chunk goes to a fresh slot of the block file, a shorter
+    /// one inline in `data`. The slot it had before is freed.
+    fn store_chunk(&mut self, key: &[u8], bytes: Cow<'a, [u8]>) -> Result<(), StoreError> {
+        let p = self.p;
+        self.unlink_extent(key)?;
+        if bytes.len() == SLOT {
+            self.del(&p.data, key);
+            let e = self.blocks.stage(&mut self.staged, bytes)?;
+            self.put(&p.extents, key, &e.encode());
+        } else {
+            self.put(&p.data, key, &bytes);
+        }
+        Ok(())
+    }
+
+    fn unlink_extent(&mut self, key: &[u8]) -> Result<(), StoreError> {
+        let p = self.p;
+        let Some(raw) = self.view(&p.extents).get(key)? else { return Ok(()) };
+        let e = Extent::decode(&raw)?;
+        self.del(&p.extents, key);
+        self.staged.free(e.slot);
+        Ok(())
+    }
+
+    /// Drops every chunk with a key in `range`, inline or in a slot (freeing the slot).
+    fn drop_chunks(&mut self, range: &KeyRange) -> Result<(), StoreError> {
+        let p = self.p;
+        let mut freed = Vec::new();
+        for item in self.view(&p.extents).range(range.bounds()) {
+            let (k, v) = item?;
+            freed.push((k, Extent::decode(&v)?.slot));
+        }
+        for (k, slot) in freed {
+            self.staged.free(slot);
+            self.del(&p.extents, &k);
+        }
+        self.drop_range(&p.data, range)
+    }
+}
