@@ -93,6 +93,12 @@ impl Pg {
     }
 
     /// Loads info and log of a PG from the store.
+    ///
+    /// Writes store only their log entry, not the info, so the stored info's `last_update`
+    /// and `log_tail` may be behind: the log is the newest run of consecutive versions in
+    /// the slots (every slot holds an entry of this copy's history: [`Pg::adopt`] clears
+    /// the slots of the log it replaces), `last_update` its newest entry, and the tail
+    /// moves up to just before its oldest entry when entries were trimmed since.
     pub fn load(store: &ObjectStore, id: PgId) -> Result<Pg, StoreError> {
         let mut pg = Pg::new(id);
         if let Some(b) = store.pg_meta_get(id, "info")? {
@@ -101,12 +107,21 @@ impl Pg {
         let mut entries = Vec::new();
         for (_, b) in store.pg_meta_prefixed(id, LOG_PREFIX)? {
             let e: PgLogEntry = rmp_serde::from_slice(&b).map_err(meta_err)?;
-            if e.version > pg.info.log_tail && e.version <= pg.info.last_update {
+            if e.version > pg.info.log_tail {
                 entries.push(e);
             }
         }
-        entries.sort_by_key(|e| e.version);
-        for e in entries {
+        entries.sort_by_key(|e| std::cmp::Reverse(e.version));
+        let run = 1 + entries.windows(2).take_while(|w| w[1].version.v + 1 == w[0].version.v).count();
+        entries.truncate(run);
+        if let (Some(newest), Some(oldest)) = (entries.first(), entries.last()) {
+            pg.info.last_update = pg.info.last_update.max(newest.version);
+            if oldest.version.v > pg.info.log_tail.v + 1 {
+                // The entry before the oldest is gone; its epoch is at most the oldest's.
+                pg.info.log_tail = Eversion { epoch: oldest.version.epoch, v: oldest.version.v - 1 };
+            }
+        }
+        for e in entries.into_iter().rev() {
             pg.remember(e);
         }
         Ok(pg)
@@ -159,8 +174,8 @@ impl Pg {
         Eversion { epoch, v: self.info.last_update.v + 1 }
     }
 
-    /// Records `entry` in memory and adds the metadata ops that persist it (and the
-    /// new info) to `txn`.
+    /// Records `entry` in memory and adds the metadata op that persists it to `txn` (the
+    /// info is not rewritten: [`Pg::load`] finds `last_update` and the tail from the log).
     pub fn log_write(&mut self, entry: PgLogEntry, txn: &mut Transaction) {
         self.info.last_update = entry.version;
         let slot = entry.version.v % LOG_KEEP;
@@ -168,7 +183,6 @@ impl Pg {
             txn.ops.push(TxOp::PgMetaSet { key: slot_key(slot), value: b });
         }
         self.remember(entry);
-        self.persist_info(txn);
     }
 
     pub fn persist_info(&self, txn: &mut Transaction) {
@@ -179,6 +193,10 @@ impl Pg {
 
     /// Replaces info and log with the authoritative ones (after recovery from them).
     pub fn adopt(&mut self, info: PgInfo, log: Vec<PgLogEntry>, txn: &mut Transaction) {
+        // No slot may keep an entry of the replaced log: `load` trusts every slot.
+        let kept: BTreeSet<u64> = log.iter().map(|e| e.version.v % LOG_KEEP).collect();
+        let stale: BTreeSet<u64> = self.log.iter().map(|e| e.version.v % LOG_KEEP).filter(|s| !kept.contains(s)).collect();
+        txn.ops.extend(stale.into_iter().map(|s| TxOp::PgMetaRm { key: slot_key(s) }));
         self.log.clear();
         self.reqids.clear();
         self.info = PgInfo { pg: Some(self.id), ..info };
@@ -302,6 +320,38 @@ mod tests {
         let ch = changed_in(&back.log_vec(), Eversion { epoch: 1, v: LOG_KEEP });
         assert_eq!(ch.len(), 5);
         assert!(ch.iter().all(|(_, v, _)| v.v > LOG_KEEP));
+    }
+
+    /// That a copy reloaded after adopting a shorter, divergent log has exactly that log
+    /// (its own newer entries must not come back from their slots), and that writes after
+    /// it are found again from the slots alone.
+    #[test]
+    fn adopted_log_survives_reload() {
+        let d = tempfile::tempdir().unwrap();
+        let store = ObjectStore::open(d.path()).unwrap();
+        let id = PgId { pool: 1, seed: 4 };
+        let mut pg = Pg::new(id);
+        for v in 1..=10 {
+            let mut t = Transaction::default();
+            pg.log_write(entry(v, "o", false), &mut t);
+            store.apply(id, &t).unwrap();
+        }
+        let mut auth: Vec<PgLogEntry> = (1..=7).map(|v| entry(v, "o", false)).collect();
+        auth[6].version.epoch = 2;
+        let info = PgInfo { pg: Some(id), last_update: auth[6].version, log_tail: Eversion::default(), last_epoch_started: 2 };
+        let mut t = Transaction::default();
+        pg.adopt(info.clone(), auth.clone(), &mut t);
+        store.apply(id, &t).unwrap();
+        let back = Pg::load(&store, id).unwrap();
+        assert_eq!(back.log_vec(), auth);
+        assert_eq!(back.info, info);
+        let mut t = Transaction::default();
+        let next = PgLogEntry { version: Eversion { epoch: 3, v: 8 }, ..entry(8, "p", false) };
+        pg.log_write(next.clone(), &mut t);
+        store.apply(id, &t).unwrap();
+        let back = Pg::load(&store, id).unwrap();
+        assert_eq!(back.info.last_update, next.version);
+        assert_eq!(back.log_vec(), pg.log_vec());
     }
 
     /// That an object copy installed elsewhere reproduces the object exactly.

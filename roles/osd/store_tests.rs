@@ -132,6 +132,30 @@ fn truncate_shrinks_and_grows() -> R {
     Ok(())
 }
 
+/// That trimming an object with more chunks than are dropped one by one (the range scan)
+/// and fewer (point lookups) both leave no old bytes behind, in slots or inline.
+#[test]
+fn trims_of_large_sparse_objects() -> R {
+    let (_d, st) = open_tmp();
+    let whole = pattern(CHUNK_SIZE as usize, 7);
+    let far = 30 << 20;
+    let ops = vec![write("o", 0, &whole), write("o", 20 << 20, b"tail"), write("o", far, &whole)];
+    st.apply(pg(0), &txn(ops))?;
+    assert_eq!(st.stat(pg(0), "o")?.size, far + CHUNK_SIZE);
+    st.apply(pg(0), &txn(vec![TxOp::Truncate { oid: s("o"), size: 100 }]))?;
+    st.apply(pg(0), &txn(vec![TxOp::Truncate { oid: s("o"), size: far + CHUNK_SIZE }]))?;
+    let got = st.read(pg(0), "o", 0, None)?;
+    assert_eq!(&got[..100], &whole[..100]);
+    assert!(got[100..].iter().all(|&b| b == 0), "a trimmed chunk came back");
+    st.apply(pg(0), &txn(vec![write("o", 5 << 20, &whole), write("o", 6 << 20, b"x")]))?;
+    st.apply(pg(0), &txn(vec![TxOp::WriteFull { oid: s("o"), data: b"new".to_vec() }]))?;
+    st.apply(pg(0), &txn(vec![TxOp::Truncate { oid: s("o"), size: 7 << 20 }]))?;
+    let got = st.read(pg(0), "o", 0, None)?;
+    assert_eq!(&got[..3], b"new");
+    assert!(got[3..].iter().all(|&b| b == 0), "write_full left old bytes behind");
+    Ok(())
+}
+
 /// That reads past the end are short or empty, and reads of missing objects fail with NoObject.
 #[test]
 fn reads_past_eof() -> R {

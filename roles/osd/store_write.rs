@@ -14,6 +14,9 @@ use super::{
 };
 use crate::maps::PgId;
 
+/// Chunks dropped by point lookups at most; more are dropped by one range scan (16 MiB).
+const POINT_DROP_MAX: u64 = 256;
+
 fn check_name(what: &str, name: &str) -> Result<(), StoreError> {
     if name.is_empty() || name.len() > MAX_NAME_LEN {
         return Err(StoreError::Invalid(format!("{what} must be 1..={MAX_NAME_LEN} bytes")));
@@ -65,8 +68,14 @@ fn next_header(op: &TxOp, cur: Option<ObjStat>, now: u64) -> Result<Option<ObjSt
     Ok(Some(ObjStat { size: new_size, mtime_ms: now }))
 }
 
-/// Decides whether `txn` can apply on top of the current state, reading only headers.
-fn check_txn(objects: &impl Kv, pg: PgId, txn: &Transaction) -> Result<(), StoreError> {
+/// What one object op of a checked transaction does to its object's header: the size
+/// before it and the header after it (`None`: removed).
+type Step = (u64, Option<ObjStat>);
+
+/// Decides whether `txn` can apply on top of the current state, reading only headers;
+/// the [`Step`] of each object op, in order.
+fn check_txn(objects: &impl Kv, pg: PgId, txn: &Transaction) -> Result<Vec<Step>, StoreError> {
+    let mut steps = Vec::with_capacity(txn.ops.len());
     let mut shadow: HashMap<&str, Option<ObjStat>> = HashMap::new();
     let mut wiped = false;
     for op in &txn.ops {
@@ -82,9 +91,12 @@ fn check_txn(objects: &impl Kv, pg: PgId, txn: &Transaction) -> Result<(), Store
             None if wiped => None,
             None => get_header(objects, pg, oid)?,
         };
-        shadow.insert(oid, next_header(op, cur, txn.mtime_ms)?);
+        let old_size = cur.as_ref().map_or(0, |h| h.size);
+        let next = next_header(op, cur, txn.mtime_ms)?;
+        steps.push((old_size, next.clone()));
+        shadow.insert(oid, next);
     }
-    Ok(())
+    Ok(steps)
 }
 
 /// One batch's write transaction, and the chunk writes it staged in the block file.
@@ -126,17 +138,20 @@ impl<'t, 'a> Tables<'t, 'a> {
     ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
         let mut results = Vec::new();
         for (pg, txn) in batch {
-            let checked = check_txn(&self.view(&self.p.objects), pg, txn);
-            if checked.is_ok() {
-                self.apply_txn(pg, txn)?;
+            match check_txn(&self.view(&self.p.objects), pg, txn) {
+                Ok(steps) => {
+                    self.apply_txn(pg, txn, steps)?;
+                    results.push(Ok(()));
+                }
+                Err(e) => results.push(Err(e)),
             }
-            results.push(checked);
         }
         Ok(results)
     }
 
-    fn apply_txn(&mut self, pg: PgId, txn: &'a Transaction) -> Result<(), StoreError> {
+    fn apply_txn(&mut self, pg: PgId, txn: &'a Transaction, steps: Vec<Step>) -> Result<(), StoreError> {
         let p = self.p;
+        let mut steps = steps.into_iter();
         // Whether an op after the last `RemovePg` (if any) put the PG to use.
         let mut in_use = false;
         for op in &txn.ops {
@@ -148,7 +163,10 @@ impl<'t, 'a> Tables<'t, 'a> {
                     in_use = false;
                     continue;
                 }
-                _ => self.apply_obj_op(pg, op, txn.mtime_ms)?,
+                _ => {
+                    let step = steps.next().ok_or_else(|| StoreError::Invalid("object op without a checked step".into()))?;
+                    self.apply_obj_op(pg, op, step)?
+                }
             }
             in_use = true;
         }
@@ -178,11 +196,8 @@ impl<'t, 'a> Tables<'t, 'a> {
         Ok(())
     }
 
-    fn apply_obj_op(&mut self, pg: PgId, op: &'a TxOp, now: u64) -> Result<(), StoreError> {
+    fn apply_obj_op(&mut self, pg: PgId, op: &'a TxOp, (old_size, next): Step) -> Result<(), StoreError> {
         let oid = op.oid().ok_or_else(|| StoreError::Invalid("not an object op".into()))?;
-        let cur = get_header(&self.view(&self.p.objects), pg, oid)?;
-        let old_size = cur.as_ref().map_or(0, |h| h.size);
-        let next = next_header(op, cur, now)?;
         let sp = sub_prefix(pg, oid);
         self.apply_body(&sp, op, old_size)?;
         let key = obj_key(pg, oid);
@@ -199,14 +214,12 @@ impl<'t, 'a> Tables<'t, 'a> {
         let all = || KeyRange::prefix(sp.to_vec());
         let p = self.p;
         match op {
-            // No chunk lies at or past an object's size, so an empty object has none to drop.
-            TxOp::WriteFull { data, .. } if old_size == 0 => return self.write_at(sp, 0, data),
-            TxOp::WriteFull { data, .. } => return self.trim_data(sp, 0).and_then(|_| self.write_at(sp, 0, data)),
+            TxOp::WriteFull { data, .. } => return self.replace_data(sp, data, old_size),
             TxOp::Write { off, data, .. } => return self.write_at(sp, *off, data),
             TxOp::Append { data, .. } => return self.write_at(sp, old_size, data),
-            TxOp::Truncate { size, .. } if *size < old_size => return self.trim_data(sp, *size),
+            TxOp::Truncate { size, .. } if *size < old_size => return self.trim_data(sp, *size, old_size),
             TxOp::Remove { .. } => {
-                self.drop_chunks(&all())?;
+                self.drop_chunks_from(sp, 0, old_size)?;
                 self.drop_range(&p.xattrs, &all())?;
                 return self.drop_range(&p.omap, &all());
             }
@@ -242,8 +255,17 @@ impl<'t, 'a> Tables<'t, 'a> {
         Ok(())
     }
 
-    /// Drops every data byte at or past `size`.
-    fn trim_data(&mut self, sp: &[u8], size: u64) -> Result<(), StoreError> {
+    /// Makes `data` the whole content of an object of `old_size` bytes: each chunk of `data`
+    /// is stored as it is (no old bytes to merge), then the chunks past it are dropped.
+    fn replace_data(&mut self, sp: &[u8], data: &'a [u8], old_size: u64) -> Result<(), StoreError> {
+        for (idx, piece) in data.chunks(SLOT).enumerate() {
+            self.store_chunk(&chunk_key(sp, idx as u64), Cow::Borrowed(piece))?;
+        }
+        self.drop_chunks_from(sp, data.len().div_ceil(SLOT) as u64, old_size)
+    }
+
+    /// Drops every data byte at or past `size` of an object of `old_size` bytes.
+    fn trim_data(&mut self, sp: &[u8], size: u64, old_size: u64) -> Result<(), StoreError> {
         let (idx, rem) = (size / CHUNK_SIZE, (size % CHUNK_SIZE) as usize);
         let mut first_dropped = idx;
         if rem > 0 {
@@ -254,7 +276,32 @@ impl<'t, 'a> Tables<'t, 'a> {
                 self.store_chunk(&key, Cow::Owned(kept))?;
             }
         }
-        self.drop_chunks(&KeyRange { lo: chunk_key(sp, first_dropped), lo_inclusive: true, hi: prefix_end(sp) })
+        self.drop_chunks_from(sp, first_dropped, old_size)
+    }
+
+    /// Drops chunks `first..` of an object of `old_size` bytes. No chunk lies at or past an
+    /// object's size, so the chunks that can exist are known: up to [`POINT_DROP_MAX`] of
+    /// them are looked up one by one (bloom filters answer most lookups of absent keys),
+    /// more by one range scan, whose cost grows with the segments and deleted keys it meets.
+    fn drop_chunks_from(&mut self, sp: &[u8], first: u64, old_size: u64) -> Result<(), StoreError> {
+        let end = old_size.div_ceil(CHUNK_SIZE);
+        if end.saturating_sub(first) > POINT_DROP_MAX {
+            return self.drop_chunks(&KeyRange { lo: chunk_key(sp, first), lo_inclusive: true, hi: prefix_end(sp) });
+        }
+        for idx in first..end {
+            let key = chunk_key(sp, idx);
+            self.unlink_extent(&key)?;
+            self.del_data(&key)?;
+        }
+        Ok(())
+    }
+
+    /// Removes inline chunk `key` if there is one (no tombstone for a key that never was).
+    fn del_data(&mut self, key: &[u8]) -> Result<(), StoreError> {
+        if self.view(&self.p.data).get(key)?.is_some() {
+            self.del(&self.p.data, key);
+        }
+        Ok(())
     }
 
     /// The bytes of chunk `key` wherever they are: inline, staged by this batch, or in a slot.
@@ -278,7 +325,7 @@ impl<'t, 'a> Tables<'t, 'a> {
         let p = self.p;
         self.unlink_extent(key)?;
         if bytes.len() == SLOT {
-            self.del(&p.data, key);
+            self.del_data(key)?;
             let e = self.blocks.stage(&mut self.staged, bytes)?;
             self.put(&p.extents, key, &e.encode());
         } else {
