@@ -215,6 +215,10 @@ fn t50_osd_caps_enforced() {
     cl.rt.block_on(async { cl.obj.read("p", "x", 0, None).await }).expect("read before");
     let me = cl.rt.block_on(async { cl.obj.instance() });
     assert_eq!(c.cli(&["osd", "blocklist", "add", &me.to_string(), "600"]).code, 0);
+    // The OSDs learn the map asynchronously: with the client at the blocklist's epoch,
+    // its write carries it, and an OSD applies that map before serving the write.
+    let epoch = c.json(&["osd", "dump"])["epoch"].as_u64().expect("epoch");
+    assert!(cl.rt.block_on(cl.obj.wait_for_epoch(epoch)), "client never saw epoch {epoch}");
     let e = cl.rt.block_on(async { cl.obj.write_full("p", "x", b"late".to_vec()).await }).unwrap_err();
     assert_eq!(e.errno(), cephr::error::Errno::EBLOCKLISTED, "{e}");
     let r = c.cli(&["rados", "-p", "p", "get", "x", "-"]);

@@ -53,6 +53,14 @@ impl Objecter {
         self.monc.messenger().entity_addr()
     }
 
+    /// Waits (up to the op timeout) until this client holds OSDMap `epoch` or newer, so
+    /// its next ops carry that epoch and every OSD applies that map before serving them
+    /// (Ceph's epoch barrier: what a map change such as a blocklist entry forbids, no
+    /// OSD still allows to this client's later ops). Whether the epoch arrived.
+    pub async fn wait_for_epoch(&self, epoch: u64) -> bool {
+        self.osdmap(epoch.saturating_sub(1), self.timeout).await.is_some_and(|m| m.epoch >= epoch)
+    }
+
     async fn osdmap(&self, newer_than: u64, wait: Duration) -> Option<Arc<OsdMap>> {
         let mut w = self.monc.watch();
         let got = match tokio::time::timeout(wait, w.wait_for(|m| m.osdmap.as_ref().is_some_and(|o| o.epoch > newer_than))).await {

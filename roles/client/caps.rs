@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
 use tokio::sync::Notify;
 
 use super::file::Invalidate;
@@ -80,7 +81,7 @@ pub(super) struct InodeCaps {
     pub landing: Arc<tokio::sync::RwLock<()>>,
     /// `Fc`: cached pages by page number (with the buffered bytes of their range
     /// laid over them: what the file holds).
-    pub pages: HashMap<u64, Vec<u8>>,
+    pub pages: HashMap<u64, Bytes>,
     pub flush_tid: u64,
     pub flush_acked: u64,
     /// Held while pages of this inode are fetched, so that concurrent misses (the
@@ -131,6 +132,19 @@ impl InodeCaps {
 
     /// Copies buffered data over `out`, which holds file bytes from `off` as the
     /// OSDs have them (read under `landing`).
+    /// `page` (the bytes at `off`) with the buffered bytes laid over it; copied only
+    /// where the buffer overlaps it.
+    pub fn overlay_page(&self, off: u64, page: Bytes) -> Bytes {
+        let end = off + page.len() as u64;
+        let overlaps = self.buffer.range(..end).any(|(o, d)| o + d.len() as u64 > off);
+        if !overlaps {
+            return page;
+        }
+        let mut d = page.to_vec();
+        self.overlay(off, &mut d);
+        Bytes::from(d)
+    }
+
     pub fn overlay(&self, off: u64, out: &mut [u8]) {
         let end = off + out.len() as u64;
         for (o, d) in self.buffer.range(..end) {
@@ -613,7 +627,7 @@ mod tests {
     fn pages_and_wants() {
         let mut c = InodeCaps::default();
         for p in 0..4 {
-            c.pages.insert(p, vec![0; PAGE as usize]);
+            c.pages.insert(p, Bytes::from(vec![0; PAGE as usize]));
         }
         c.drop_pages(PAGE + 1, 2 * PAGE + 1);
         let mut left: Vec<u64> = c.pages.keys().copied().collect();

@@ -101,15 +101,27 @@ impl Client {
 
     /// Reads with attributes the caller already has (the size bounds the read).
     pub async fn read_with(&self, st: &InodeStat, off: u64, len: u64) -> Result<Vec<u8>, CmdError> {
+        let (len, pieces) = self.read_pieces(st, off, len).await?;
+        let mut out = vec![0u8; len as usize];
+        for (at, d) in pieces {
+            out[at as usize..at as usize + d.len()].copy_from_slice(&d);
+        }
+        Ok(out)
+    }
+
+    /// Reads `len` bytes at `off` (fewer at the end of the file) as the pieces the
+    /// objects returned, each at its offset in the range, together covering it
+    /// exactly (holes read as zeros); the range's length. No bytes are copied.
+    pub async fn read_pieces(&self, st: &InodeStat, off: u64, len: u64) -> Result<(u64, Vec<(u64, Vec<u8>)>), CmdError> {
         check_regular(st)?;
         if off >= st.size {
-            return Ok(Vec::new());
+            return Ok((0, Vec::new()));
         }
         let len = len.min(st.size - off);
         let pool = self.pool_name(st.layout.pool)?;
         let obj = &self.inner.objecter;
         let ino = st.ino;
-        let pieces: Vec<(u64, Vec<u8>)> = stream::iter(file_to_extents(&st.layout, off, len))
+        let mut pieces: Vec<(u64, Vec<u8>)> = stream::iter(file_to_extents(&st.layout, off, len))
             .map(|e| {
                 let oid = data_object(ino, e.objno);
                 let pool = pool.clone();
@@ -126,11 +138,8 @@ impl Client {
             .buffer_unordered(PARALLEL_OBJECTS)
             .try_collect()
             .await?;
-        let mut out = vec![0u8; len as usize];
-        for (at, d) in pieces {
-            out[at as usize..at as usize + d.len()].copy_from_slice(&d);
-        }
-        Ok(out)
+        pieces.sort_unstable_by_key(|(at, _)| *at);
+        Ok((len, pieces))
     }
 
     /// Cuts the data objects of a file that shrank from `old.size` to `new_size`.

