@@ -298,6 +298,13 @@ mod tests {
         PgLogEntry { version: Eversion { epoch: 1, v }, oid: oid.into(), reqid: None, deleted }
     }
 
+    /// Logs `e` on `pg` and commits it, as a write would.
+    fn log_and_commit(store: &ObjectStore, pg: &mut Pg, e: PgLogEntry) {
+        let mut t = Transaction::default();
+        pg.log_write(e, &mut t);
+        store.apply(pg.id, &t).unwrap();
+    }
+
     /// That the log persists through the store, trims to LOG_KEEP with the tail
     /// following, and reports each object's newest change since a version.
     #[test]
@@ -307,9 +314,7 @@ mod tests {
         let id = PgId { pool: 1, seed: 3 };
         let mut pg = Pg::new(id);
         for v in 1..=LOG_KEEP + 5 {
-            let mut t = Transaction::default();
-            pg.log_write(entry(v, &format!("o{}", v % 7), v % 11 == 0), &mut t);
-            store.apply(id, &t).unwrap();
+            log_and_commit(&store, &mut pg, entry(v, &format!("o{}", v % 7), v % 11 == 0));
         }
         assert_eq!(pg.log.len() as u64, LOG_KEEP);
         assert_eq!(pg.info.log_tail.v, 5);
@@ -332,9 +337,7 @@ mod tests {
         let id = PgId { pool: 1, seed: 4 };
         let mut pg = Pg::new(id);
         for v in 1..=10 {
-            let mut t = Transaction::default();
-            pg.log_write(entry(v, "o", false), &mut t);
-            store.apply(id, &t).unwrap();
+            log_and_commit(&store, &mut pg, entry(v, "o", false));
         }
         let mut auth: Vec<PgLogEntry> = (1..=7).map(|v| entry(v, "o", false)).collect();
         auth[6].version.epoch = 2;
@@ -345,10 +348,8 @@ mod tests {
         let back = Pg::load(&store, id).unwrap();
         assert_eq!(back.log_vec(), auth);
         assert_eq!(back.info, info);
-        let mut t = Transaction::default();
         let next = PgLogEntry { version: Eversion { epoch: 3, v: 8 }, ..entry(8, "p", false) };
-        pg.log_write(next.clone(), &mut t);
-        store.apply(id, &t).unwrap();
+        log_and_commit(&store, &mut pg, next.clone());
         let back = Pg::load(&store, id).unwrap();
         assert_eq!(back.info.last_update, next.version);
         assert_eq!(back.log_vec(), pg.log_vec());
