@@ -161,7 +161,7 @@ fn t20_admin_evicts_a_client_at_once() {
     let client = rt.block_on(cephr::roles::client::Client::mount(&cfg, &entity, Some(FS), None)).expect("mount");
     let root = client.root_ino();
     let st = rt.block_on(client.create(root, "f", 0o644, true)).expect("create");
-    rt.block_on(client.write_data(&st, 0, b"before")).expect("write before eviction");
+    rt.block_on(client.write_data(&st, 0, bytes::Bytes::from_static(b"before"))).expect("write before eviction");
     let addr = session_of(&c, "client.lib").and_then(|s| s["addr"].as_str().map(String::from)).expect("session address");
 
     eprintln!("--- refused: not an admin, unknown client");
@@ -182,7 +182,7 @@ fn t20_admin_evicts_a_client_at_once() {
 
     let e = rt.block_on(client.mkdir(root, "after", 0o755)).expect_err("metadata after eviction");
     assert_eq!(e.errno, cephr::error::Errno::EBLOCKLISTED, "{e}");
-    let e = rt.block_on(client.write_data(&st, 0, b"after")).expect_err("data after eviction");
+    let e = rt.block_on(client.write_data(&st, 0, bytes::Bytes::from_static(b"after"))).expect_err("data after eviction");
     assert_eq!(e.errno, cephr::error::Errno::EBLOCKLISTED, "{e}");
 }
 

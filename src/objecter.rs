@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_bytes::ByteBuf;
+use bytes::Bytes;
+
+use crate::msg::payload::Payload;
 
 use crate::error::Errno;
 use crate::ids::EntityName;
@@ -192,14 +194,15 @@ impl Objecter {
 
     // Convenience wrappers used by the CLI and, later, the MDS and file clients.
 
-    pub async fn write_full(&self, pool: &str, oid: &str, data: Vec<u8>) -> Result<(), ObjError> {
-        self.op(pool, oid, vec![OsdOp::WriteFull { data: ByteBuf::from(data) }]).await.map(|_| ())
+    pub async fn write_full(&self, pool: &str, oid: &str, data: impl Into<Payload>) -> Result<(), ObjError> {
+        self.op(pool, oid, vec![OsdOp::WriteFull { data: data.into() }]).await.map(|_| ())
     }
 
-    pub async fn read(&self, pool: &str, oid: &str, off: u64, len: Option<u64>) -> Result<Vec<u8>, ObjError> {
+    /// The bytes read share the reply's buffer.
+    pub async fn read(&self, pool: &str, oid: &str, off: u64, len: Option<u64>) -> Result<Bytes, ObjError> {
         match self.op(pool, oid, vec![OsdOp::Read { off, len }]).await?.pop() {
-            Some(OpOut::Data(d)) => Ok(d.into_vec()),
-            _ => Ok(Vec::new()),
+            Some(OpOut::Data(d)) => Ok(d.into_bytes()),
+            _ => Ok(Bytes::new()),
         }
     }
 

@@ -405,12 +405,12 @@ impl Client {
         let runs = match lock(&self.inner.caps.map).get_mut(&ino) {
             Some(c) if !c.buffer.is_empty() => {
                 c.buffered = 0;
-                coalesce(&std::mem::take(&mut c.buffer))
+                coalesce(&std::mem::take(&mut c.buffer)).into_iter().map(|(o, d)| (o, Bytes::from(d))).collect::<Vec<_>>()
             }
             _ => return Ok(()),
         };
         let written = match self.layout_of(ino).await {
-            Ok(st) => futures::future::try_join_all(runs.iter().map(|(off, data)| self.write_data(&st, *off, data))).await.map(drop),
+            Ok(st) => futures::future::try_join_all(runs.iter().map(|(off, data)| self.write_data(&st, *off, data.clone()))).await.map(drop),
             Err(e) => Err(e),
         };
         let mut map = lock(&self.inner.caps.map);
@@ -421,7 +421,7 @@ impl Client {
             // Back under anything buffered since.
             let newer = std::mem::take(&mut c.buffer);
             c.buffered = 0;
-            for (o, d) in runs.iter().map(|(o, d)| (*o, d.as_slice())).chain(newer.iter().map(|(o, d)| (*o, d.as_slice()))) {
+            for (o, d) in runs.iter().map(|(o, d)| (*o, &d[..])).chain(newer.iter().map(|(o, d)| (*o, d.as_slice()))) {
                 c.buffer_write(o, d);
             }
         }

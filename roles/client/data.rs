@@ -5,7 +5,7 @@
 //! the new size and mtime with `SetSize` (which only grows the size); shrinking is a
 //! setattr, after which the client cuts or removes the objects past the new end.
 use futures::stream::{self, StreamExt, TryStreamExt};
-use serde_bytes::ByteBuf;
+use bytes::Bytes;
 
 use super::session::lock;
 use super::striping::{file_to_extents, truncate_plan};
@@ -13,6 +13,7 @@ use super::Client;
 use crate::error::{CmdError, Errno};
 use crate::msg::mds::{Ino, InodeStat, MdsOp, ReplyBody, S_IFMT, S_IFREG};
 use crate::msg::osd::OsdOp;
+use crate::msg::payload::Payload;
 use crate::objecter::ObjError;
 
 /// Object operations in flight at once for one read or write call.
@@ -47,8 +48,9 @@ impl Client {
         }
     }
 
-    /// Writes the objects only (no size report): the building block of `write`.
-    pub async fn write_data(&self, st: &InodeStat, off: u64, data: &[u8]) -> Result<(), CmdError> {
+    /// Writes the objects only (no size report): the building block of `write`. Each
+    /// object's piece is a slice of `data` (sent from it as it is).
+    pub async fn write_data(&self, st: &InodeStat, off: u64, data: Bytes) -> Result<(), CmdError> {
         check_regular(st)?;
         let pool = self.pool_name(st.layout.pool)?;
         let obj = &self.inner.objecter;
@@ -56,15 +58,15 @@ impl Client {
         stream::iter(file_to_extents(&st.layout, off, data.len() as u64))
             .map(|e| {
                 let oid = data_object(ino, e.objno);
-                let piece = data[e.buf_off as usize..(e.buf_off + e.len) as usize].to_vec();
+                let piece = Payload::from(data.slice(e.buf_off as usize..(e.buf_off + e.len) as usize));
                 let pool = pool.clone();
                 let whole = e.obj_off == 0 && e.len == u64::from(st.layout.object_size);
                 async move {
                     // A whole object replaces the old one outright (no partial update).
                     let op = if whole {
-                        OsdOp::WriteFull { data: ByteBuf::from(piece) }
+                        OsdOp::WriteFull { data: piece }
                     } else {
-                        OsdOp::Write { off: e.obj_off, data: ByteBuf::from(piece) }
+                        OsdOp::Write { off: e.obj_off, data: piece }
                     };
                     obj.op(&pool, &oid, vec![op]).await.map_err(obj_err(format!("write {pool}/{oid}")))
                 }
@@ -89,7 +91,7 @@ impl Client {
     /// Writes `data` at `off` of file `ino` and reports the new end to the MDS.
     pub async fn write(&self, ino: Ino, off: u64, data: &[u8]) -> Result<InodeStat, CmdError> {
         let st = self.layout_of(ino).await?;
-        self.write_data(&st, off, data).await?;
+        self.write_data(&st, off, Bytes::copy_from_slice(data)).await?;
         self.set_size(ino, off + data.len() as u64, now_ns()).await
     }
 
@@ -112,7 +114,7 @@ impl Client {
     /// Reads `len` bytes at `off` (fewer at the end of the file) as the pieces the
     /// objects returned, each at its offset in the range, together covering it
     /// exactly (holes read as zeros); the range's length. No bytes are copied.
-    pub async fn read_pieces(&self, st: &InodeStat, off: u64, len: u64) -> Result<(u64, Vec<(u64, Vec<u8>)>), CmdError> {
+    pub async fn read_pieces(&self, st: &InodeStat, off: u64, len: u64) -> Result<(u64, Vec<(u64, Bytes)>), CmdError> {
         check_regular(st)?;
         if off >= st.size {
             return Ok((0, Vec::new()));
@@ -121,17 +123,25 @@ impl Client {
         let pool = self.pool_name(st.layout.pool)?;
         let obj = &self.inner.objecter;
         let ino = st.ino;
-        let mut pieces: Vec<(u64, Vec<u8>)> = stream::iter(file_to_extents(&st.layout, off, len))
+        let mut pieces: Vec<(u64, Bytes)> = stream::iter(file_to_extents(&st.layout, off, len))
             .map(|e| {
                 let oid = data_object(ino, e.objno);
                 let pool = pool.clone();
                 async move {
-                    let mut got = match obj.read(&pool, &oid, e.obj_off, Some(e.len)).await {
+                    let got = match obj.read(&pool, &oid, e.obj_off, Some(e.len)).await {
                         Ok(d) => d,
-                        Err(err) if err.errno() == Errno::ENOENT && !matches!(err, ObjError::NoPool(_)) => Vec::new(),
+                        Err(err) if err.errno() == Errno::ENOENT && !matches!(err, ObjError::NoPool(_)) => Bytes::new(),
                         Err(err) => return Err(obj_err(format!("read {pool}/{oid}"))(err)),
                     };
-                    got.resize(e.len as usize, 0);
+                    // A short object reads as zeros past its end (a hole).
+                    let got = match got.len() as u64 {
+                        n if n >= e.len => got,
+                        _ => {
+                            let mut padded = got.to_vec();
+                            padded.resize(e.len as usize, 0);
+                            Bytes::from(padded)
+                        }
+                    };
                     Ok::<_, CmdError>((e.buf_off, got))
                 }
             })

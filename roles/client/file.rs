@@ -323,7 +323,7 @@ impl Client {
             // Older buffered bytes must not land over these later.
             self.flush_buffer(ino).await?;
             let st = self.layout_of(ino).await?;
-            self.write_data(&st, off, data).await?;
+            self.write_data(&st, off, Bytes::copy_from_slice(data)).await?;
         }
         if let Some(c) = lock(&self.inner.caps.map).get_mut(&ino) {
             c.drop_pages(off, end);
@@ -410,8 +410,7 @@ impl Client {
 /// Cuts `len` bytes, given as sorted pieces `(offset, bytes)` covering them, into
 /// [`PAGE`]-sized pages (the last one shorter). A page inside one piece shares its
 /// bytes; a page across pieces is assembled.
-fn split_pages(len: u64, pieces: Vec<(u64, Vec<u8>)>) -> Vec<Bytes> {
-    let pieces: Vec<(u64, Bytes)> = pieces.into_iter().map(|(at, d)| (at, Bytes::from(d))).collect();
+fn split_pages(len: u64, pieces: Vec<(u64, Bytes)>) -> Vec<Bytes> {
     let mut out = Vec::with_capacity(len.div_ceil(PAGE) as usize);
     let mut first = 0usize;
     let mut from = 0u64;
@@ -450,7 +449,7 @@ mod split_tests {
         let len = 3 * PAGE + 100;
         let whole: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
         for cuts in [vec![0, len], vec![0, PAGE, 2 * PAGE, len], vec![0, 1000, PAGE + 7, 3 * PAGE, len]] {
-            let pieces = cuts.windows(2).map(|w| (w[0], whole[w[0] as usize..w[1] as usize].to_vec())).collect();
+            let pieces = cuts.windows(2).map(|w| (w[0], Bytes::copy_from_slice(&whole[w[0] as usize..w[1] as usize]))).collect();
             let pages = split_pages(len, pieces);
             assert_eq!(pages.len(), 4);
             assert_eq!(pages[3].len(), 100);

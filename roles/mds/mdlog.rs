@@ -14,6 +14,7 @@ use super::logio::{trim_objects, GroupCommit, Pending};
 use super::store::MetaStore;
 use super::types::{journal_header_object, journal_object};
 use crate::msg::osd::OsdOp;
+use crate::msg::payload::Payload;
 
 pub struct MdLog {
     store: Arc<MetaStore>,
@@ -54,7 +55,7 @@ impl MdLog {
         let os = self.header.object_size;
         let fut = async move {
             for (objno, off, at, n) in batch.writes(os) {
-                let data = serde_bytes::ByteBuf::from(batch.bytes[at..at + n].to_vec());
+                let data = Payload::from(&batch.bytes[at..at + n]);
                 let oid = journal_object(store.rank, objno);
                 store.obj.op(&store.pool, &oid, vec![OsdOp::Write { off, data }]).await?;
             }

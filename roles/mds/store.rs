@@ -54,7 +54,7 @@ fn enoent(e: &ObjError) -> bool {
 impl MetaStore {
     pub async fn read_opt(&self, oid: &str) -> Result<Option<Vec<u8>>, ObjError> {
         match self.obj.read(&self.pool, oid, 0, None).await {
-            Ok(b) => Ok(Some(b)),
+            Ok(b) => Ok(Some(b.to_vec())),
             Err(e) if enoent(&e) => Ok(None),
             Err(e) => Err(e),
         }

@@ -7,6 +7,7 @@ use super::store::{ObjectStore, StoreError, Transaction, TxOp};
 use crate::error::Errno;
 use crate::maps::PgId;
 use crate::msg::osd::{OpOut, OsdError, OsdOp};
+use crate::msg::payload::Payload;
 
 pub fn store_errno(e: &StoreError) -> OsdError {
     let errno = match e {
@@ -26,9 +27,9 @@ pub fn write_txn(oid: &str, ops: Vec<OsdOp>, mtime_ms: u64) -> Transaction {
         .filter_map(|op| {
             Some(match op {
                 OsdOp::Create { exclusive } => TxOp::Create { oid: o(), exclusive },
-                OsdOp::WriteFull { data } => TxOp::WriteFull { oid: o(), data: data.into_vec() },
-                OsdOp::Write { off, data } => TxOp::Write { oid: o(), off, data: data.into_vec() },
-                OsdOp::Append { data } => TxOp::Append { oid: o(), data: data.into_vec() },
+                OsdOp::WriteFull { data } => TxOp::WriteFull { oid: o(), data },
+                OsdOp::Write { off, data } => TxOp::Write { oid: o(), off, data },
+                OsdOp::Append { data } => TxOp::Append { oid: o(), data },
                 OsdOp::Truncate { size } => TxOp::Truncate { oid: o(), size },
                 OsdOp::Remove => TxOp::Remove { oid: o() },
                 OsdOp::SetXattr { name, value } => TxOp::SetXattr { oid: o(), name, value: value.into_vec() },
@@ -46,7 +47,7 @@ pub fn write_txn(oid: &str, ops: Vec<OsdOp>, mtime_ms: u64) -> Transaction {
 /// The write ops of a request, with their data payloads moved out (the request keeps
 /// them with empty payloads: after the commit only its read ops matter).
 pub fn take_writes(ops: &mut [OsdOp]) -> Vec<OsdOp> {
-    let take = |d: &mut ByteBuf| std::mem::take(d);
+    let take = |d: &mut Payload| std::mem::take(d);
     ops.iter_mut()
         .filter(|o| o.is_write())
         .map(|op| match op {
@@ -91,7 +92,7 @@ pub fn reads(store: &ObjectStore, pg: PgId, oid: &str, ops: &[OsdOp]) -> Result<
     ops.iter()
         .map(|op| {
             Ok(match op {
-                OsdOp::Read { off, len } => OpOut::Data(ByteBuf::from(store.read(pg, oid, *off, *len).map_err(e)?)),
+                OsdOp::Read { off, len } => OpOut::Data(Payload::from(store.read(pg, oid, *off, *len).map_err(e)?)),
                 OsdOp::Stat => {
                     let s = store.stat(pg, oid).map_err(e)?;
                     OpOut::Stat { size: s.size, mtime_ms: s.mtime_ms }

@@ -11,6 +11,7 @@ use super::store::{ObjectStore, StoreError, Transaction, TxOp};
 use crate::ids::{Epoch, OsdId};
 use crate::maps::PgId;
 use crate::msg::osd::{Eversion, ObjectCopy, PgInfo, PgLogEntry, ReqId};
+use crate::msg::payload::Payload;
 
 /// Entries kept in a PG log; a copy further behind than this is backfilled.
 pub const LOG_KEEP: u64 = 1000;
@@ -270,7 +271,7 @@ pub fn copy_object(store: &ObjectStore, pg: PgId, oid: &str, version: Eversion) 
             break;
         }
     }
-    Ok(ObjectCopy { oid: oid.into(), version, data: Some(ByteBuf::from(data)), mtime_ms: stat.mtime_ms, xattrs, omap })
+    Ok(ObjectCopy { oid: oid.into(), version, data: Some(Payload::from(data)), mtime_ms: stat.mtime_ms, xattrs, omap })
 }
 
 /// Store ops that make the local object equal to `c` (`exists`: it exists now).
@@ -280,7 +281,7 @@ pub fn install_copy(c: &ObjectCopy, exists: bool, txn: &mut Transaction) {
         txn.ops.push(TxOp::Remove { oid: oid.clone() });
     }
     let Some(data) = &c.data else { return };
-    txn.ops.push(TxOp::WriteFull { oid: oid.clone(), data: data.to_vec() });
+    txn.ops.push(TxOp::WriteFull { oid: oid.clone(), data: data.clone() });
     for (k, v) in &c.xattrs {
         txn.ops.push(TxOp::SetXattr { oid: oid.clone(), name: k.clone(), value: v.to_vec() });
     }
@@ -363,14 +364,14 @@ mod tests {
         let id = PgId { pool: 1, seed: 0 };
         let t = Transaction {
             ops: vec![
-                TxOp::WriteFull { oid: "x".into(), data: vec![7; 100_000] },
+                TxOp::WriteFull { oid: "x".into(), data: vec![7; 100_000].into() },
                 TxOp::SetXattr { oid: "x".into(), name: "n".into(), value: b"v".to_vec() },
                 TxOp::OmapSet { oid: "x".into(), entries: vec![("k".into(), ByteBuf::from(b"1".to_vec()))] },
             ],
             mtime_ms: 42,
         };
         a.apply(id, &t).unwrap();
-        b.apply(id, &Transaction { ops: vec![TxOp::WriteFull { oid: "x".into(), data: vec![1] }], mtime_ms: 1 }).unwrap();
+        b.apply(id, &Transaction { ops: vec![TxOp::WriteFull { oid: "x".into(), data: vec![1].into() }], mtime_ms: 1 }).unwrap();
         let c = copy_object(&a, id, "x", Eversion::default()).unwrap();
         let mut t2 = Transaction::default();
         install_copy(&c, true, &mut t2);

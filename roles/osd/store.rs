@@ -53,6 +53,7 @@ use std::path::Path;
 use fjall::{PartitionCreateOptions, PersistMode, ReadTransaction, Slice, TxKeyspace, TxPartitionHandle, WriteTransaction};
 
 use crate::maps::PgId;
+pub use crate::msg::payload::Payload;
 
 #[cfg(test)]
 #[path = "store_tests.rs"]
@@ -187,21 +188,18 @@ pub enum TxOp {
     /// Replaces the whole data; the size becomes `data.len()`.
     WriteFull {
         oid: String,
-        #[serde(with = "serde_bytes")]
-        data: Vec<u8>,
+        data: Payload,
     },
     /// Writes at `off`, zero-filling any gap past the old end. An empty write does not extend.
     Write {
         oid: String,
         off: u64,
-        #[serde(with = "serde_bytes")]
-        data: Vec<u8>,
+        data: Payload,
     },
     /// Writes at the current end.
     Append {
         oid: String,
-        #[serde(with = "serde_bytes")]
-        data: Vec<u8>,
+        data: Payload,
     },
     /// Sets the size, growing with zeros or dropping the tail.
     Truncate {

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::{ObjectStore, StoreError, Transaction, TxOp};
+use super::{ObjectStore, Payload, StoreError, Transaction, TxOp};
 use crate::maps::PgId;
 
 /// Results of [`bench()`]. Latencies are per durable commit (one batch).
@@ -70,7 +70,7 @@ fn make_batch(rng: &mut Rng, data: &mut [u8], first: usize, n: usize) -> Vec<(Pg
             let head = data.len().min(8);
             rng.fill(&mut data[..head]);
             let pg = PgId { pool: 1, seed: (i as u32) % BENCH_PGS };
-            let op = TxOp::WriteFull { oid: format!("bench.{i:08}"), data: data.to_vec() };
+            let op = TxOp::WriteFull { oid: format!("bench.{i:08}"), data: Payload::from(data.to_vec()) };
             (pg, Transaction { ops: vec![op], mtime_ms: i as u64 })
         })
         .collect()

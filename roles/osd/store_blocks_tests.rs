@@ -22,7 +22,7 @@ fn pattern(len: usize, seed: u64) -> Vec<u8> {
 }
 
 fn write_full(oid: &str, data: Vec<u8>) -> Transaction {
-    Transaction { ops: vec![TxOp::WriteFull { oid: oid.into(), data }], mtime_ms: 7 }
+    Transaction { ops: vec![TxOp::WriteFull { oid: oid.into(), data: data.into() }], mtime_ms: 7 }
 }
 
 fn blocks_len(dir: &TempDir) -> u64 {
@@ -65,7 +65,7 @@ fn aborted_batch_frees_its_slots() -> R {
     st.apply(PG, &write_full("a", pattern(8 * SLOT, 1)))?;
     st.apply(PG, &write_full("c", pattern(SLOT, 2)))?;
     st.raw_put("extents", &chunk_key(&sub_prefix(PG, "c"), 0), b"short")?;
-    let poke = Transaction { ops: vec![TxOp::Write { oid: "c".into(), off: 10, data: vec![1; 10] }], mtime_ms: 9 };
+    let poke = Transaction { ops: vec![TxOp::Write { oid: "c".into(), off: 10, data: vec![1; 10].into() }], mtime_ms: 9 };
     for round in 0..200u64 {
         let batch = [(PG, write_full("a", pattern(8 * SLOT, round + 10))), (PG, poke.clone())];
         assert!(matches!(st.apply_batch(&batch), Err(StoreError::Corrupt(_))), "the batch aborts");

@@ -24,7 +24,7 @@ fn s(x: &str) -> String {
 }
 
 fn write(oid: &str, off: u64, data: &[u8]) -> TxOp {
-    TxOp::Write { oid: s(oid), off, data: data.to_vec() }
+    TxOp::Write { oid: s(oid), off, data: data.to_vec().into() }
 }
 
 fn omap_set(oid: &str, kvs: &[(&str, &[u8])]) -> TxOp {
@@ -56,8 +56,8 @@ fn create_exclusive_and_idempotent() -> R {
 fn write_full_replaces() -> R {
     let (_d, st) = open_tmp();
     let big = pattern(200_000, 1);
-    st.apply(pg(0), &txn(vec![TxOp::WriteFull { oid: s("o"), data: big }]))?;
-    st.apply(pg(0), &txn(vec![TxOp::WriteFull { oid: s("o"), data: b"short".to_vec() }]))?;
+    st.apply(pg(0), &txn(vec![TxOp::WriteFull { oid: s("o"), data: big.into() }]))?;
+    st.apply(pg(0), &txn(vec![TxOp::WriteFull { oid: s("o"), data: b"short".to_vec().into() }]))?;
     assert_eq!(st.stat(pg(0), "o")?.size, 5);
     assert_eq!(st.read(pg(0), "o", 0, None)?, b"short");
     st.apply(pg(0), &txn(vec![TxOp::Truncate { oid: s("o"), size: 150_000 }]))?;
@@ -90,7 +90,7 @@ fn sparse_writes_zero_fill() -> R {
 fn small_overwrite_in_large_object() -> R {
     let (_d, st) = open_tmp();
     let mut model = pattern(4 << 20, 3);
-    st.apply(pg(0), &txn(vec![TxOp::WriteFull { oid: s("big"), data: model.clone() }]))?;
+    st.apply(pg(0), &txn(vec![TxOp::WriteFull { oid: s("big"), data: model.clone().into() }]))?;
     let patch = pattern(4096, 200);
     st.apply(pg(0), &txn(vec![write("big", 1_000_000, &patch)]))?;
     model[1_000_000..1_004_096].copy_from_slice(&patch);
@@ -104,8 +104,8 @@ fn small_overwrite_in_large_object() -> R {
 fn append_extends() -> R {
     let (_d, st) = open_tmp();
     let first = pattern(65_000, 1);
-    st.apply(pg(0), &txn(vec![TxOp::Append { oid: s("o"), data: first.clone() }]))?;
-    st.apply(pg(0), &txn(vec![TxOp::Append { oid: s("o"), data: b"tail".to_vec() }]))?;
+    st.apply(pg(0), &txn(vec![TxOp::Append { oid: s("o"), data: first.clone().into() }]))?;
+    st.apply(pg(0), &txn(vec![TxOp::Append { oid: s("o"), data: b"tail".to_vec().into() }]))?;
     let mut want = first;
     want.extend_from_slice(b"tail");
     assert_eq!(st.read(pg(0), "o", 0, None)?, want);
@@ -119,7 +119,7 @@ fn append_extends() -> R {
 fn truncate_shrinks_and_grows() -> R {
     let (_d, st) = open_tmp();
     let data = pattern(150_000, 5);
-    st.apply(pg(0), &txn(vec![TxOp::WriteFull { oid: s("o"), data: data.clone() }]))?;
+    st.apply(pg(0), &txn(vec![TxOp::WriteFull { oid: s("o"), data: data.clone().into() }]))?;
     st.apply(pg(0), &txn(vec![TxOp::Truncate { oid: s("o"), size: 70_000 }]))?;
     assert_eq!(st.read(pg(0), "o", 0, None)?, &data[..70_000]);
     st.apply(pg(0), &txn(vec![TxOp::Truncate { oid: s("o"), size: 200_000 }]))?;
@@ -148,7 +148,7 @@ fn trims_of_large_sparse_objects() -> R {
     assert_eq!(&got[..100], &whole[..100]);
     assert!(got[100..].iter().all(|&b| b == 0), "a trimmed chunk came back");
     st.apply(pg(0), &txn(vec![write("o", 5 << 20, &whole), write("o", 6 << 20, b"x")]))?;
-    st.apply(pg(0), &txn(vec![TxOp::WriteFull { oid: s("o"), data: b"new".to_vec() }]))?;
+    st.apply(pg(0), &txn(vec![TxOp::WriteFull { oid: s("o"), data: b"new".to_vec().into() }]))?;
     st.apply(pg(0), &txn(vec![TxOp::Truncate { oid: s("o"), size: 7 << 20 }]))?;
     let got = st.read(pg(0), "o", 0, None)?;
     assert_eq!(&got[..3], b"new");
@@ -160,7 +160,7 @@ fn trims_of_large_sparse_objects() -> R {
 #[test]
 fn reads_past_eof() -> R {
     let (_d, st) = open_tmp();
-    st.apply(pg(0), &txn(vec![TxOp::WriteFull { oid: s("o"), data: b"hello".to_vec() }]))?;
+    st.apply(pg(0), &txn(vec![TxOp::WriteFull { oid: s("o"), data: b"hello".to_vec().into() }]))?;
     assert_eq!(st.read(pg(0), "o", 3, Some(100))?, b"lo");
     assert_eq!(st.read(pg(0), "o", 5, Some(1))?, b"");
     assert_eq!(st.read(pg(0), "o", u64::MAX, Some(u64::MAX))?, b"");
@@ -277,9 +277,9 @@ fn invalid_arguments() {
 #[test]
 fn failed_txn_leaves_no_trace() -> R {
     let (_d, st) = open_tmp();
-    st.apply(pg(0), &txn(vec![TxOp::WriteFull { oid: s("keep"), data: b"old".to_vec() }]))?;
+    st.apply(pg(0), &txn(vec![TxOp::WriteFull { oid: s("keep"), data: b"old".to_vec().into() }]))?;
     let ops = vec![
-        TxOp::WriteFull { oid: s("keep"), data: b"new".to_vec() },
+        TxOp::WriteFull { oid: s("keep"), data: b"new".to_vec().into() },
         write("fresh", 0, b"data"),
         omap_set("keep", &[("k", b"v")]),
         TxOp::PgMetaSet { key: s("log"), value: b"entry".to_vec() },
@@ -302,7 +302,7 @@ fn batch_partial_failure() -> R {
         (pg(0), txn(vec![TxOp::Create { oid: s("a"), exclusive: true }])),
         (pg(0), txn(vec![write("b", 0, b"bbb"), TxOp::Create { oid: s("a"), exclusive: true }])),
         (pg(1), txn(vec![TxOp::PgMetaSet { key: s("info"), value: b"i".to_vec() }])),
-        (pg(0), txn(vec![TxOp::Append { oid: s("a"), data: b"x".to_vec() }])),
+        (pg(0), txn(vec![TxOp::Append { oid: s("a"), data: b"x".to_vec().into() }])),
     ];
     let res = st.apply_batch(&batch)?;
     assert!(res[0].is_ok() && res[2].is_ok() && res[3].is_ok());
@@ -323,7 +323,7 @@ fn durable_across_reopen() -> R {
         let st = ObjectStore::open(dir.path())?;
         let set_x = TxOp::SetXattr { oid: s("o"), name: s("x"), value: b"xv".to_vec() };
         let meta = TxOp::PgMetaSet { key: s("log"), value: b"e1".to_vec() };
-        st.apply(pg(2), &txn(vec![TxOp::WriteFull { oid: s("o"), data: data.clone() }, set_x, meta]))?;
+        st.apply(pg(2), &txn(vec![TxOp::WriteFull { oid: s("o"), data: data.clone().into() }, set_x, meta]))?;
         st.apply(pg(2), &txn(vec![omap_set("o", &[("k", b"v")])]))?;
     }
     let st = ObjectStore::open(dir.path())?;
@@ -419,7 +419,7 @@ fn pg_digest_tracks_content() -> R {
     full.extend_from_slice(b"tail");
     let other = vec![
         write("o", 0, &pattern(200_000, 1)),
-        TxOp::WriteFull { oid: s("o"), data: full },
+        TxOp::WriteFull { oid: s("o"), data: full.into() },
         omap_set("o", &[("k", b"v")]),
         TxOp::SetXattr { oid: s("o"), name: s("x"), value: b"1".to_vec() },
     ];
@@ -517,7 +517,7 @@ fn kind(e: &StoreError) -> Option<Kind> {
 fn model_data_op(o: &mut MObj, op: &TxOp) -> Result<(), Kind> {
     let fits = |base: u64, len: usize| base.checked_add(len as u64).is_some_and(|e| e <= MAX_OBJECT_SIZE);
     match op {
-        TxOp::WriteFull { data, .. } => o.data.clone_from(data),
+        TxOp::WriteFull { data, .. } => o.data = data.to_vec(),
         TxOp::Write { off, data, .. } if fits(*off, data.len()) => {
             if !data.is_empty() {
                 let end = *off as usize + data.len();
@@ -622,9 +622,9 @@ fn arb_op() -> impl Strategy<Value = TxOp> {
     let key = prop::sample::select(vec!["k1", "k2", "k10", ""]).prop_map(s);
     prop_oneof![
         1 => (oid.clone(), any::<bool>()).prop_map(|(oid, exclusive)| TxOp::Create { oid, exclusive }),
-        2 => (oid.clone(), arb_data()).prop_map(|(oid, data)| TxOp::WriteFull { oid, data }),
-        3 => (oid.clone(), off, arb_data()).prop_map(|(oid, off, data)| TxOp::Write { oid, off, data }),
-        2 => (oid.clone(), arb_data()).prop_map(|(oid, data)| TxOp::Append { oid, data }),
+        2 => (oid.clone(), arb_data()).prop_map(|(oid, data)| TxOp::WriteFull { oid, data: data.into() }),
+        3 => (oid.clone(), off, arb_data()).prop_map(|(oid, off, data)| TxOp::Write { oid, off, data: data.into() }),
+        2 => (oid.clone(), arb_data()).prop_map(|(oid, data)| TxOp::Append { oid, data: data.into() }),
         3 => (oid.clone(), prop_oneof![0u64..300_000, Just(MAX_OBJECT_SIZE + 1)])
             .prop_map(|(oid, size)| TxOp::Truncate { oid, size }),
         1 => oid.clone().prop_map(|oid| TxOp::Remove { oid }),

@@ -62,7 +62,7 @@ async fn phase(obj: Arc<Objecter>, pool: String, threads: usize, dur: Duration, 
             continue;
         }
         tasks.push(tokio::spawn(async move {
-            let data = vec![(t as u8).wrapping_mul(31); size];
+            let data = bytes::Bytes::from(vec![(t as u8).wrapping_mul(31); size]);
             let mut i = 0usize;
             while start.elapsed() < dur {
                 let name = format!("bench_{t}_{i}");

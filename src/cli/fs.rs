@@ -134,7 +134,7 @@ pub async fn upload(c: &Client, st: &InodeStat, mut r: impl Read, shown: &Path) 
         if n == 0 {
             break;
         }
-        c.write_data(st, off, &buf[..n]).await?;
+        c.write_data(st, off, bytes::Bytes::copy_from_slice(&buf[..n])).await?;
         off += n as u64;
         c.set_size(st.ino, off, now_ns()).await?;
         if n < buf.len() {

@@ -10,6 +10,7 @@ use cephr::error::{CmdError, Errno};
 use cephr::ids::EntityName;
 use cephr::monc::MonClient;
 use cephr::msg::osd::{OpOut, OsdOp};
+use cephr::msg::payload::Payload;
 use cephr::msg::MonSubscribe;
 use cephr::net::Messenger;
 use cephr::objecter::{ObjError, Objecter};
@@ -74,7 +75,7 @@ async fn execute(obj: &Objecter, pool: &str, cmd: &RadosCmd) -> anyhow::Result<(
             obj.write_full(pool, object, input(file)?).await.map_err(obj_err)?;
         }
         RadosCmd::Append { object, file } => {
-            one(object, vec![OsdOp::Append { data: ByteBuf::from(input(file)?) }]).await?;
+            one(object, vec![OsdOp::Append { data: Payload::from(input(file)?) }]).await?;
         }
         RadosCmd::Get { object, file } => output(file, &obj.read(pool, object, 0, None).await.map_err(obj_err)?)?,
         RadosCmd::Rm { object } => {

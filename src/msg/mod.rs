@@ -11,6 +11,7 @@ pub mod caps;
 pub mod command;
 pub mod mds;
 pub mod osd;
+pub mod payload;
 pub use command::{CommandReply, MonCommand};
 
 /// Version of the envelope and message set. A peer speaking another major version is

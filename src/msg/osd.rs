@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
 use crate::error::Errno;
+use super::payload::Payload;
 use crate::ids::{EntityName, Epoch};
 use crate::maps::PgId;
 
@@ -11,9 +12,9 @@ use crate::maps::PgId;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum OsdOp {
     Create { exclusive: bool },
-    WriteFull { data: ByteBuf },
-    Write { off: u64, data: ByteBuf },
-    Append { data: ByteBuf },
+    WriteFull { data: Payload },
+    Write { off: u64, data: Payload },
+    Append { data: Payload },
     Truncate { size: u64 },
     Remove,
     SetXattr { name: String, value: ByteBuf },
@@ -42,7 +43,7 @@ impl OsdOp {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum OpOut {
     None,
-    Data(ByteBuf),
+    Data(Payload),
     Stat { size: u64, mtime_ms: u64 },
     Xattr(Option<ByteBuf>),
     Pairs(Vec<(String, ByteBuf)>),
@@ -120,7 +121,7 @@ pub struct ObjectCopy {
     pub oid: String,
     pub version: Eversion,
     /// None: the object is deleted at `version`.
-    pub data: Option<ByteBuf>,
+    pub data: Option<Payload>,
     pub mtime_ms: u64,
     pub xattrs: Vec<(String, ByteBuf)>,
     pub omap: Vec<(String, ByteBuf)>,

@@ -16,7 +16,8 @@ use crate::ids::EntityName;
 use crate::msg::{Envelope, Message, PROTOCOL_VERSION};
 
 struct Outgoing {
-    frame: Vec<u8>,
+    /// The frame's segments (large payloads are their own, see `msg::payload`).
+    frame: Vec<bytes::Bytes>,
     delay: Option<Duration>,
 }
 
@@ -83,9 +84,9 @@ impl ConnHandle {
             _ => None,
         };
         let env = Envelope { v: PROTOCOL_VERSION, src: s.me.clone(), nonce: s.nonce, tid, reply_to, msg };
-        let frame = frame::encode(&env).map_err(|e| NetError::Encode(e.to_string()))?;
-        if frame.len() as u64 > s.opts.max_frame {
-            return Err(NetError::Encode(format!("message of {} bytes exceeds ms_max_frame_bytes", frame.len())));
+        let (frame, len) = frame::encode_segments(&env).map_err(|e| NetError::Encode(e.to_string()))?;
+        if len as u64 > s.opts.max_frame {
+            return Err(NetError::Encode(format!("message of {len} bytes exceeds ms_max_frame_bytes")));
         }
         self.inner
             .tx
@@ -137,12 +138,12 @@ async fn writer(quic: quinn::Connection, mut rx: mpsc::UnboundedReceiver<Outgoin
             return;
         }
     };
-    while let Some(out) = rx.recv().await {
+    while let Some(mut out) = rx.recv().await {
         if let Some(d) = out.delay {
             tokio::time::sleep(d).await;
         }
-        // Hand the buffer to quinn as is (write_all would copy it once more).
-        if let Err(e) = stream.write_chunk(bytes::Bytes::from(out.frame)).await {
+        // Hand the buffers to quinn as they are (write_all would copy them once more).
+        if let Err(e) = stream.write_all_chunks(&mut out.frame).await {
             tracing::debug!(%peer, "write failed: {e}");
             quic.close(quinn::VarInt::from_u32(2), b"write failed");
             return;
