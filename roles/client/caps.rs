@@ -25,9 +25,13 @@ use crate::msg::Message;
 
 /// Page size of the `Fc` read cache.
 pub const PAGE: u64 = 64 << 10;
-/// Bytes read beyond a cache miss (four default objects, fetched in parallel), for
-/// sequential readers.
-pub const READAHEAD: u64 = 16 << 20;
+/// Bytes read ahead of a sequential reader: kept in flight or cached beyond the page
+/// it reads (sixteen default objects), in fetches of `FETCH_CHUNK`, so that the OSDs
+/// always have several reads of this reader at hand.
+pub const READAHEAD: u64 = 64 << 20;
+/// Bytes one fetch reads (four default objects, in parallel); a fetch's pages are
+/// cached when it completes, and the read-ahead then tops the window up again.
+pub const FETCH_CHUNK: u64 = 16 << 20;
 /// Pages cached per inode before the cache of that inode starts over.
 pub(super) const MAX_PAGES: usize = 2048;
 /// Bytes buffered per inode under `Fb`; a write that would go beyond flushes the
@@ -79,14 +83,24 @@ pub(super) struct InodeCaps {
     /// reads from their first OSD read until they laid the buffer over what they
     /// read, so that no buffered bytes land unseen in between.
     pub landing: Arc<tokio::sync::RwLock<()>>,
+    /// Write-behind (`behind.rs`): a flusher runs; the bytes it took from the buffer
+    /// that have not landed; the writer's nudge when it buffered another unit; reads
+    /// and flushes waiting for `landing` (the flusher takes nothing more while there
+    /// are any, so they get it once what is in flight landed).
+    pub behind: bool,
+    pub behind_bytes: usize,
+    pub behind_wake: Arc<Notify>,
+    pub landing_waiters: u32,
     /// `Fc`: cached pages by page number (with the buffered bytes of their range
     /// laid over them: what the file holds).
     pub pages: HashMap<u64, Bytes>,
     pub flush_tid: u64,
     pub flush_acked: u64,
-    /// Held while pages of this inode are fetched, so that concurrent misses (the
-    /// kernel's read-ahead requests) wait for one fetch instead of repeating it.
-    pub fetching: Arc<tokio::sync::Mutex<()>>,
+    /// Page ranges `lo..hi` being fetched, so that concurrent misses (the kernel's
+    /// read-ahead requests) wait for a fetch under way instead of repeating it.
+    pub fetching: Vec<(u64, u64)>,
+    /// The page after the last read (read-ahead is for readers that continue there).
+    pub read_next: u64,
     /// Counts the changes that made cached pages stale (writes, truncates): a page
     /// fetch that raced with one must not insert what it read.
     pub page_gen: u64,
@@ -156,6 +170,11 @@ impl InodeCaps {
             let to = end.min(dend);
             out[(from - off) as usize..(to - off) as usize].copy_from_slice(&d[(from - o) as usize..(to - o) as usize]);
         }
+    }
+
+    /// No data of this inode waits to reach the OSDs (buffered or in flight).
+    pub fn nothing_buffered(&self) -> bool {
+        self.buffer.is_empty() && !self.behind
     }
 
     /// The end of the size/mtime this client wrote and the MDS may not have
@@ -336,7 +355,7 @@ impl Client {
     pub fn is_clean(&self, ino: Ino) -> bool {
         lock(&self.inner.caps.map)
             .get(&ino)
-            .is_none_or(|c| c.buffer.is_empty() && c.dirty.is_none() && c.flush_acked >= c.flush_tid)
+            .is_none_or(|c| c.nothing_buffered() && c.dirty.is_none() && c.flush_acked >= c.flush_tid)
     }
 
     /// Whether the directory's entries may be served from the dentry cache.
@@ -401,7 +420,7 @@ impl Client {
             Some(c) => c.landing.clone(),
             None => return Ok(()),
         };
-        let _landing = landing.write().await;
+        let _landing = self.landing_guard(ino, landing.write()).await;
         let runs = match lock(&self.inner.caps.map).get_mut(&ino) {
             Some(c) if !c.buffer.is_empty() => {
                 c.buffered = 0;
@@ -426,6 +445,26 @@ impl Client {
             }
         }
         written
+    }
+
+    /// Waits for `landing` (`acquire`), counted as a waiter meanwhile so that a
+    /// write-behind flusher holding it stops taking new work.
+    pub(super) async fn landing_guard<G>(&self, ino: Ino, acquire: impl std::future::Future<Output = G>) -> G {
+        /// Uncounts the waiter however the wait ends (also when it is cancelled).
+        struct Waiting<'a>(&'a Client, Ino);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                if let Some(c) = lock(&self.0.inner.caps.map).get_mut(&self.1) {
+                    c.landing_waiters = c.landing_waiters.saturating_sub(1);
+                }
+            }
+        }
+        if let Some(c) = lock(&self.inner.caps.map).get_mut(&ino) {
+            c.landing_waiters += 1;
+            c.behind_wake.notify_one();
+        }
+        let _waiting = Waiting(self, ino);
+        acquire.await
     }
 
     /// Sends the dirty size/mtime of `ino` as a cap flush; with `wait`, until it is

@@ -13,7 +13,8 @@ use std::sync::Mutex;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use super::caps::{READAHEAD, MAX_BUFFER, MAX_PAGES, PAGE};
+use super::behind::{behind_unit, reaches_boundary, BEHIND_LIMIT};
+use super::caps::{FETCH_CHUNK, MAX_BUFFER, MAX_PAGES, PAGE, READAHEAD};
 use super::session::lock;
 use super::Client;
 use crate::error::{CmdError, Errno};
@@ -163,7 +164,10 @@ impl Client {
         // Taken before the cap reference: a revoke waits for references, and its
         // flush (which may need the MDS) for this.
         let landing = lock(&self.inner.caps.map).entry(h.ino).or_default().landing.clone();
-        let stable = landing.read().await;
+        let stable = match landing.try_read() {
+            Ok(g) => g,
+            Err(_) => self.landing_guard(h.ino, landing.read()).await,
+        };
         let Some(_r) = self.cap_ref(h.ino, Caps::FILE_RD) else {
             drop(stable);
             return Box::pin(self.fh_read(fh, off, len)).await;
@@ -184,18 +188,54 @@ impl Client {
     }
 
     /// Reads through the `Fc` page cache. Missing pages are fetched in one read that
-    /// also covers up to `READAHEAD` bytes beyond the request (sequential readers then
-    /// hit the cache), split into pages afterwards. One fetch per inode runs at a
-    /// time: concurrent misses wait for it and then find their pages cached.
+    /// also covers up to `FETCH_CHUNK` bytes beyond the request (sequential readers
+    /// then hit the cache), split into pages afterwards. A miss on pages that a fetch
+    /// under way covers (the kernel's concurrent read-ahead requests, or this
+    /// client's read-ahead) waits for that fetch instead of repeating it.
     async fn read_cached(&self, st: &InodeStat, off: u64, len: u64, stamp: PageStamp) -> Result<Vec<u8>, CmdError> {
         let (first, last) = (off / PAGE, (off + len).div_ceil(PAGE));
+        let end = st.size.div_ceil(PAGE);
         let mut fetched: HashMap<u64, Bytes> = HashMap::new();
-        if !self.missing_pages(st.ino, first, last).is_empty() {
-            let fetch_lock = lock(&self.inner.caps.map).entry(st.ino).or_default().fetching.clone();
-            let _fetching = fetch_lock.lock().await;
-            let missing = self.missing_pages(st.ino, first, last);
-            if let (Some(&lo), Some(&hi)) = (missing.first(), missing.last()) {
-                fetched = self.fetch_pages(st, lo, hi, last, stamp).await?;
+        let sequential = {
+            let mut map = lock(&self.inner.caps.map);
+            let c = map.entry(st.ino).or_default();
+            // The kernel's concurrent requests of one sequential reader arrive a
+            // little out of order.
+            let near = SEQUENTIAL_SLACK / PAGE;
+            let seq = first == 0 || (c.read_next.saturating_sub(near)..=c.read_next + near).contains(&first);
+            c.read_next = c.read_next.max(last);
+            if !seq {
+                c.read_next = last;
+            }
+            seq
+        };
+        loop {
+            let landed = self.inner.caps.changed.notified();
+            let claim = {
+                let mut map = lock(&self.inner.caps.map);
+                let c = map.entry(st.ino).or_default();
+                let missing: Vec<u64> = (first..last).filter(|p| !fetched.contains_key(p) && !c.pages.contains_key(p)).collect();
+                if missing.is_empty() {
+                    break;
+                }
+                match missing.iter().find(|p| !c.fetching.iter().any(|(lo, hi)| (*lo..*hi).contains(*p))) {
+                    // A sequential reader's miss reads a whole chunk, a random one its pages.
+                    Some(&lo) => {
+                        let want = if sequential { lo + FETCH_CHUNK / PAGE } else { last };
+                        Some(claim_pages(c, lo, want.max(last).min(end).max(lo + 1)))
+                    }
+                    None => None,
+                }
+            };
+            match claim {
+                Some(range) => {
+                    let _claimed = Claimed(self, st.ino, range);
+                    fetched.extend(self.fetch_pages(st, range, last, stamp).await?);
+                }
+                // Another fetch covers them: its end (or a revoke) wakes this one.
+                None => {
+                    let _ = tokio::time::timeout(self.inner.timeout, landed).await;
+                }
             }
         }
         let mut out = Vec::with_capacity(len as usize);
@@ -214,47 +254,48 @@ impl Client {
             out.resize(out.len() + to.saturating_sub(page.len().max(from)), 0);
         }
         out.resize(len as usize, 0);
-        self.read_ahead(st, last, stamp);
+        if sequential {
+            self.read_ahead(st, last, stamp);
+        }
         Ok(out)
     }
 
-    /// Asynchronous read-ahead: when a reader ending at page `last` is within half a
-    /// window of the first page not cached after it, the next window is fetched in the
-    /// background, so a sequential reader finds its pages cached instead of waiting
-    /// for a whole window at each miss (one window read while the previous one is
-    /// consumed). Skipped when a fetch already runs or a flush is landing: the
-    /// background fetch takes the landing guard, then the fetch lock, in the order
-    /// `fh_read` takes them, and only if they are free, so it never waits behind a
-    /// flush that waits on a reader.
+    /// Asynchronous read-ahead: keeps the `READAHEAD` bytes after page `last` (where
+    /// a sequential reader got to) cached or in flight, starting a background fetch of up to
+    /// `FETCH_CHUNK` for each stretch that is neither, so a sequential reader finds
+    /// its pages cached and the OSDs always have reads in hand. Skipped while a
+    /// flush is landing: the fetch takes the landing guard only if it is free, so it
+    /// never waits behind a flush that waits on a reader.
     fn read_ahead(&self, st: &InodeStat, last: u64, stamp: PageStamp) {
-        let window = READAHEAD / PAGE;
-        let end = st.size.div_ceil(PAGE);
-        let (lo, landing, fetching) = {
-            let map = lock(&self.inner.caps.map);
-            let Some(c) = map.get(&st.ino) else { return };
-            let Some(lo) = (last..(last + window / 2).min(end)).find(|p| !c.pages.contains_key(p)) else { return };
-            (lo, c.landing.clone(), c.fetching.clone())
-        };
         let Ok(rt) = tokio::runtime::Handle::try_current() else { return };
-        let (me, st) = (self.clone(), st.clone());
-        rt.spawn(async move {
-            let Ok(_stable) = landing.try_read() else { return };
-            let Ok(_fetching) = fetching.try_lock() else { return };
-            let hi = (lo + window).min(end) - 1;
-            if me.missing_pages(st.ino, lo, hi + 1).first() != Some(&lo) {
-                return;
+        let end = st.size.div_ceil(PAGE).min(last + READAHEAD / PAGE);
+        let (landing, claims) = {
+            let mut map = lock(&self.inner.caps.map);
+            let Some(c) = map.get_mut(&st.ino) else { return };
+            let mut claims = Vec::new();
+            let mut p = last;
+            while p < end {
+                let busy = c.pages.contains_key(&p) || c.fetching.iter().any(|(lo, hi)| (*lo..*hi).contains(&p));
+                if busy {
+                    p += 1;
+                    continue;
+                }
+                let range = claim_pages(c, p, (p + FETCH_CHUNK / PAGE).min(end));
+                claims.push(range);
+                p = range.1;
             }
-            if let Err(e) = me.fetch_pages(&st, lo, hi, lo, stamp).await {
-                tracing::debug!(ino = st.ino, "read-ahead failed: {e}");
-            }
-        });
-    }
-
-    /// Pages of `first..last` not in the `Fc` cache of `ino`.
-    fn missing_pages(&self, ino: Ino, first: u64, last: u64) -> Vec<u64> {
-        let map = lock(&self.inner.caps.map);
-        let have = map.get(&ino);
-        (first..last).filter(|p| have.is_none_or(|c| !c.pages.contains_key(p))).collect()
+            (c.landing.clone(), claims)
+        };
+        for range in claims {
+            let (me, st, landing) = (self.clone(), st.clone(), landing.clone());
+            rt.spawn(async move {
+                let _claimed = Claimed(&me, st.ino, range);
+                let Ok(_stable) = landing.try_read() else { return };
+                if let Err(e) = me.fetch_pages(&st, range, range.0, stamp).await {
+                    tracing::debug!(ino = st.ino, "read-ahead failed: {e}");
+                }
+            });
+        }
     }
 
     /// The cache epoch (while `Fc` is held) and page generation of `ino`: pages
@@ -264,19 +305,17 @@ impl Client {
         (self.cache_epoch(ino), lock(&self.inner.caps.map).get(&ino).map(|c| c.page_gen))
     }
 
-    /// Reads pages `lo..=hi` plus read-ahead into the cache (unless `stamp`, taken
-    /// before `st`, is no longer current); returns the fetched pages below `last`
-    /// (the ones the caller asked for).
+    /// Reads pages `lo..hi` into the cache (unless `stamp`, taken before `st`, is no
+    /// longer current); returns the fetched pages below `last` (the ones the caller
+    /// asked for).
     async fn fetch_pages(
         &self,
         st: &InodeStat,
-        lo: u64,
-        hi: u64,
+        (lo, hi): (u64, u64),
         last: u64,
         (epoch, gen): PageStamp,
     ) -> Result<HashMap<u64, Bytes>, CmdError> {
-        let end_page = (hi + 1).max(lo + READAHEAD / PAGE).min(st.size.div_ceil(PAGE)).max(hi + 1);
-        let (len, pieces) = self.read_pieces(st, lo * PAGE, (end_page - lo) * PAGE).await?;
+        let (len, pieces) = self.read_pieces(st, lo * PAGE, (hi - lo) * PAGE).await?;
         let pages: Vec<(u64, Bytes)> = split_pages(len, pieces).into_iter().zip(lo..).map(|(d, p)| (p, d)).collect();
         let fetched = pages.iter().filter(|(p, _)| *p < last).map(|(p, d)| (*p, d.clone())).collect();
         let mut map = lock(&self.inner.caps.map);
@@ -332,29 +371,55 @@ impl Client {
         Ok(data.len())
     }
 
-    /// Buffers a write under `Fb`, flushing a full buffer first (so that sequential
-    /// writes go out as whole objects, several at once). False when `Fb` is gone or
-    /// the write alone is larger than the buffer.
+    /// Buffers a write under `Fb`. A write that reaches an object boundary hands the
+    /// objects before it to the write-behind flusher (`behind.rs`); past
+    /// `MAX_BUFFER` buffered (or `BEHIND_LIMIT` with what is in flight) it waits
+    /// for landings, or flushes the buffer itself when no flusher runs. False when
+    /// `Fb` is gone or the write alone is larger than the buffer.
     async fn buffer_write(&self, ino: Ino, off: u64, data: &[u8]) -> Result<bool, CmdError> {
         if data.len() > MAX_BUFFER {
             return Ok(false);
         }
-        for _ in 0..2 {
-            {
+        let st = self.layout_of(ino).await?;
+        let unit = behind_unit(&st);
+        enum Next {
+            Done(bool),
+            Spawn,
+            Flush,
+            Wait,
+        }
+        loop {
+            let landed = self.inner.caps.changed.notified();
+            let next = {
                 let mut map = lock(&self.inner.caps.map);
-                match map.get_mut(&ino) {
-                    Some(c) if c.caps.contains(Caps::FILE_BUFFER) => {
-                        if c.buffered + data.len() <= MAX_BUFFER {
-                            c.buffer_write(off, data);
-                            return Ok(true);
+                match map.get_mut(&ino).filter(|c| c.caps.contains(Caps::FILE_BUFFER)) {
+                    None => Next::Done(false),
+                    Some(c) if c.buffered + data.len() <= MAX_BUFFER && c.buffered + c.behind_bytes + data.len() <= BEHIND_LIMIT => {
+                        c.buffer_append(off, data, unit);
+                        if !reaches_boundary(off, off + data.len() as u64, unit) {
+                            Next::Done(true)
+                        } else if c.behind {
+                            c.behind_wake.notify_one();
+                            Next::Done(true)
+                        } else {
+                            c.behind = true;
+                            Next::Spawn
                         }
                     }
-                    _ => return Ok(false),
+                    Some(c) if c.behind => Next::Wait,
+                    Some(_) => Next::Flush,
                 }
+            };
+            match next {
+                Next::Done(b) => return Ok(b),
+                Next::Spawn => {
+                    self.spawn_behind(ino, st);
+                    return Ok(true);
+                }
+                Next::Flush => self.flush_buffer(ino).await?,
+                Next::Wait => landed.await,
             }
-            self.flush_buffer(ino).await?;
         }
-        Ok(false)
     }
 
     /// close(2): buffered data to the OSDs, size and mtime to the MDS (journaled).
@@ -404,6 +469,33 @@ impl Client {
     /// Whether `st` is a directory (for mounts deciding between opendir and open).
     pub fn is_directory(st: &InodeStat) -> bool {
         st.mode & S_IFMT == S_IFDIR
+    }
+}
+
+/// How far from where the last read ended a read may start and still count as
+/// sequential.
+const SEQUENTIAL_SLACK: u64 = 4 << 20;
+
+/// Registers pages `lo..hi` of `c` as being fetched (`hi` cut at the first page
+/// cached or already being fetched); returns the range claimed.
+fn claim_pages(c: &mut super::caps::InodeCaps, lo: u64, hi: u64) -> (u64, u64) {
+    let hi = (lo + 1..hi).find(|p| c.pages.contains_key(p) || c.fetching.iter().any(|(a, b)| (*a..*b).contains(p))).unwrap_or(hi);
+    c.fetching.push((lo, hi));
+    (lo, hi)
+}
+
+/// A claimed page range: unregistered (and waiting readers woken) however the fetch
+/// ends.
+struct Claimed<'a>(&'a Client, Ino, (u64, u64));
+
+impl Drop for Claimed<'_> {
+    fn drop(&mut self) {
+        if let Some(c) = lock(&self.0.inner.caps.map).get_mut(&self.1) {
+            if let Some(i) = c.fetching.iter().position(|r| *r == self.2) {
+                c.fetching.swap_remove(i);
+            }
+        }
+        self.0.inner.caps.changed.notify_waiters();
     }
 }
 

@@ -7,6 +7,7 @@
 //! parent directory) and dropped when they are revoked; file data is cached under
 //! `Fc` and buffered under `Fb`; size and mtime reach the MDS in cap flushes.
 pub mod async_ops;
+pub mod behind;
 pub mod caps;
 pub mod data;
 pub mod file;

@@ -231,7 +231,7 @@ impl Client {
     pub(crate) fn forget_if_idle(&self, ino: Ino) {
         let mut map = lock(&self.inner.caps.map);
         let idle = map.get(&ino).is_some_and(|c| {
-            c.caps.is_empty() && c.opens == (0, 0) && c.users == 0 && c.buffer.is_empty() && c.dirty.is_none()
+            c.caps.is_empty() && c.opens == (0, 0) && c.users == 0 && c.nothing_buffered() && c.dirty.is_none()
         });
         if idle {
             map.remove(&ino);
@@ -269,8 +269,7 @@ pub(super) fn recall_victims(caps: &HashMap<Ino, InodeCaps>, stamps: &HashMap<In
                 && !c.caps.is_empty()
                 && c.opens == (0, 0)
                 && c.users == 0
-                && c.buffer.is_empty()
-               
+                && c.nothing_buffered()
                 && c.dirty.is_none()
                 && c.flush_acked >= c.flush_tid
         })
