@@ -22,7 +22,12 @@ fn ident(c: &harness::Cluster, e: &str) -> Identity {
 /// Serves `addr` as mon.a: answers every MMonCommand with "pong", echoes MMonRaft
 /// payloads back as one-way messages.
 fn serve(id: &Identity, addr: SocketAddr) -> Messenger {
-    let (m, mut rx) = Messenger::bind(id, addr, true, opts(), FaultRules::default()).expect("bind");
+    let (m, rx) = Messenger::bind(id, addr, true, opts(), FaultRules::default()).expect("bind");
+    serve_with(m, rx)
+}
+
+/// Serves on a bound messenger (see `serve`).
+fn serve_with(m: Messenger, mut rx: tokio::sync::mpsc::UnboundedReceiver<cephr::net::Incoming>) -> Messenger {
     tokio::spawn(async move {
         while let Some(inc) = rx.recv().await {
             match inc.msg {
@@ -106,8 +111,17 @@ fn t10_requests_faults_order_and_reconnect() {
         eprintln!("--- server restarts on the same address");
         server.shutdown();
         drop(server);
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let server = serve(&ident(&c, "mon.a"), addr);
+        // The old endpoint's socket closes once its driver has noticed: retry the bind
+        // for a while (under load it can take longer than a moment).
+        let mut rebound = None;
+        for _ in 0..50 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if let Ok((m, rx)) = Messenger::bind(&ident(&c, "mon.a"), addr, true, opts(), FaultRules::default()) {
+                rebound = Some(serve_with(m, rx));
+                break;
+            }
+        }
+        let server = rebound.expect("the address is free again within 5 s");
         let r = client.request(&mon, addr, ping(), Duration::from_secs(5)).await;
         assert!(r.is_ok(), "reconnected: {r:?}");
         server.shutdown();

@@ -19,6 +19,7 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{File, OpenOptions};
+use std::io::IoSlice;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::Path;
@@ -129,6 +130,30 @@ fn open_direct(path: &Path) -> std::io::Result<File> {
 }
 
 /// `len` bytes at a 4096-aligned start inside `buf` (grown as needed).
+/// `pwritev` of all of `iov` at `off`, continuing after short writes.
+fn write_all_vectored_at(file: &File, mut iov: &mut [IoSlice<'_>], mut off: u64) -> Result<(), StoreError> {
+    while !iov.is_empty() {
+        let n = iov.len().min(1024) as libc::c_int;
+        let at = libc::off_t::try_from(off).map_err(|_| StoreError::Invalid("block file too large".into()))?;
+        // SAFETY: `IoSlice` is ABI-compatible with `iovec` on Unix; the slices are
+        // valid for reads for the call's duration, and the descriptor is ours.
+        let r = unsafe { libc::pwritev(file.as_raw_fd(), iov.as_ptr().cast::<libc::iovec>(), n, at) };
+        if r < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e.into());
+        }
+        if r == 0 {
+            return Err(std::io::Error::new(std::io::ErrorKind::WriteZero, "pwritev wrote nothing").into());
+        }
+        off += r as u64;
+        IoSlice::advance_slices(&mut iov, r as usize);
+    }
+    Ok(())
+}
+
 fn aligned(buf: &mut Vec<u8>, len: usize) -> &mut [u8] {
     if buf.len() < len + ALIGN {
         buf.resize(len + ALIGN, 0);
@@ -243,8 +268,14 @@ impl Blocks {
         Ok(self.write.sync_data()?)
     }
 
-    /// One write of consecutive slots from `first`, through the aligned staging buffer.
+    /// One write of consecutive slots from `first`: straight from the slots' own
+    /// buffers when every one is page-aligned (a whole-object write's payload, which
+    /// the messenger receives aligned), else through the aligned staging buffer.
     fn write_run(&self, buf: &mut Vec<u8>, first: u64, run: &[&[u8]]) -> Result<(), StoreError> {
+        if run.iter().all(|d| d.len() == SLOT && (d.as_ptr() as usize).is_multiple_of(ALIGN)) {
+            let mut iov: Vec<IoSlice<'_>> = run.iter().map(|d| IoSlice::new(d)).collect();
+            return write_all_vectored_at(&self.write, &mut iov, first * SLOT as u64);
+        }
         let out = aligned(buf, run.len() * SLOT);
         for (dst, src) in out.chunks_exact_mut(SLOT).zip(run) {
             dst.copy_from_slice(src);

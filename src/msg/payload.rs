@@ -1,26 +1,25 @@
 //! `Payload`: the data bytes of object ops and replies (`bytes::Bytes`), moved through
 //! the messenger without copies.
 //!
-//! On the wire a payload is a MessagePack `bin`, like `serde_bytes::ByteBuf`. What
-//! differs is where its bytes live:
-//! - decoding a frame (`net::frame`) makes each payload a slice of the frame's own
-//!   buffer ([`with_frame`]) instead of a copy;
-//! - encoding a frame hands each large payload to the writer as a segment of its own
-//!   ([`with_segments`]): the frame goes out as header bytes and payload buffers, and
-//!   the payload is never copied into the frame.
-//!
-//! Outside those two contexts (any other serde format, or rmp used elsewhere) a
-//! payload is an ordinary byte string, copied in and out.
+//! Outside a frame (any serde format, or rmp used elsewhere) a payload is a MessagePack
+//! `bin`, like `serde_bytes::ByteBuf`, copied in and out. Inside a frame
+//! (`net::frame`):
+//! - encoding ([`with_out_of_band`]) leaves each payload of at least [`SEGMENT_MIN`]
+//!   bytes out of the envelope: the envelope holds its length (an unsigned integer)
+//!   and the payload is sent after the envelope, from its own buffer, never copied;
+//! - decoding ([`with_frame`]) takes such a payload as a slice of the frame's
+//!   out-of-band section, which the reader gathers into a page-aligned buffer (so a
+//!   whole-object write can go to disk with `O_DIRECT` straight from it), and makes
+//!   each in-envelope `bin` a slice of the envelope's buffer instead of a copy.
 use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::fmt;
 
 use bytes::Bytes;
 use serde::de::{SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// Payloads at least this large travel as segments of their own; smaller ones are
-/// cheaper to copy than to send as a separate chunk.
+/// Payloads at least this large travel out of band; smaller ones are cheaper to copy
+/// than to send as a separate chunk.
 pub const SEGMENT_MIN: usize = 16 * 1024;
 
 /// Bytes carried by a message; cloning shares them.
@@ -84,134 +83,71 @@ impl fmt::Debug for Payload {
     }
 }
 
+/// The frame being decoded on this thread: its envelope's buffer, its out-of-band
+/// section and how much of that the payloads decoded so far took.
+struct Decoding {
+    env: Bytes,
+    oob: Bytes,
+    taken: usize,
+}
+
 thread_local! {
-    /// The buffer of the frame being decoded on this thread.
-    static FRAME: RefCell<Option<Bytes>> = const { RefCell::new(None) };
-    /// Large payloads of the frame being encoded on this thread, in serialization order,
-    /// waiting for the writer to meet their bytes.
-    static SEGMENTS: RefCell<Option<VecDeque<Bytes>>> = const { RefCell::new(None) };
+    static DECODING: RefCell<Option<Decoding>> = const { RefCell::new(None) };
+    /// Large payloads of the frame being encoded on this thread, in order.
+    static OUT_OF_BAND: RefCell<Option<Vec<Bytes>>> = const { RefCell::new(None) };
 }
 
-/// Runs `decode` with `frame` as the buffer payloads may borrow from: a payload whose
-/// bytes lie inside it becomes a slice of it (no copy).
-pub fn with_frame<T>(frame: &Bytes, decode: impl FnOnce(&[u8]) -> T) -> T {
-    struct Reset(Option<Bytes>);
+/// Runs `decode` on the envelope `env` of a frame whose out-of-band section is `oob`:
+/// a payload inside `env` becomes a slice of it, and each payload sent out of band a
+/// slice of `oob`, in order (no copies). Returns what `decode` returned and how many
+/// bytes of `oob` the payloads took (a well-formed frame uses all of them).
+pub fn with_frame<T>(env: &Bytes, oob: &Bytes, decode: impl FnOnce(&[u8]) -> T) -> (T, usize) {
+    struct Reset(Option<Decoding>);
     impl Drop for Reset {
         fn drop(&mut self) {
             let old = self.0.take();
-            FRAME.with(|f| *f.borrow_mut() = old);
+            DECODING.with(|f| *f.borrow_mut() = old);
         }
     }
-    let _reset = Reset(FRAME.with(|f| f.borrow_mut().replace(frame.clone())));
-    decode(frame)
+    let mine = Decoding { env: env.clone(), oob: oob.clone(), taken: 0 };
+    let reset = Reset(DECODING.with(|f| f.borrow_mut().replace(mine)));
+    let out = decode(env);
+    let taken = DECODING.with(|f| f.borrow().as_ref().map_or(0, |d| d.taken));
+    drop(reset);
+    (out, taken)
 }
 
-/// Runs `encode` with segment collection on: each payload of at least [`SEGMENT_MIN`]
-/// bytes is announced before its bytes are written, so that a [`SegmentWriter`] can
-/// take it as a segment instead of copying it.
-pub fn with_segments<T>(encode: impl FnOnce() -> T) -> T {
-    struct Reset(Option<VecDeque<Bytes>>);
+/// Runs `encode` with out-of-band collection on: each payload of at least
+/// [`SEGMENT_MIN`] bytes is left out of the encoding (its length stands in its place)
+/// and returned, in order, to be sent after it.
+pub fn with_out_of_band<T>(encode: impl FnOnce() -> T) -> (T, Vec<Bytes>) {
+    struct Reset(Option<Vec<Bytes>>);
     impl Drop for Reset {
         fn drop(&mut self) {
             let old = self.0.take();
-            SEGMENTS.with(|s| *s.borrow_mut() = old);
+            OUT_OF_BAND.with(|s| *s.borrow_mut() = old);
         }
     }
-    let _reset = Reset(SEGMENTS.with(|s| s.borrow_mut().replace(VecDeque::new())));
-    encode()
-}
-
-/// The announced payload whose bytes are exactly `buf` (same memory), if it is next.
-fn take_announced(buf: &[u8]) -> Option<Bytes> {
-    SEGMENTS.with(|s| {
-        let mut s = s.borrow_mut();
-        let q = s.as_mut()?;
-        let same = q.front().is_some_and(|b| b.as_ptr() == buf.as_ptr() && b.len() == buf.len());
-        if same {
-            q.pop_front()
-        } else {
-            None
-        }
-    })
-}
-
-/// A piece of a frame being encoded: header bytes written by the encoder, or a payload.
-enum Seg {
-    Own(Vec<u8>),
-    Shared(Bytes),
-}
-
-/// An `io::Write` that collects a frame as segments: bytes written are copied into
-/// header buffers, except announced payloads, which become segments of their own.
-#[derive(Default)]
-pub struct SegmentWriter {
-    done: Vec<Seg>,
-    cur: Vec<u8>,
-    len: usize,
-}
-
-impl SegmentWriter {
-    pub fn with_capacity(n: usize) -> Self {
-        SegmentWriter { done: Vec::new(), cur: Vec::with_capacity(n), len: 0 }
-    }
-    /// Bytes written so far.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-    /// The segments, in order; `patch` may change the first segment's bytes (where a
-    /// frame's length prefix is: the writer copies whatever precedes the first payload).
-    pub fn finish(mut self, patch: impl FnOnce(&mut Vec<u8>)) -> Vec<Bytes> {
-        if !self.cur.is_empty() || self.done.is_empty() {
-            self.done.push(Seg::Own(std::mem::take(&mut self.cur)));
-        }
-        if let Some(first) = self.done.first_mut() {
-            let mut own = match std::mem::replace(first, Seg::Own(Vec::new())) {
-                Seg::Own(v) => v,
-                Seg::Shared(b) => b.to_vec(),
-            };
-            patch(&mut own);
-            *first = Seg::Own(own);
-        }
-        self.done
-            .into_iter()
-            .map(|s| match s {
-                Seg::Own(v) => Bytes::from(v),
-                Seg::Shared(b) => b,
-            })
-            .collect()
-    }
-}
-
-impl std::io::Write for SegmentWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.len += buf.len();
-        match take_announced(buf) {
-            Some(seg) => {
-                if !self.cur.is_empty() {
-                    self.done.push(Seg::Own(std::mem::take(&mut self.cur)));
-                }
-                self.done.push(Seg::Shared(seg));
-            }
-            None => self.cur.extend_from_slice(buf),
-        }
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
+    let reset = Reset(OUT_OF_BAND.with(|s| s.borrow_mut().replace(Vec::new())));
+    let out = encode();
+    let oob = OUT_OF_BAND.with(|s| s.borrow_mut().take()).unwrap_or_default();
+    drop(reset);
+    (out, oob)
 }
 
 impl Serialize for Payload {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         if self.0.len() >= SEGMENT_MIN {
-            SEGMENTS.with(|q| {
-                if let Some(q) = q.borrow_mut().as_mut() {
-                    q.push_back(self.0.clone());
+            let out_of_band = OUT_OF_BAND.with(|q| match q.borrow_mut().as_mut() {
+                Some(q) => {
+                    q.push(self.0.clone());
+                    true
                 }
+                None => false,
             });
+            if out_of_band {
+                return s.serialize_u64(self.0.len() as u64);
+            }
         }
         s.serialize_bytes(&self.0)
     }
@@ -226,10 +162,27 @@ impl<'de> Visitor<'de> for PayloadVisitor {
         f.write_str("a byte string")
     }
 
+    /// A payload sent out of band: the next `n` bytes of the frame's section.
+    fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Payload, E> {
+        DECODING.with(|f| {
+            let mut f = f.borrow_mut();
+            let Some(d) = f.as_mut() else {
+                return Err(E::custom("an out-of-band payload outside a frame"));
+            };
+            let end = usize::try_from(n).ok().and_then(|n| d.taken.checked_add(n)).filter(|end| *end <= d.oob.len());
+            let Some(end) = end else {
+                return Err(E::custom(format!("an out-of-band payload of {n} bytes past the frame's end")));
+            };
+            let p = d.oob.slice(d.taken..end);
+            d.taken = end;
+            Ok(Payload(p))
+        })
+    }
+
     fn visit_borrowed_bytes<E: serde::de::Error>(self, v: &'de [u8]) -> Result<Payload, E> {
-        let shared = FRAME.with(|f| {
+        let shared = DECODING.with(|f| {
             let f = f.borrow();
-            let frame = f.as_ref()?;
+            let frame = &f.as_ref()?.env;
             let (base, at) = (frame.as_ptr() as usize, v.as_ptr() as usize);
             let inside = at >= base && at + v.len() <= base + frame.len();
             inside.then(|| frame.slice(at - base..at - base + v.len()))
@@ -264,7 +217,6 @@ impl<'de> Deserialize<'de> for Payload {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
 
     #[derive(Debug, PartialEq, Serialize, Deserialize)]
     struct Msg {
@@ -278,50 +230,40 @@ mod tests {
         Msg { a: 7, small: Payload::from(vec![1, 2, 3]), big: Payload::from(vec![9u8; SEGMENT_MIN + 5]), tail: "end".into() }
     }
 
-    fn encode_segments(m: &Msg) -> Vec<Bytes> {
-        let mut w = SegmentWriter::with_capacity(64);
-        w.write_all(&[0; 4]).unwrap();
-        with_segments(|| rmp_serde::encode::write_named(&mut w, m)).unwrap();
-        w.finish(|head| head[..4].copy_from_slice(&[1, 2, 3, 4]))
+    /// That a large payload leaves the encoding (its own buffer, not a copy), the small
+    /// one stays in it, and decoding with the out-of-band bytes gives the message back
+    /// with both payloads as slices of the frame's buffers.
+    #[test]
+    fn large_payloads_go_out_of_band() {
+        let m = msg();
+        let (env, oob) = with_out_of_band(|| rmp_serde::to_vec_named(&m).unwrap());
+        assert_eq!(oob.len(), 1);
+        assert_eq!(oob[0].as_ptr(), m.big.0.as_ptr(), "the payload's own buffer");
+        assert!(env.len() < 100, "the envelope holds only the length");
+        let (env, section) = (Bytes::from(env), Bytes::copy_from_slice(&oob[0]));
+        let (back, taken) = with_frame(&env, &section, |b| rmp_serde::from_slice::<Msg>(b));
+        assert_eq!(back.unwrap(), m);
+        assert_eq!(taken, section.len());
+        let (back, _) = with_frame(&env, &section, |b| rmp_serde::from_slice::<Msg>(b));
+        let back = back.unwrap();
+        assert_eq!(back.big.0.as_ptr(), section.as_ptr(), "a slice of the section");
+        let inside = env.as_ptr() as usize..env.as_ptr() as usize + env.len();
+        assert!(inside.contains(&(back.small.0.as_ptr() as usize)), "a slice of the envelope");
     }
 
-    /// That a large payload becomes a segment of its own (the same buffer, not a copy),
-    /// the small one stays in the header bytes, and the joined segments are exactly the
-    /// plain encoding.
+    /// That without collection nothing leaves the encoding, and that an out-of-band
+    /// length with no section, or past its end, is an error.
     #[test]
-    fn large_payloads_become_segments() {
+    fn plain_encoding_keeps_payloads_inline() {
         let m = msg();
-        let segs = encode_segments(&m);
-        assert_eq!(segs.len(), 3, "header, big payload, trailer");
-        assert_eq!(segs[1].as_ptr(), m.big.0.as_ptr(), "the payload's own buffer");
-        assert_eq!(&segs[0][..4], &[1, 2, 3, 4], "the prefix was patched");
-        let joined: Vec<u8> = segs.iter().flat_map(|s| s.iter().copied()).collect();
-        assert_eq!(&joined[4..], &rmp_serde::to_vec_named(&m).unwrap()[..]);
-    }
-
-    /// That without segment collection nothing is announced (a later frame could not
-    /// take a stale announcement).
-    #[test]
-    fn plain_encoding_announces_nothing() {
-        let m = msg();
-        let _ = rmp_serde::to_vec_named(&m).unwrap();
-        assert!(SEGMENTS.with(|s| s.borrow().is_none()));
-        let segs = encode_segments(&m);
-        assert_eq!(segs.len(), 3);
-    }
-
-    /// That decoding inside `with_frame` shares the frame's buffer, and outside copies.
-    #[test]
-    fn decoding_in_a_frame_shares_its_buffer() {
-        let m = msg();
-        let frame = Bytes::from(rmp_serde::to_vec_named(&m).unwrap());
-        let back: Msg = with_frame(&frame, |b| rmp_serde::from_slice(b)).unwrap();
-        assert_eq!(back, m);
-        let range = frame.as_ptr() as usize..frame.as_ptr() as usize + frame.len();
-        assert!(range.contains(&(back.big.0.as_ptr() as usize)), "a slice of the frame");
-        let copied: Msg = rmp_serde::from_slice(&frame).unwrap();
-        assert!(!range.contains(&(copied.big.0.as_ptr() as usize)), "a copy");
-        assert_eq!(copied, m);
+        let plain = rmp_serde::to_vec_named(&m).unwrap();
+        assert!(OUT_OF_BAND.with(|s| s.borrow().is_none()));
+        assert_eq!(rmp_serde::from_slice::<Msg>(&plain).unwrap(), m);
+        let (env, _) = with_out_of_band(|| rmp_serde::to_vec_named(&m).unwrap());
+        assert!(rmp_serde::from_slice::<Msg>(&env).is_err(), "no section outside a frame");
+        let short = Bytes::from(vec![0u8; 10]);
+        let (r, _) = with_frame(&Bytes::from(env), &short, |b| rmp_serde::from_slice::<Msg>(b));
+        assert!(r.is_err(), "past the section's end");
     }
 
     /// That payloads read from other formats and other byte layouts still decode.

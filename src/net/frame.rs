@@ -1,11 +1,16 @@
-//! Frame codec: a 4-byte big-endian length, then an rmp-serde `Envelope` with named
-//! fields. Input is hostile: lengths are bounded before allocating, and a decode
-//! error is returned, never a panic.
+//! Frame codec. A frame is a 4-byte big-endian length of what follows, a 4-byte
+//! big-endian length of the envelope, the envelope (rmp-serde `Envelope` with named
+//! fields), then the out-of-band section: the bytes of the envelope's large payloads,
+//! in order (`msg::payload`). Input is hostile: lengths are bounded before allocating,
+//! and a decode error is returned, never a panic.
 use bytes::Bytes;
 
-use crate::msg::payload::{self, SegmentWriter};
+use crate::msg::payload;
 use crate::msg::Envelope;
-use std::io::Write;
+
+/// Alignment of a received frame's out-of-band section in memory: a whole-object
+/// payload that starts it can be written with `O_DIRECT` without a copy.
+pub const OOB_ALIGN: usize = 4096;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
@@ -17,36 +22,91 @@ pub enum FrameError {
     Stream(String),
 }
 
-/// Encodes straight into the frame buffer (length patched in afterwards): the payload of a
-/// large message is copied once here and never again on the way out.
+/// Encodes a frame as the segments to send, in order: the two lengths and the
+/// envelope, then each large payload from its own buffer (never copied). Returns them
+/// with the frame's whole length.
+pub fn encode_segments(env: &Envelope) -> Result<(Vec<Bytes>, usize), FrameError> {
+    let mut head = Vec::with_capacity(256);
+    head.extend_from_slice(&[0u8; 8]);
+    let (r, oob) = payload::with_out_of_band(|| rmp_serde::encode::write_named(&mut head, env));
+    r.map_err(|e| FrameError::Malformed(e.to_string()))?;
+    let total = head.len() + oob.iter().map(Bytes::len).sum::<usize>();
+    let too_big = |_| FrameError::Oversized { len: total as u64, max: u32::MAX as u64 };
+    let len = u32::try_from(total - 4).map_err(too_big)?;
+    let env_len = u32::try_from(head.len() - 8).map_err(too_big)?;
+    head[..4].copy_from_slice(&len.to_be_bytes());
+    head[4..8].copy_from_slice(&env_len.to_be_bytes());
+    let mut segs = Vec::with_capacity(1 + oob.len());
+    segs.push(Bytes::from(head));
+    segs.extend(oob);
+    Ok((segs, total))
+}
+
+/// The whole frame in one buffer (for tests and tools).
 pub fn encode(env: &Envelope) -> Result<Vec<u8>, FrameError> {
-    let mut out = Vec::with_capacity(256);
-    out.extend_from_slice(&[0u8; 4]);
-    rmp_serde::encode::write_named(&mut out, env).map_err(|e| FrameError::Malformed(e.to_string()))?;
-    let len = u32::try_from(out.len() - 4).map_err(|_| FrameError::Oversized { len: out.len() as u64, max: u32::MAX as u64 })?;
-    out[..4].copy_from_slice(&len.to_be_bytes());
+    let (segs, total) = encode_segments(env)?;
+    let mut out = Vec::with_capacity(total);
+    for s in &segs {
+        out.extend_from_slice(s);
+    }
     Ok(out)
 }
 
-/// Encodes a frame as the segments to send, in order (see `msg::payload`): header
-/// bytes, with each large payload as a segment of its own, never copied. Returns them
-/// with the frame's whole length.
-pub fn encode_segments(env: &Envelope) -> Result<(Vec<Bytes>, usize), FrameError> {
-    let mut w = SegmentWriter::with_capacity(256);
-    w.write_all(&[0u8; 4]).map_err(|e| FrameError::Malformed(e.to_string()))?;
-    payload::with_segments(|| rmp_serde::encode::write_named(&mut w, env)).map_err(|e| FrameError::Malformed(e.to_string()))?;
-    let total = w.len();
-    let len = u32::try_from(total - 4).map_err(|_| FrameError::Oversized { len: total as u64, max: u32::MAX as u64 })?;
-    Ok((w.finish(|head| head[..4].copy_from_slice(&len.to_be_bytes())), total))
-}
-
+/// Decodes a frame body (what follows the first length) held in one buffer.
 pub fn decode(body: &[u8]) -> Result<Envelope, FrameError> {
-    rmp_serde::from_slice(body).map_err(|e| FrameError::Malformed(e.to_string()))
+    let body = Bytes::copy_from_slice(body);
+    let (env, oob) = split_body(&body)?;
+    decode_parts(&env, &oob)
 }
 
-/// Decodes a frame body whose payloads become slices of `body` (no copies).
-pub fn decode_shared(body: &Bytes) -> Result<Envelope, FrameError> {
-    payload::with_frame(body, decode)
+/// The envelope and out-of-band section of a frame body.
+fn split_body(body: &Bytes) -> Result<(Bytes, Bytes), FrameError> {
+    let Some(env_len) = body.get(..4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize) else {
+        return Err(FrameError::Malformed(format!("a {}-byte frame has no envelope length", body.len())));
+    };
+    if env_len > body.len() - 4 {
+        return Err(FrameError::Malformed(format!("envelope of {env_len} bytes in a {}-byte frame", body.len())));
+    }
+    Ok((body.slice(4..4 + env_len), body.slice(4 + env_len..)))
+}
+
+/// Decodes an envelope whose payloads become slices of `env` and `oob` (no copies);
+/// every byte of `oob` must belong to a payload.
+pub fn decode_parts(env: &Bytes, oob: &Bytes) -> Result<Envelope, FrameError> {
+    let (r, taken) = payload::with_frame(env, oob, |b| rmp_serde::from_slice::<Envelope>(b));
+    let e = r.map_err(|e| FrameError::Malformed(e.to_string()))?;
+    if taken != oob.len() {
+        return Err(FrameError::Malformed(format!("{} out-of-band bytes, payloads took {taken}", oob.len())));
+    }
+    Ok(e)
+}
+
+/// Reads `n` bytes of the stream: quinn's own buffer when one chunk holds them, else
+/// gathered into a buffer whose start is `align`-aligned (no zero-fill, one copy).
+async fn read_bytes(recv: &mut quinn::RecvStream, n: usize, align: usize, ended: impl Fn(usize) -> FrameError) -> Result<Bytes, FrameError> {
+    if n == 0 {
+        return Ok(Bytes::new());
+    }
+    let first = match recv.read_chunk(n, true).await {
+        Ok(Some(chunk)) => chunk.bytes,
+        Ok(None) => return Err(ended(0)),
+        Err(e) => return Err(FrameError::Stream(e.to_string())),
+    };
+    if first.len() == n && (align <= 1 || (first.as_ptr() as usize).is_multiple_of(align)) {
+        return Ok(first);
+    }
+    let mut buf: Vec<u8> = Vec::with_capacity(n + align);
+    let pad = buf.as_ptr().align_offset(align.max(1)).min(align);
+    buf.resize(pad, 0);
+    buf.extend_from_slice(&first);
+    while buf.len() - pad < n {
+        match recv.read_chunk(n - (buf.len() - pad), true).await {
+            Ok(Some(chunk)) => buf.extend_from_slice(&chunk.bytes),
+            Ok(None) => return Err(ended(buf.len() - pad)),
+            Err(e) => return Err(FrameError::Stream(e.to_string())),
+        }
+    }
+    Ok(Bytes::from(buf).slice(pad..))
 }
 
 /// Reads one frame; `Ok(None)` at a clean end of stream.
@@ -64,33 +124,21 @@ pub async fn read_frame(
     if len > max {
         return Err(FrameError::Oversized { len, max });
     }
+    if len < 4 {
+        return Err(FrameError::Malformed(format!("a {len}-byte frame has no envelope length")));
+    }
+    let mut env_len = [0u8; 4];
+    if let Err(e) = recv.read_exact(&mut env_len).await {
+        return Err(FrameError::Stream(e.to_string()));
+    }
+    let env_len = u32::from_be_bytes(env_len) as u64;
+    if env_len > len - 4 {
+        return Err(FrameError::Malformed(format!("envelope of {env_len} bytes in a {len}-byte frame")));
+    }
     let ended = |got: usize| FrameError::Stream(format!("stream ended {got} bytes into a {len}-byte frame"));
-    let first = match len {
-        0 => Bytes::new(),
-        _ => match recv.read_chunk(len as usize, true).await {
-            Ok(Some(chunk)) => chunk.bytes,
-            Ok(None) => return Err(ended(0)),
-            Err(e) => return Err(FrameError::Stream(e.to_string())),
-        },
-    };
-    // A body within one packet is quinn's own buffer; a longer one is gathered from
-    // quinn's buffers (no zero-fill, one copy).
-    let body = if first.len() as u64 == len {
-        first
-    } else {
-        let mut body = Vec::with_capacity(len as usize);
-        body.extend_from_slice(&first);
-        while (body.len() as u64) < len {
-            let want = len as usize - body.len();
-            match recv.read_chunk(want, true).await {
-                Ok(Some(chunk)) => body.extend_from_slice(&chunk.bytes),
-                Ok(None) => return Err(ended(body.len())),
-                Err(e) => return Err(FrameError::Stream(e.to_string())),
-            }
-        }
-        Bytes::from(body)
-    };
-    decode_shared(&body).map(Some)
+    let env = read_bytes(recv, env_len as usize, 1, ended).await?;
+    let oob = read_bytes(recv, (len - 4 - env_len) as usize, OOB_ALIGN, |got| ended(env_len as usize + got)).await?;
+    decode_parts(&env, &oob).map(Some)
 }
 
 #[cfg(test)]
@@ -139,12 +187,19 @@ mod tests {
         assert_eq!(joined.len(), total);
         assert_eq!(joined, encode(&env).unwrap());
         let body = Bytes::copy_from_slice(&joined[4..]);
-        let back = decode_shared(&body).unwrap();
+        let (env_part, oob) = split_body(&body).unwrap();
+        assert_eq!(oob.len(), data.len(), "the payload went out of band");
+        let back = decode_parts(&env_part, &oob).unwrap();
         let Message::MOsdOp(r) = back.msg else { panic!("not an op") };
         let OsdOp::WriteFull { data: got } = &r.ops[0] else { panic!("not a write") };
         assert_eq!(got, &data);
-        let inside = body.as_ptr() as usize..body.as_ptr() as usize + body.len();
-        assert!(inside.contains(&(got.as_ptr() as usize)), "decoded as a slice of the body");
+        assert_eq!(got.as_ptr(), oob.as_ptr(), "decoded as a slice of the section");
+        // Bytes left over after the payloads, or missing, are malformed.
+        let mut extra = joined[4..].to_vec();
+        extra.push(0);
+        assert!(decode(&extra).is_err());
+        assert!(decode(&joined[4..joined.len() - 1]).is_err());
+        assert!(decode(&[0, 0, 0, 200, 1]).is_err(), "envelope longer than the frame");
     }
 
     proptest! {
