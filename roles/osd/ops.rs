@@ -92,7 +92,7 @@ pub fn reads(store: &ObjectStore, pg: PgId, oid: &str, ops: &[OsdOp]) -> Result<
     ops.iter()
         .map(|op| {
             Ok(match op {
-                OsdOp::Read { off, len } => OpOut::Data(Payload::from(store.read(pg, oid, *off, *len).map_err(e)?)),
+                OsdOp::Read { off, len } => OpOut::Data(Payload::from(store.read_bytes(pg, oid, *off, *len).map_err(e)?)),
                 OsdOp::Stat => {
                     let s = store.stat(pg, oid).map_err(e)?;
                     OpOut::Stat { size: s.size, mtime_ms: s.mtime_ms }

@@ -258,7 +258,7 @@ pub fn copy_object(store: &ObjectStore, pg: PgId, oid: &str, version: Eversion) 
         }
         Err(e) => return Err(e),
     };
-    let data = store.read(pg, oid, 0, None)?;
+    let data = store.read_bytes(pg, oid, 0, None)?;
     let xattrs = store.xattrs(pg, oid)?.into_iter().map(|(k, v)| (k, ByteBuf::from(v))).collect();
     let mut omap = Vec::new();
     let mut after: Option<String> = None;

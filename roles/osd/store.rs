@@ -417,6 +417,11 @@ impl ObjectStore {
 
     /// Reads `len` bytes (to the end if `None`) from `off`; short or empty past the end.
     pub fn read(&self, pg: PgId, oid: &str, off: u64, len: Option<u64>) -> Result<Vec<u8>, StoreError> {
+        Ok(self.read_bytes(pg, oid, off, len)?.to_vec())
+    }
+
+    /// `read` into a shared, page-aligned buffer (what replies and copies send).
+    pub fn read_bytes(&self, pg: PgId, oid: &str, off: u64, len: Option<u64>) -> Result<bytes::Bytes, StoreError> {
         let _snapshot = self.blocks.reading();
         let rt = self.ks.read_tx();
         let h = self.header(&rt, pg, oid)?;

@@ -32,7 +32,7 @@ pub(super) const SLOT: usize = CHUNK_SIZE as usize;
 /// Slots added each time the file runs out (64 MiB).
 pub(super) const GROW_SLOTS: u64 = 1024;
 /// `O_DIRECT` alignment of buffers, offsets and lengths.
-const ALIGN: usize = 4096;
+pub(super) const ALIGN: usize = 4096;
 /// Most slots written by one system call (4 MiB).
 const MAX_RUN: usize = 64;
 /// Shortest run of slots read with `O_DIRECT` (1 MiB). Longer runs are bulk reads
@@ -302,6 +302,8 @@ impl Blocks {
         }
         let off = first.slot * SLOT as u64;
         let read = match &self.read_direct {
+            // An aligned destination (a whole-object read) takes the bytes directly.
+            Some(direct) if exts.len() >= DIRECT_READ_MIN && (dst.as_ptr() as usize).is_multiple_of(ALIGN) => direct.read_exact_at(dst, off),
             Some(direct) if exts.len() >= DIRECT_READ_MIN => DIRECT_SCRATCH.with(|scratch| {
                 let mut scratch = scratch.borrow_mut();
                 let buf = aligned(&mut scratch, dst.len());

@@ -3,7 +3,9 @@
 //! of `pg_digest`, which streams both in chunk order.
 use std::ops::Bound;
 
-use super::blocks::{Blocks, Extent, SLOT};
+use bytes::Bytes;
+
+use super::blocks::{Blocks, Extent, ALIGN, SLOT};
 use super::keys::{chunk_key, decode_chunk_idx, KeyRange};
 use super::{Kv, StoreError, CHUNK_SIZE};
 
@@ -50,7 +52,9 @@ impl Run {
 }
 
 /// Reads `[off, end)` of an object's data (already clipped to its size); `sp` is the
-/// object's key prefix. Missing chunks and bytes past a short chunk read as zeros.
+/// object's key prefix. Missing chunks and bytes past a short chunk read as zeros. The
+/// result starts page-aligned, so that long runs of slots are read into it with
+/// `O_DIRECT` straight from the disk.
 pub(super) fn read_data(
     data: &impl Kv,
     extents: &impl Kv,
@@ -58,18 +62,25 @@ pub(super) fn read_data(
     sp: &[u8],
     off: u64,
     end: u64,
-) -> Result<Vec<u8>, StoreError> {
+) -> Result<Bytes, StoreError> {
     if end <= off {
-        return Ok(Vec::new());
+        return Ok(Bytes::new());
     }
     let len = usize::try_from(end - off).map_err(|_| StoreError::Invalid("read too large".into()))?;
-    let mut buf = vec![0u8; len];
+    let mut raw = vec![0u8; len + ALIGN];
+    let at = raw.as_ptr().align_offset(ALIGN).min(ALIGN);
+    read_into(data, extents, blocks, sp, off, end, &mut raw[at..at + len])?;
+    Ok(Bytes::from(raw).slice(at..at + len))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn read_into(data: &impl Kv, extents: &impl Kv, blocks: &Blocks, sp: &[u8], off: u64, end: u64, buf: &mut [u8]) -> Result<(), StoreError> {
     let (lo, hi) = (chunk_key(sp, off / CHUNK_SIZE), chunk_key(sp, (end - 1) / CHUNK_SIZE));
     let bounds = || (Bound::Included(&lo[..]), Bound::Included(&hi[..]));
     for item in data.range(bounds()) {
         let (k, v) = item?;
         let start = decode_chunk_idx(&k, sp.len())?.saturating_mul(CHUNK_SIZE);
-        place(&mut buf, off, end, start, &v)?;
+        place(buf, off, end, start, &v)?;
     }
     let mut run = Run { start: 0, exts: Vec::new() };
     let mut edge = Vec::new();
@@ -79,18 +90,17 @@ pub(super) fn read_data(
         let e = Extent::decode(&v)?;
         if start >= off && start + CHUNK_SIZE <= end {
             if !run.extends(start, &e) {
-                run.read(blocks, &mut buf, off)?;
+                run.read(blocks, buf, off)?;
                 run.start = start;
             }
             run.exts.push(e);
         } else {
             edge.resize(SLOT, 0);
             blocks.read_run(&[e], &mut edge)?;
-            place(&mut buf, off, end, start, &edge)?;
+            place(buf, off, end, start, &edge)?;
         }
     }
-    run.read(blocks, &mut buf, off)?;
-    Ok(buf)
+    run.read(blocks, buf, off)
 }
 
 /// FNV-1a 64 over a stream of bytes and length-delimited fields.
