@@ -34,6 +34,8 @@ pub const READAHEAD: u64 = 64 << 20;
 pub const FETCH_CHUNK: u64 = 16 << 20;
 /// Pages cached per inode before the cache of that inode starts over.
 pub(super) const MAX_PAGES: usize = 2048;
+/// Read buffers kept per inode for answering reads without a copy (`InodeCaps::spans`).
+pub(super) const MAX_SPANS: usize = 24;
 /// Bytes buffered per inode under `Fb`; a write that would go beyond flushes the
 /// buffer first (four default objects, written in parallel).
 pub(super) const MAX_BUFFER: usize = 16 << 20;
@@ -94,6 +96,10 @@ pub(super) struct InodeCaps {
     /// `Fc`: cached pages by page number (with the buffered bytes of their range
     /// laid over them: what the file holds).
     pub pages: HashMap<u64, Bytes>,
+    /// The objects' read buffers cached pages were cut from, by file offset (at most
+    /// `MAX_SPANS`): a read whose pages are all still slices of one of them is
+    /// answered with one slice of it instead of a copy of each page.
+    pub spans: BTreeMap<u64, Bytes>,
     pub flush_tid: u64,
     pub flush_acked: u64,
     /// Page ranges `lo..hi` being fetched, so that concurrent misses (the kernel's
@@ -187,6 +193,25 @@ impl InodeCaps {
         }
     }
 
+    /// `off..off + len` as one slice of a read buffer, if every page it covers is
+    /// cached as a slice of that same buffer (the bytes are then exactly the pages').
+    pub fn span_slice(&self, off: u64, len: u64) -> Option<Bytes> {
+        let (&at, span) = self.spans.range(..=off).next_back()?;
+        let end = off.checked_add(len)?;
+        if len == 0 || end > at + span.len() as u64 {
+            return None;
+        }
+        for p in off / PAGE..end.div_ceil(PAGE) {
+            let page = self.pages.get(&p)?;
+            let from = (p * PAGE).checked_sub(at)? as usize;
+            let want = (span.len() - from).min(PAGE as usize);
+            if page.len() != want || page.as_ptr() != span[from..].as_ptr() {
+                return None;
+            }
+        }
+        Some(span.slice((off - at) as usize..(end - at) as usize))
+    }
+
     /// Drops cached pages that a write of `off..end` makes stale.
     pub fn drop_pages(&mut self, off: u64, end: u64) {
         let (first, last) = (off / PAGE, end.div_ceil(PAGE));
@@ -197,6 +222,7 @@ impl InodeCaps {
     /// Drops every cached page (a truncate, a lost `Fc`).
     pub fn clear_pages(&mut self) {
         self.pages.clear();
+        self.spans.clear();
         self.page_gen += 1;
     }
 }
@@ -658,6 +684,32 @@ mod tests {
         let runs = coalesce(&c.buffer);
         assert_eq!(runs, vec![(0, b"aaXXbbc".to_vec()), (10, b"dd".to_vec())]);
         assert!(coalesce(&BTreeMap::new()).is_empty());
+    }
+
+    /// That a read is one slice of a read buffer only while every page it covers is
+    /// still cached as a slice of that buffer.
+    #[test]
+    fn span_slices_only_over_their_own_pages() {
+        let mut c = InodeCaps::default();
+        let span = Bytes::from((0..4 * PAGE).map(|i| i as u8).collect::<Vec<u8>>());
+        let base = 8 * PAGE;
+        c.spans.insert(base, span.clone());
+        for p in 0..4 {
+            c.pages.insert(8 + p, span.slice((p * PAGE) as usize..((p + 1) * PAGE) as usize));
+        }
+        let got = c.span_slice(base + 100, 2 * PAGE).expect("one slice");
+        assert_eq!(&got[..], &span[100..100 + 2 * PAGE as usize]);
+        assert_eq!(got.as_ptr(), span[100..].as_ptr(), "not a copy");
+        assert!(c.span_slice(base + 3 * PAGE, 2 * PAGE).is_none(), "past the span");
+        assert!(c.span_slice(base - 1, 10).is_none(), "before it");
+        // A page replaced by a copy (buffered bytes laid over it) breaks the chain.
+        c.pages.insert(9, Bytes::from(span[PAGE as usize..2 * PAGE as usize].to_vec()));
+        assert!(c.span_slice(base, 3 * PAGE).is_none());
+        assert!(c.span_slice(base + 2 * PAGE, PAGE).is_some(), "other pages still are");
+        c.drop_pages(base + 2 * PAGE, base + 2 * PAGE + 1);
+        assert!(c.span_slice(base + 2 * PAGE, PAGE).is_none(), "a dropped page");
+        c.clear_pages();
+        assert!(c.spans.is_empty());
     }
 
     /// That writes drop exactly the cached pages they overlap, and that open modes

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use super::behind::{behind_unit, reaches_boundary, BEHIND_LIMIT};
-use super::caps::{FETCH_CHUNK, MAX_BUFFER, MAX_PAGES, PAGE, READAHEAD};
+use super::caps::{FETCH_CHUNK, MAX_BUFFER, MAX_PAGES, MAX_SPANS, PAGE, READAHEAD};
 use super::session::lock;
 use super::Client;
 use crate::error::{CmdError, Errno};
@@ -154,6 +154,12 @@ impl Client {
 
     /// Reads up to `len` bytes at `off` through handle `fh` (needs `Fr`; `Fc` caches).
     pub async fn fh_read(&self, fh: Fh, off: u64, len: u64) -> Result<Vec<u8>, CmdError> {
+        Ok(self.fh_read_bytes(fh, off, len).await?.to_vec())
+    }
+
+    /// `fh_read` as a shared buffer: a read whose pages are slices of one object's
+    /// read buffer is that buffer's slice, not a copy.
+    pub async fn fh_read_bytes(&self, fh: Fh, off: u64, len: u64) -> Result<Bytes, CmdError> {
         let h = self.handle(fh)?;
         let caps = self.get_caps(h.ino, Caps::FILE_RD, Caps::FILE_CACHE).await?;
         // Taken before the size: pages read now may be cached only if no write,
@@ -170,21 +176,26 @@ impl Client {
         };
         let Some(_r) = self.cap_ref(h.ino, Caps::FILE_RD) else {
             drop(stable);
-            return Box::pin(self.fh_read(fh, off, len)).await;
+            return Box::pin(self.fh_read_bytes(fh, off, len)).await;
         };
         if off >= st.size {
-            return Ok(Vec::new());
+            return Ok(Bytes::new());
         }
         let len = len.min(st.size - off);
-        let mut out = if caps.contains(Caps::FILE_CACHE) {
+        let out = if caps.contains(Caps::FILE_CACHE) {
             self.read_cached(&st, off, len, stamp).await?
         } else {
-            self.read_with(&st, off, len).await?
+            Bytes::from(self.read_with(&st, off, len).await?)
         };
-        if let Some(c) = lock(&self.inner.caps.map).get(&h.ino) {
-            c.overlay(off, &mut out);
+        let map = lock(&self.inner.caps.map);
+        match map.get(&h.ino) {
+            Some(c) if c.buffer.range(..off + len).any(|(o, d)| o + d.len() as u64 > off) => {
+                let mut out = out.to_vec();
+                c.overlay(off, &mut out);
+                Ok(Bytes::from(out))
+            }
+            _ => Ok(out),
         }
-        Ok(out)
     }
 
     /// Reads through the `Fc` page cache. Missing pages are fetched in one read that
@@ -192,7 +203,7 @@ impl Client {
     /// then hit the cache), split into pages afterwards. A miss on pages that a fetch
     /// under way covers (the kernel's concurrent read-ahead requests, or this
     /// client's read-ahead) waits for that fetch instead of repeating it.
-    async fn read_cached(&self, st: &InodeStat, off: u64, len: u64, stamp: PageStamp) -> Result<Vec<u8>, CmdError> {
+    async fn read_cached(&self, st: &InodeStat, off: u64, len: u64, stamp: PageStamp) -> Result<Bytes, CmdError> {
         let (first, last) = (off / PAGE, (off + len).div_ceil(PAGE));
         let end = st.size.div_ceil(PAGE);
         let mut fetched: HashMap<u64, Bytes> = HashMap::new();
@@ -238,6 +249,13 @@ impl Client {
                 }
             }
         }
+        let whole = lock(&self.inner.caps.map).get(&st.ino).and_then(|c| c.span_slice(off, len));
+        if let Some(b) = whole {
+            if sequential {
+                self.read_ahead(st, last, stamp);
+            }
+            return Ok(b);
+        }
         let mut out = Vec::with_capacity(len as usize);
         for p in first..last {
             let cached = fetched.remove(&p).or_else(|| lock(&self.inner.caps.map).get(&st.ino).and_then(|c| c.pages.get(&p).cloned()));
@@ -257,7 +275,7 @@ impl Client {
         if sequential {
             self.read_ahead(st, last, stamp);
         }
-        Ok(out)
+        Ok(Bytes::from(out))
     }
 
     /// Asynchronous read-ahead: keeps the `READAHEAD` bytes after page `last` (where
@@ -316,6 +334,7 @@ impl Client {
         (epoch, gen): PageStamp,
     ) -> Result<HashMap<u64, Bytes>, CmdError> {
         let (len, pieces) = self.read_pieces(st, lo * PAGE, (hi - lo) * PAGE).await?;
+        let spans: Vec<(u64, Bytes)> = pieces.iter().map(|(o, b)| (lo * PAGE + o, b.clone())).collect();
         let pages: Vec<(u64, Bytes)> = split_pages(len, pieces).into_iter().zip(lo..).map(|(d, p)| (p, d)).collect();
         let fetched = pages.iter().filter(|(p, _)| *p < last).map(|(p, d)| (*p, d.clone())).collect();
         let mut map = lock(&self.inner.caps.map);
@@ -330,13 +349,21 @@ impl Client {
                     // past them); if that is not enough, the cache starts over.
                     let keep_from = lo.saturating_sub(READAHEAD / PAGE);
                     c.pages.retain(|k, _| *k >= keep_from);
+                    c.spans.retain(|o, b| o + b.len() as u64 > keep_from * PAGE);
                     if c.pages.len() >= MAX_PAGES {
                         c.pages.clear();
+                        c.spans.clear();
                     }
                 }
                 // What this client buffered (nothing lands while the read runs).
                 let d = c.overlay_page(p * PAGE, d);
                 c.pages.insert(p, d);
+            }
+            for (o, b) in spans {
+                c.spans.insert(o, b);
+            }
+            while c.spans.len() > MAX_SPANS {
+                c.spans.pop_first();
             }
         }
         Ok(fetched)

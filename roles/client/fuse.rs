@@ -29,8 +29,9 @@ use crate::error::CmdError;
 use crate::msg::mds::{Caller, InodeStat, SetAttr};
 use crate::now_ns;
 
-/// Largest read or write request asked of the kernel.
-const MAX_REQUEST: u32 = 1 << 20;
+/// Largest read or write request asked of the kernel (which caps it at
+/// `fs.fuse.max_pages_limit` pages: 1 MiB unless an administrator raised it).
+const MAX_REQUEST: u32 = 4 << 20;
 /// Asynchronous requests (read-ahead, ...) the kernel may have in flight.
 const MAX_BACKGROUND: u16 = 64;
 
@@ -368,7 +369,7 @@ impl Filesystem for CephFuse {
     ) {
         let ino = self.sh.map.to_mds(ino);
         let body = move |sh: Arc<Shared>, _| async move { sh.read(ino, fh.0, offset, size.into()).await };
-        self.serve(req, reply, body, |r, _, data: Vec<u8>| r.data(&data));
+        self.serve(req, reply, body, |r, _, data: bytes::Bytes| r.data(&data));
     }
 
     fn write(

@@ -134,9 +134,9 @@ impl Shared {
 
     /// Reads through `fh` as its opener; what other handles of this mount wrote to
     /// the file is reported first, so the size bounding the read includes it.
-    pub async fn read(&self, ino: Ino, fh: Fh, off: u64, len: u64) -> Result<Vec<u8>, CmdError> {
+    pub async fn read(&self, ino: Ino, fh: Fh, off: u64, len: u64) -> Result<bytes::Bytes, CmdError> {
         self.flush_others(ino, Some(fh)).await?;
-        self.as_opener(fh, self.client.fh_read(fh, off, len)).await
+        self.as_opener(fh, self.client.fh_read_bytes(fh, off, len)).await
     }
 
     /// Writes through `fh` as its opener. An append first reports what other handles

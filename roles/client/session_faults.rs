@@ -213,7 +213,7 @@ impl Inner {
     fn forget_all_caps(&self) {
         for c in lock(&self.caps.map).values_mut() {
             c.caps = Caps::NONE;
-            c.pages.clear();
+            c.clear_pages();
         }
         lock(&self.dcache).trim_to(0);
         self.caps.changed.notify_waiters();
