@@ -163,7 +163,7 @@ impl Client {
             let Some((off, data, r)) = landed else { continue };
             let mut map = lock(&self.inner.caps.map);
             if let Some(c) = map.get_mut(&ino) {
-                c.behind_bytes -= data.len();
+                c.behind_bytes = c.behind_bytes.saturating_sub(data.len());
                 // The file's bytes on the OSDs changed under reads that sampled its size.
                 c.page_gen += 1;
                 if let Err(e) = r {
