@@ -120,6 +120,13 @@ impl Client {
     }
 
     async fn run_behind(&self, ino: Ino, st: InodeStat) {
+        /// What the flusher does next: write this piece (or, with none, wait for a
+        /// landing or the writer), let what is in flight land, or stop.
+        enum Step {
+            Go(Option<(u64, Vec<u8>)>),
+            Drain,
+            Done,
+        }
         let Some((landing, wake)) = lock(&self.inner.caps.map).get(&ino).map(|c| (c.landing.clone(), c.behind_wake.clone())) else {
             return;
         };
@@ -128,22 +135,38 @@ impl Client {
         let mut running = FuturesUnordered::new();
         let mut failed = false;
         loop {
+            // (The entry is never gone while `behind` holds; if it were, what is in
+            // flight would still land rather than be dropped.)
             let next = {
                 let mut map = lock(&self.inner.caps.map);
-                let Some(c) = map.get_mut(&ino) else { break };
-                let piece = if failed || c.landing_waiters > 0 || running.len() >= BEHIND_PARALLEL {
-                    None
-                } else {
-                    c.take_unit(unit)
-                };
-                if piece.is_none() && running.is_empty() {
-                    c.behind = false;
-                    break;
+                match map.get_mut(&ino) {
+                    None if running.is_empty() => Step::Done,
+                    None => Step::Drain,
+                    Some(c) => {
+                        let piece = if failed || c.landing_waiters > 0 || running.len() >= BEHIND_PARALLEL {
+                            None
+                        } else {
+                            c.take_unit(unit)
+                        };
+                        if piece.is_none() && running.is_empty() {
+                            c.behind = false;
+                            Step::Done
+                        } else {
+                            if let Some((_, d)) = &piece {
+                                c.behind_bytes += d.len();
+                            }
+                            Step::Go(piece)
+                        }
+                    }
                 }
-                if let Some((_, d)) = &piece {
-                    c.behind_bytes += d.len();
+            };
+            let next = match next {
+                Step::Done => break,
+                Step::Drain => {
+                    let _ = running.next().await;
+                    continue;
                 }
-                piece
+                Step::Go(next) => next,
             };
             if let Some((off, data)) = next {
                 let data = Bytes::from(data);
