@@ -9,13 +9,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::msg::payload::Payload;
-
 use crate::error::Errno;
 use crate::ids::EntityName;
 use crate::maps::{OsdMap, PgId};
 use crate::monc::MonClient;
 use crate::msg::osd::{OpOut, OsdOp, OsdOpRequest, OsdOpResult, OsdPeerMsg, ReqId};
+use crate::msg::payload::Payload;
 use crate::msg::Message;
 
 #[derive(Debug, Clone, thiserror::Error)]

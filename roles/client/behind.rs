@@ -100,12 +100,14 @@ impl super::caps::InodeCaps {
         Some((start, out))
     }
 
-    /// Puts a piece that failed to land back into the buffer, under anything buffered
+    /// Puts pieces that failed to land back into the buffer, under anything buffered
     /// since (rewriting what did land is harmless).
-    pub fn put_back(&mut self, off: u64, data: &[u8]) {
+    pub fn put_back<'d>(&mut self, pieces: impl IntoIterator<Item = (u64, &'d [u8])>) {
         let newer = std::mem::take(&mut self.buffer);
         self.buffered = 0;
-        self.buffer_write(off, data);
+        for (o, d) in pieces {
+            self.buffer_write(o, d);
+        }
         for (o, d) in &newer {
             self.buffer_write(*o, d);
         }
@@ -191,7 +193,7 @@ impl Client {
                 c.page_gen += 1;
                 if let Err(e) = r {
                     tracing::warn!(ino = format!("{ino:#x}"), "write-behind failed (kept buffered for the next flush): {e}");
-                    c.put_back(off, &data);
+                    c.put_back([(off, &data[..])]);
                     failed = true;
                 }
             }
@@ -258,7 +260,7 @@ mod tests {
         c.buffer_write(0, &[1; 8]);
         let (off, data) = c.take_unit(8).expect("a unit");
         c.buffer_write(2, &[9; 2]);
-        c.put_back(off, &data);
+        c.put_back([(off, &data[..])]);
         assert_eq!(c.buffered, 8);
         let runs = super::super::caps::coalesce(&c.buffer);
         assert_eq!(runs, vec![(0, vec![1, 1, 9, 9, 1, 1, 1, 1])]);

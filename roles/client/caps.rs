@@ -178,6 +178,16 @@ impl InodeCaps {
         }
     }
 
+    /// Whether a fetch under way covers page `p`.
+    pub fn being_fetched(&self, p: u64) -> bool {
+        self.fetching.iter().any(|(lo, hi)| (*lo..*hi).contains(&p))
+    }
+
+    /// Whether page `p` is cached or being fetched (nothing to start for it).
+    pub fn page_busy(&self, p: u64) -> bool {
+        self.pages.contains_key(&p) || self.being_fetched(p)
+    }
+
     /// No data of this inode waits to reach the OSDs (buffered or in flight).
     pub fn nothing_buffered(&self) -> bool {
         self.buffer.is_empty() && !self.behind
@@ -463,12 +473,7 @@ impl Client {
         // The file's bytes on the OSDs changed under reads that sampled its size.
         c.page_gen += 1;
         if written.is_err() {
-            // Back under anything buffered since.
-            let newer = std::mem::take(&mut c.buffer);
-            c.buffered = 0;
-            for (o, d) in runs.iter().map(|(o, d)| (*o, &d[..])).chain(newer.iter().map(|(o, d)| (*o, d.as_slice()))) {
-                c.buffer_write(o, d);
-            }
+            c.put_back(runs.iter().map(|(o, d)| (*o, &d[..])));
         }
         written
     }

@@ -229,7 +229,7 @@ impl Client {
                 if missing.is_empty() {
                     break;
                 }
-                match missing.iter().find(|p| !c.fetching.iter().any(|(lo, hi)| (*lo..*hi).contains(*p))) {
+                match missing.iter().find(|p| !c.being_fetched(**p)) {
                     // A sequential reader's miss reads a whole chunk, a random one its pages.
                     Some(&lo) => {
                         let want = if sequential { lo + FETCH_CHUNK / PAGE } else { last };
@@ -293,8 +293,7 @@ impl Client {
             let mut claims = Vec::new();
             let mut p = last;
             while p < end {
-                let busy = c.pages.contains_key(&p) || c.fetching.iter().any(|(lo, hi)| (*lo..*hi).contains(&p));
-                if busy {
+                if c.page_busy(p) {
                     p += 1;
                     continue;
                 }
@@ -506,7 +505,7 @@ const SEQUENTIAL_SLACK: u64 = 4 << 20;
 /// Registers pages `lo..hi` of `c` as being fetched (`hi` cut at the first page
 /// cached or already being fetched); returns the range claimed.
 fn claim_pages(c: &mut super::caps::InodeCaps, lo: u64, hi: u64) -> (u64, u64) {
-    let hi = (lo + 1..hi).find(|p| c.pages.contains_key(p) || c.fetching.iter().any(|(a, b)| (*a..*b).contains(p))).unwrap_or(hi);
+    let hi = (lo + 1..hi).find(|p| c.page_busy(*p)).unwrap_or(hi);
     c.fetching.push((lo, hi));
     (lo, hi)
 }

@@ -129,7 +129,6 @@ fn open_direct(path: &Path) -> std::io::Result<File> {
     }
 }
 
-/// `len` bytes at a 4096-aligned start inside `buf` (grown as needed).
 /// `pwritev` of all of `iov` at `off`, continuing after short writes.
 fn write_all_vectored_at(file: &File, mut iov: &mut [IoSlice<'_>], mut off: u64) -> Result<(), StoreError> {
     while !iov.is_empty() {
@@ -154,6 +153,7 @@ fn write_all_vectored_at(file: &File, mut iov: &mut [IoSlice<'_>], mut off: u64)
     Ok(())
 }
 
+/// `len` bytes at a 4096-aligned start inside `buf` (grown as needed).
 fn aligned(buf: &mut Vec<u8>, len: usize) -> &mut [u8] {
     if buf.len() < len + ALIGN {
         buf.resize(len + ALIGN, 0);

@@ -3,8 +3,8 @@
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
-use crate::error::Errno;
 use super::payload::Payload;
+use crate::error::Errno;
 use crate::ids::{EntityName, Epoch};
 use crate::maps::PgId;
 

@@ -4,7 +4,7 @@
 //! Outside a frame (any serde format, or rmp used elsewhere) a payload is a MessagePack
 //! `bin`, like `serde_bytes::ByteBuf`, copied in and out. Inside a frame
 //! (`net::frame`):
-//! - encoding ([`with_out_of_band`]) leaves each payload of at least [`SEGMENT_MIN`]
+//! - encoding ([`with_out_of_band`]) leaves each payload of at least [`OUT_OF_BAND_MIN`]
 //!   bytes out of the envelope: the envelope holds its length (an unsigned integer)
 //!   and the payload is sent after the envelope, from its own buffer, never copied;
 //! - decoding ([`with_frame`]) takes such a payload as a slice of the frame's
@@ -20,19 +20,13 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Payloads at least this large travel out of band; smaller ones are cheaper to copy
 /// than to send as a separate chunk.
-pub const SEGMENT_MIN: usize = 16 * 1024;
+pub const OUT_OF_BAND_MIN: usize = 16 * 1024;
 
 /// Bytes carried by a message; cloning shares them.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Payload(pub Bytes);
 
 impl Payload {
-    pub fn new(b: Bytes) -> Self {
-        Payload(b)
-    }
-    pub fn bytes(&self) -> &Bytes {
-        &self.0
-    }
     pub fn into_bytes(self) -> Bytes {
         self.0
     }
@@ -118,7 +112,7 @@ pub fn with_frame<T>(env: &Bytes, oob: &Bytes, decode: impl FnOnce(&[u8]) -> T) 
 }
 
 /// Runs `encode` with out-of-band collection on: each payload of at least
-/// [`SEGMENT_MIN`] bytes is left out of the encoding (its length stands in its place)
+/// [`OUT_OF_BAND_MIN`] bytes is left out of the encoding (its length stands in its place)
 /// and returned, in order, to be sent after it.
 pub fn with_out_of_band<T>(encode: impl FnOnce() -> T) -> (T, Vec<Bytes>) {
     struct Reset(Option<Vec<Bytes>>);
@@ -137,7 +131,7 @@ pub fn with_out_of_band<T>(encode: impl FnOnce() -> T) -> (T, Vec<Bytes>) {
 
 impl Serialize for Payload {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        if self.0.len() >= SEGMENT_MIN {
+        if self.0.len() >= OUT_OF_BAND_MIN {
             let out_of_band = OUT_OF_BAND.with(|q| match q.borrow_mut().as_mut() {
                 Some(q) => {
                     q.push(self.0.clone());
@@ -205,7 +199,6 @@ impl<'de> Visitor<'de> for PayloadVisitor {
         }
         Ok(Payload(Bytes::from(v)))
     }
-
 }
 
 impl<'de> Deserialize<'de> for Payload {
@@ -227,7 +220,7 @@ mod tests {
     }
 
     fn msg() -> Msg {
-        Msg { a: 7, small: Payload::from(vec![1, 2, 3]), big: Payload::from(vec![9u8; SEGMENT_MIN + 5]), tail: "end".into() }
+        Msg { a: 7, small: Payload::from(vec![1, 2, 3]), big: Payload::from(vec![9u8; OUT_OF_BAND_MIN + 5]), tail: "end".into() }
     }
 
     /// That a large payload leaves the encoding (its own buffer, not a copy), the small
