@@ -78,6 +78,14 @@ mod blocks_tests;
 mod read;
 use read::{digest_object, read_data};
 
+#[path = "store_wal.rs"]
+mod wal;
+use wal::{Changes, Table, Wal};
+
+#[cfg(test)]
+#[path = "store_wal_tests.rs"]
+mod wal_tests;
+
 #[path = "store_write.rs"]
 mod write;
 use write::Tables;
@@ -131,6 +139,23 @@ struct Parts {
     xattrs: TxPartitionHandle,
     omap: TxPartitionHandle,
     meta: TxPartitionHandle,
+    /// The last write-ahead log record applied (see `store_wal.rs`).
+    wal: TxPartitionHandle,
+}
+
+impl Parts {
+    fn of(&self, table: Table) -> &TxPartitionHandle {
+        match table {
+            Table::Pgs => &self.pgs,
+            Table::Objects => &self.objects,
+            Table::Data => &self.data,
+            Table::Extents => &self.extents,
+            Table::Xattrs => &self.xattrs,
+            Table::Omap => &self.omap,
+            Table::Meta => &self.meta,
+            Table::Wal => &self.wal,
+        }
+    }
 }
 
 /// The keyspace's directory under the store's.
@@ -289,6 +314,14 @@ pub struct ObjectStore {
     ks: TxKeyspace,
     parts: Parts,
     blocks: Blocks,
+    /// Held for a whole commit, so records go to the log in sequence order.
+    wal: std::sync::Mutex<LogState>,
+}
+
+/// The write-ahead log and the number of its next record.
+struct LogState {
+    log: Wal,
+    next_seq: u64,
 }
 
 // ---- Records ----
@@ -347,14 +380,17 @@ impl ObjectStore {
             xattrs: part("xattrs")?,
             omap: part("omap")?,
             meta: part("pgmeta")?,
+            wal: part("wal")?,
         };
+        let (log, records) = Wal::open(dir)?;
+        let next_seq = replay(&ks, &parts, &records)? + 1;
         ks.persist(PersistMode::SyncAll)?;
         let mut used = Vec::new();
         for item in ks.read_tx().iter(&parts.extents) {
             used.push(Extent::decode(&item?.1)?.slot);
         }
         let blocks = Blocks::open(dir, used.into_iter())?;
-        Ok(ObjectStore { ks, parts, blocks })
+        Ok(ObjectStore { ks, parts, blocks, wal: std::sync::Mutex::new(LogState { log, next_seq }) })
     }
 
     /// Applies many (pg, txn) in ONE durable commit (group commit). Each txn is atomic: if any
@@ -371,20 +407,45 @@ impl ObjectStore {
         slots.pop().unwrap_or(Ok(()))
     }
 
+    /// Commits a batch one of two ways. A batch that writes no block-file slot (and
+    /// frees none) goes to the write-ahead log as one record (one `O_DSYNC` overwrite)
+    /// and commits to fjall without an `fsync`; any other batch writes its slots,
+    /// `fdatasync`s them, then commits to fjall with an `fdatasync` of its journal, which
+    /// also makes every logged batch before it durable in fjall, so the log starts over.
     fn commit_batch<'a>(
         &self,
         batch: impl Iterator<Item = (PgId, &'a Transaction)>,
     ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+        let mut w = self.wal.lock().unwrap_or_else(|p| p.into_inner());
         self.blocks.release_quarantine();
-        let wt = self.ks.write_tx().durability(Some(PersistMode::SyncData));
-        let mut tables = Tables { wt, p: &self.parts, blocks: &self.blocks, staged: Staged::default() };
+        let wt = self.ks.write_tx();
+        let mut tables = Tables { wt, p: &self.parts, blocks: &self.blocks, staged: Staged::default(), changes: Changes::default() };
         // An error from apply_all is a storage/corruption error: abort the whole batch.
         let applied = tables.apply_all(batch);
-        let Tables { wt, staged, .. } = tables;
-        // The chunks must be durable before the commit that points at them.
+        let Tables { mut wt, staged, changes, .. } = tables;
         let done = applied.and_then(|results| {
+            if changes.len() == 0 && staged.is_empty() {
+                // Every transaction failed its checks: nothing to make durable.
+                return Ok(results);
+            }
+            if staged.is_empty() && changes.fits() {
+                let seq = w.next_seq;
+                wt.insert(&self.parts.wal, wal::SEQ_KEY, seq.to_be_bytes());
+                if !w.log.has_room(changes.len()) {
+                    // Checkpoint: fjall's journal durable, every record in it.
+                    self.ks.persist(PersistMode::SyncData)?;
+                    w.log.restart();
+                }
+                // Durable in the log before it is visible in fjall.
+                w.log.append(seq, changes.as_bytes())?;
+                w.next_seq += 1;
+                wt.durability(None).commit()?;
+                return Ok(results);
+            }
+            // The chunks must be durable before the commit that points at them.
             self.blocks.flush(&staged)?;
-            wt.commit()?;
+            wt.durability(Some(PersistMode::SyncData)).commit()?;
+            w.log.restart();
             Ok(results)
         });
         match done {
@@ -531,6 +592,40 @@ impl ObjectStore {
         }
         Ok(out)
     }
+}
+
+/// Applies the log records fjall is missing (those after its stored sequence number) in
+/// one durable commit; the number of the last record, applied or found.
+fn replay(ks: &TxKeyspace, parts: &Parts, records: &[wal::Record]) -> Result<u64, StoreError> {
+    let applied = match ks.read_tx().get(&parts.wal, wal::SEQ_KEY)? {
+        None => 0,
+        Some(v) => u64::from_be_bytes(
+            v.as_ref().try_into().map_err(|_| StoreError::Corrupt(format!("write-ahead log position of {} bytes", v.len())))?,
+        ),
+    };
+    let pending: Vec<&wal::Record> = records.iter().filter(|r| r.seq > applied).collect();
+    let Some(last) = pending.last().map(|r| r.seq) else {
+        return Ok(records.last().map_or(applied, |r| r.seq.max(applied)));
+    };
+    if pending[0].seq != applied + 1 {
+        return Err(StoreError::Corrupt(format!(
+            "write-ahead log starts at record {} but the store has applied only up to {applied}",
+            pending[0].seq
+        )));
+    }
+    let mut wt = ks.write_tx().durability(Some(PersistMode::SyncAll));
+    for r in &pending {
+        for c in wal::decode_changes(&r.body)? {
+            match c.value {
+                Some(v) => wt.insert(parts.of(c.table), c.key, v),
+                None => wt.remove(parts.of(c.table), c.key),
+            }
+        }
+    }
+    wt.insert(&parts.wal, wal::SEQ_KEY, last.to_be_bytes());
+    wt.commit()?;
+    tracing::info!(records = pending.len(), last, "replayed the store's write-ahead log");
+    Ok(last)
 }
 
 /// Writes a raw record into table `table` of keyspace `ks`, bypassing every check (for

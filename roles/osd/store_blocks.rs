@@ -112,6 +112,11 @@ impl<'a> Staged<'a> {
         self.writes.get(&slot).map(|c| &c[..])
     }
 
+    /// Whether the batch wrote no slot and freed none.
+    pub(super) fn is_empty(&self) -> bool {
+        self.writes.is_empty() && self.allocated.is_empty() && self.freed.is_empty()
+    }
+
     /// Marks a slot whose record this batch dropped.
     pub(super) fn free(&mut self, slot: u64) {
         self.freed.push(slot);

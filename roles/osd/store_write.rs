@@ -8,6 +8,7 @@ use fjall::{Slice, TxPartitionHandle, WriteTransaction};
 
 use super::blocks::{Blocks, Extent, Staged, SLOT};
 use super::keys::*;
+use super::wal::{Changes, Table};
 use super::{
     encode_header, get_header, Kv, ObjStat, Parts, StoreError, Transaction, TxOp, View, CHUNK_SIZE, MAX_NAME_LEN,
     MAX_OBJECT_SIZE,
@@ -105,6 +106,8 @@ pub(super) struct Tables<'t, 'a> {
     pub(super) p: &'t Parts,
     pub(super) blocks: &'t Blocks,
     pub(super) staged: Staged<'a>,
+    /// Every put and remove, for the write-ahead log.
+    pub(super) changes: Changes,
 }
 
 impl<'t, 'a> Tables<'t, 'a> {
@@ -113,19 +116,22 @@ impl<'t, 'a> Tables<'t, 'a> {
         View { tx: &self.wt, part }
     }
 
-    fn put(&mut self, part: &TxPartitionHandle, key: &[u8], value: &[u8]) {
-        self.wt.insert(part, key, value);
+    fn put(&mut self, table: Table, key: &[u8], value: &[u8]) {
+        self.changes.put(table, key, value);
+        self.wt.insert(self.p.of(table), key, value);
     }
 
-    fn del(&mut self, part: &TxPartitionHandle, key: &[u8]) {
-        self.wt.remove(part, key);
+    fn del(&mut self, table: Table, key: &[u8]) {
+        self.changes.remove(table, key);
+        self.wt.remove(self.p.of(table), key);
     }
 
-    /// Removes every key of `part` in `range`, as this transaction sees them.
-    fn drop_range(&mut self, part: &TxPartitionHandle, range: &KeyRange) -> Result<(), StoreError> {
+    /// Removes every key of `table` in `range`, as this transaction sees them.
+    fn drop_range(&mut self, table: Table, range: &KeyRange) -> Result<(), StoreError> {
+        let part = self.p.of(table);
         let keys: Vec<Slice> = self.view(part).range(range.bounds()).map(|r| r.map(|(k, _)| k)).collect::<Result<_, _>>()?;
         for k in keys {
-            self.wt.remove(part, k);
+            self.del(table, &k);
         }
         Ok(())
     }
@@ -150,14 +156,13 @@ impl<'t, 'a> Tables<'t, 'a> {
     }
 
     fn apply_txn(&mut self, pg: PgId, txn: &'a Transaction, steps: Vec<Step>) -> Result<(), StoreError> {
-        let p = self.p;
         let mut steps = steps.into_iter();
         // Whether an op after the last `RemovePg` (if any) put the PG to use.
         let mut in_use = false;
         for op in &txn.ops {
             match op {
-                TxOp::PgMetaSet { key, value } => self.put(&p.meta, &joined(&pg_prefix(pg), key.as_bytes()), value),
-                TxOp::PgMetaRm { key } => self.del(&p.meta, &joined(&pg_prefix(pg), key.as_bytes())),
+                TxOp::PgMetaSet { key, value } => self.put(Table::Meta, &joined(&pg_prefix(pg), key.as_bytes()), value),
+                TxOp::PgMetaRm { key } => self.del(Table::Meta, &joined(&pg_prefix(pg), key.as_bytes())),
                 TxOp::RemovePg => {
                     self.wipe_pg(pg)?;
                     in_use = false;
@@ -180,19 +185,18 @@ impl<'t, 'a> Tables<'t, 'a> {
     fn note_pg(&mut self, pg: PgId) -> Result<(), StoreError> {
         let key = pg_prefix(pg);
         if self.view(&self.p.pgs).get(&key)?.is_none() {
-            self.put(&self.p.pgs, &key, &[]);
+            self.put(Table::Pgs, &key, &[]);
         }
         Ok(())
     }
 
     fn wipe_pg(&mut self, pg: PgId) -> Result<(), StoreError> {
-        let p = self.p;
         let range = KeyRange::prefix(pg_prefix(pg));
         self.drop_chunks(&range)?;
-        for t in [&p.objects, &p.xattrs, &p.omap, &p.meta] {
+        for t in [Table::Objects, Table::Xattrs, Table::Omap, Table::Meta] {
             self.drop_range(t, &range)?;
         }
-        self.del(&p.pgs, &pg_prefix(pg));
+        self.del(Table::Pgs, &pg_prefix(pg));
         Ok(())
     }
 
@@ -202,8 +206,8 @@ impl<'t, 'a> Tables<'t, 'a> {
         self.apply_body(&sp, op, old_size)?;
         let key = obj_key(pg, oid);
         match next {
-            Some(h) => self.put(&self.p.objects, &key, &encode_header(&h)),
-            None => self.del(&self.p.objects, &key),
+            Some(h) => self.put(Table::Objects, &key, &encode_header(&h)),
+            None => self.del(Table::Objects, &key),
         };
         Ok(())
     }
@@ -212,7 +216,6 @@ impl<'t, 'a> Tables<'t, 'a> {
     fn apply_body(&mut self, sp: &[u8], op: &'a TxOp, old_size: u64) -> Result<(), StoreError> {
         let key = |name: &str| joined(sp, name.as_bytes());
         let all = || KeyRange::prefix(sp.to_vec());
-        let p = self.p;
         match op {
             TxOp::WriteFull { data, .. } => return self.replace_data(sp, data, old_size),
             TxOp::Write { off, data, .. } => return self.write_at(sp, *off, data),
@@ -220,14 +223,14 @@ impl<'t, 'a> Tables<'t, 'a> {
             TxOp::Truncate { size, .. } if *size < old_size => return self.trim_data(sp, *size, old_size),
             TxOp::Remove { .. } => {
                 self.drop_chunks_from(sp, 0, old_size)?;
-                self.drop_range(&p.xattrs, &all())?;
-                return self.drop_range(&p.omap, &all());
+                self.drop_range(Table::Xattrs, &all())?;
+                return self.drop_range(Table::Omap, &all());
             }
-            TxOp::OmapClear { .. } => return self.drop_range(&p.omap, &all()),
-            TxOp::SetXattr { name, value, .. } => self.put(&p.xattrs, &key(name), value),
-            TxOp::RmXattr { name, .. } => self.del(&p.xattrs, &key(name)),
-            TxOp::OmapSet { entries, .. } => entries.iter().for_each(|(k, v)| self.put(&p.omap, &key(k), v)),
-            TxOp::OmapRm { keys, .. } => keys.iter().for_each(|k| self.del(&p.omap, &key(k))),
+            TxOp::OmapClear { .. } => return self.drop_range(Table::Omap, &all()),
+            TxOp::SetXattr { name, value, .. } => self.put(Table::Xattrs, &key(name), value),
+            TxOp::RmXattr { name, .. } => self.del(Table::Xattrs, &key(name)),
+            TxOp::OmapSet { entries, .. } => entries.iter().for_each(|(k, v)| self.put(Table::Omap, &key(k), v)),
+            TxOp::OmapRm { keys, .. } => keys.iter().for_each(|k| self.del(Table::Omap, &key(k))),
             _ => {}
         }
         Ok(())
@@ -299,7 +302,7 @@ impl<'t, 'a> Tables<'t, 'a> {
     /// Removes inline chunk `key` if there is one (no tombstone for a key that never was).
     fn del_data(&mut self, key: &[u8]) -> Result<(), StoreError> {
         if self.view(&self.p.data).get(key)?.is_some() {
-            self.del(&self.p.data, key);
+            self.del(Table::Data, key);
         }
         Ok(())
     }
@@ -322,14 +325,13 @@ impl<'t, 'a> Tables<'t, 'a> {
     /// Stores chunk `key`: a whole chunk goes to a fresh slot of the block file, a shorter
     /// one inline in `data`. The slot it had before is freed.
     fn store_chunk(&mut self, key: &[u8], bytes: Cow<'a, [u8]>) -> Result<(), StoreError> {
-        let p = self.p;
         self.unlink_extent(key)?;
         if bytes.len() == SLOT {
             self.del_data(key)?;
             let e = self.blocks.stage(&mut self.staged, bytes)?;
-            self.put(&p.extents, key, &e.encode());
+            self.put(Table::Extents, key, &e.encode());
         } else {
-            self.put(&p.data, key, &bytes);
+            self.put(Table::Data, key, &bytes);
         }
         Ok(())
     }
@@ -338,7 +340,7 @@ impl<'t, 'a> Tables<'t, 'a> {
         let p = self.p;
         let Some(raw) = self.view(&p.extents).get(key)? else { return Ok(()) };
         let e = Extent::decode(&raw)?;
-        self.del(&p.extents, key);
+        self.del(Table::Extents, key);
         self.staged.free(e.slot);
         Ok(())
     }
@@ -353,8 +355,8 @@ impl<'t, 'a> Tables<'t, 'a> {
         }
         for (k, slot) in freed {
             self.staged.free(slot);
-            self.del(&p.extents, &k);
+            self.del(Table::Extents, &k);
         }
-        self.drop_range(&p.data, range)
+        self.drop_range(Table::Data, range)
     }
 }

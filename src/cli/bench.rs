@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::rados::connect;
+use super::rados::connect_with;
 use super::Cli;
 use cephr::error::CmdError;
 use cephr::objecter::Objecter;
@@ -14,6 +14,7 @@ pub struct BenchArgs<'a> {
     pub size: &'a str,
     pub threads: usize,
     pub seconds: f64,
+    pub client_threads: usize,
 }
 
 fn parse_size(s: &str) -> Result<usize, CmdError> {
@@ -95,7 +96,10 @@ pub fn run(cli: &Cli, a: BenchArgs) -> anyhow::Result<()> {
     if a.threads == 0 || a.threads > 1024 || !(a.seconds > 0.0 && a.seconds <= 3600.0) {
         return Err(CmdError::einval("--threads must be 1..=1024 and --seconds 0..=3600").into());
     }
-    let (rt, obj, msgr) = connect(cli)?;
+    if a.client_threads > 64 {
+        return Err(CmdError::einval("--client-threads must be 0..=64").into());
+    }
+    let (rt, obj, msgr) = connect_with(cli, a.client_threads)?;
     let pool = a.pool.to_string();
     let dur = Duration::from_secs_f64(a.seconds);
     println!("bench: pool {pool}, {} byte objects, {} in flight, {} s per phase", size, a.threads, a.seconds);

@@ -169,6 +169,9 @@ pub enum BenchCmd {
         threads: usize,
         #[arg(long, default_value_t = 10.0)]
         seconds: f64,
+        /// Runtime worker threads of the client (0: one thread for all).
+        #[arg(long = "client-threads", default_value_t = 2)]
+        client_threads: usize,
     },
     /// Single-threaded metadata ops (create, stat, readdir, unlink, mkdir, rmdir) on a
     /// mounted file system, or through the client library with --fs NAME.
@@ -443,8 +446,9 @@ pub fn run() -> i32 {
             Cmd::Client(c) => client::run(&cli, c),
             Cmd::Mount(a) => mount::run(&cli, a),
             Cmd::Umount { mountpoint, lazy } => mount::umount(mountpoint, *lazy),
-            Cmd::Bench(BenchCmd::Rados { pool, size, threads, seconds }) => {
-                bench::run(&cli, bench::BenchArgs { pool, size, threads: *threads, seconds: *seconds })
+            Cmd::Bench(BenchCmd::Rados { pool, size, threads, seconds, client_threads }) => {
+                let a = bench::BenchArgs { pool, size, threads: *threads, seconds: *seconds, client_threads: *client_threads };
+                bench::run(&cli, a)
             }
             Cmd::Bench(BenchCmd::Meta { mountpoint, fs, files, dirs, repeat, client_threads }) => {
                 let a = bench_meta::MetaArgs { files: *files, dirs: *dirs, repeat: *repeat, client_threads: *client_threads };

@@ -45,10 +45,18 @@ fn obj_err(e: ObjError) -> anyhow::Error {
 
 /// A runtime with an objecter as the CLI's entity, subscribed to the OSDMap.
 pub fn connect(cli: &Cli) -> anyhow::Result<(tokio::runtime::Runtime, std::sync::Arc<Objecter>, Messenger)> {
+    connect_with(cli, 2)
+}
+
+/// [`connect`] on a runtime of `workers` threads (0: everything on the calling thread).
+pub fn connect_with(cli: &Cli, workers: usize) -> anyhow::Result<(tokio::runtime::Runtime, std::sync::Arc<Objecter>, Messenger)> {
     let cfg = load_config(cli)?;
     let name: EntityName = cli.name.parse().map_err(|e: cephr::error::ParseError| CmdError::einval(e.to_string()))?;
     let key_dir = cli.key_dir.clone().unwrap_or_else(|| cfg.key_dir.clone());
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let rt = match workers {
+        0 => tokio::runtime::Builder::new_current_thread().enable_all().build()?,
+        n => tokio::runtime::Builder::new_multi_thread().worker_threads(n).enable_all().build()?,
+    };
     let want = MonSubscribe { osdmap: Some(0), ..Default::default() };
     let monc = rt
         .block_on(async { MonClient::start_client(&cfg, &key_dir, &name, want) })
