@@ -107,6 +107,11 @@ pub(super) struct InodeCaps {
     pub fetching: Vec<(u64, u64)>,
     /// The page after the last read (read-ahead is for readers that continue there).
     pub read_next: u64,
+    /// Read-ahead has cached or claimed every page from the reader's position up to
+    /// this one, so its next scan starts here instead of looking each page up again.
+    /// A hint: a page dropped since is read when the reader gets to it, and dropping
+    /// pages resets it.
+    pub ahead: u64,
     /// Counts the changes that made cached pages stale (writes, truncates): a page
     /// fetch that raced with one must not insert what it read.
     pub page_gen: u64,
@@ -227,6 +232,7 @@ impl InodeCaps {
         let (first, last) = (off / PAGE, end.div_ceil(PAGE));
         self.pages.retain(|p, _| *p < first || *p >= last);
         self.page_gen += 1;
+        self.ahead = 0;
     }
 
     /// Drops every cached page (a truncate, a lost `Fc`).
@@ -234,6 +240,7 @@ impl InodeCaps {
         self.pages.clear();
         self.spans.clear();
         self.page_gen += 1;
+        self.ahead = 0;
     }
 }
 

@@ -291,7 +291,9 @@ impl Client {
             let mut map = lock(&self.inner.caps.map);
             let Some(c) = map.get_mut(&st.ino) else { return };
             let mut claims = Vec::new();
-            let mut p = last;
+            // The hint holds for a reader inside the window it was set for; a reader
+            // that starts again further back (a second pass) scans from where it is.
+            let mut p = if (last..=end).contains(&c.ahead) { c.ahead } else { last };
             while p < end {
                 if c.page_busy(p) {
                     p += 1;
@@ -301,6 +303,7 @@ impl Client {
                 claims.push(range);
                 p = range.1;
             }
+            c.ahead = c.ahead.max(end);
             (c.landing.clone(), claims)
         };
         for range in claims {
@@ -310,6 +313,9 @@ impl Client {
                 let Ok(_stable) = landing.try_read() else { return };
                 if let Err(e) = me.fetch_pages(&st, range, range.0, stamp).await {
                     tracing::debug!(ino = st.ino, "read-ahead failed: {e}");
+                    if let Some(c) = lock(&me.inner.caps.map).get_mut(&st.ino) {
+                        c.ahead = 0;
+                    }
                 }
             });
         }
@@ -349,6 +355,7 @@ impl Client {
                     let keep_from = lo.saturating_sub(READAHEAD / PAGE);
                     c.pages.retain(|k, _| *k >= keep_from);
                     c.spans.retain(|o, b| o + b.len() as u64 > keep_from * PAGE);
+                    c.ahead = 0;
                     if c.pages.len() >= MAX_PAGES {
                         c.pages.clear();
                         c.spans.clear();
@@ -364,6 +371,9 @@ impl Client {
             while c.spans.len() > MAX_SPANS {
                 c.spans.pop_first();
             }
+        } else if let Some(c) = map.get_mut(&st.ino) {
+            // Nothing of this fetch is cached: read-ahead must look at these pages again.
+            c.ahead = 0;
         }
         Ok(fetched)
     }
@@ -395,6 +405,48 @@ impl Client {
             c.dirty = Some((c.dirty.map_or(end, |(e, _)| e.max(end)), now_ns()));
         }
         Ok(data.len())
+    }
+
+    /// [`Client::fh_write`] when it needs no waiting and no request: `Fw` and `Fb` held,
+    /// the range within the granted max size, the layout cached, room in the buffer,
+    /// not `O_APPEND`. The bytes are copied once, into the buffer, under the caps lock
+    /// (a revoke cannot come between the check and the append). None: nothing was
+    /// done, take the asynchronous path. Call it inside the runtime (it may start the
+    /// write-behind flusher).
+    pub fn fh_write_now(&self, fh: Fh, off: u64, data: &[u8]) -> Option<usize> {
+        let h = self.handle(fh).ok()?;
+        if h.flags & O_ACCMODE == 0 || h.flags & O_APPEND != 0 || data.len() > MAX_BUFFER {
+            return None;
+        }
+        let ino = h.ino;
+        let st = lock(&self.inner.dcache).attrs_of(ino)?;
+        let unit = behind_unit(&st);
+        let end = off.checked_add(data.len() as u64)?;
+        let spawn = {
+            let mut map = lock(&self.inner.caps.map);
+            let c = map.get_mut(&ino)?;
+            let room = c.buffered + data.len() <= MAX_BUFFER && c.buffered + c.behind_bytes + data.len() <= BEHIND_LIMIT;
+            if !c.caps.contains(Caps::FILE_WR | Caps::FILE_BUFFER) || c.max_size < end || !room {
+                return None;
+            }
+            c.buffer_append(off, data, unit);
+            let spawn = if !reaches_boundary(off, end, unit) {
+                false
+            } else if c.behind {
+                c.behind_wake.notify_one();
+                false
+            } else {
+                c.behind = true;
+                true
+            };
+            c.drop_pages(off, end);
+            c.dirty = Some((c.dirty.map_or(end, |(e, _)| e.max(end)), now_ns()));
+            spawn
+        };
+        if spawn {
+            self.spawn_behind(ino, st);
+        }
+        Some(data.len())
     }
 
     /// Buffers a write under `Fb`. A write that reaches an object boundary hands the

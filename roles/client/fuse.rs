@@ -384,8 +384,19 @@ impl Filesystem for CephFuse {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        let (ino, data) = (self.sh.map.to_mds(ino), data.to_vec());
+        let ino = self.sh.map.to_mds(ino);
         let append = flags.0 & libc::O_APPEND != 0;
+        if !append {
+            // Most buffered writes: straight into the buffer from fuser's (one copy).
+            let done = {
+                let _rt = self.rt.enter();
+                self.sh.client.fh_write_now(fh.0, offset, data)
+            };
+            if let Some(n) = done {
+                return reply.written(u32::try_from(n).unwrap_or(u32::MAX));
+            }
+        }
+        let data = data.to_vec();
         let body = move |sh: Arc<Shared>, _| async move { sh.write(ino, fh.0, offset, &data, append).await };
         self.serve(req, reply, body, |r, _, n: usize| r.written(u32::try_from(n).unwrap_or(u32::MAX)));
     }
