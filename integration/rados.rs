@@ -100,6 +100,29 @@ fn t20_writes_wait_below_min_size() {
     assert_eq!(got, vec![3; 10]);
 }
 
+/// That `bench rados` writes then reads back with its client on one thread, printing
+/// both phases with their op counts, and refuses bad arguments and unknown pools.
+#[test]
+fn t35_bench_rados() {
+    let c = Cluster::start_with(&["a"], 1);
+    assert_eq!(c.cli(&["osd", "pool", "create", "p", "--size", "1", "--min-size", "1", "--pg-num", "4"]).code, 0);
+    let r = c.cli(&["bench", "rados", "-p", "p", "--size", "4K", "--threads", "2", "--seconds", "0.5", "--client-threads", "0"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stderr, c.logs_tail());
+    let ops = |phase: &str| -> u64 {
+        let line = r.stdout.lines().find(|l| l.starts_with(phase)).unwrap_or_else(|| panic!("no {phase} line in:\n{}", r.stdout));
+        line.split_whitespace().nth(2).and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("no op count in {line}"))
+    };
+    assert!(ops("write") > 0 && ops("read") > 0, "{}", r.stdout);
+    let r = c.cli(&["bench", "rados", "-p", "p", "--client-threads", "99"]);
+    assert_eq!(r.code, 22, "{}", r.stderr);
+    assert!(r.stderr.contains("--client-threads"), "{}", r.stderr);
+    let r = c.cli(&["bench", "rados", "-p", "p", "--size", "0"]);
+    assert_eq!(r.code, 22, "{}", r.stderr);
+    let r = c.cli(&["bench", "rados", "-p", "nope", "--seconds", "0.3"]);
+    assert_ne!(r.code, 0, "{}", r.stdout);
+    assert!(r.stderr.contains("nope"), "{}", r.stderr);
+}
+
 /// That bad requests get clear errors: unknown pool, missing object, exclusive create.
 #[test]
 fn t30_errors() {
