@@ -303,7 +303,7 @@ impl Client {
                 claims.push(range);
                 p = range.1;
             }
-            c.ahead = c.ahead.max(end);
+            c.ahead = end;
             (c.landing.clone(), claims)
         };
         for range in claims {

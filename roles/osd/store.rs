@@ -436,7 +436,10 @@ impl ObjectStore {
                     self.ks.persist(PersistMode::SyncData)?;
                     w.log.restart();
                 }
-                // Durable in the log before it is visible in fjall.
+                // Durable in the log before it is visible in fjall. (If the in-memory
+                // commit then failed — only a keyspace poisoned by an earlier I/O
+                // error does — the batch reports the error but would be replayed on
+                // the next open.)
                 w.log.append(seq, changes.as_bytes())?;
                 w.next_seq += 1;
                 wt.durability(None).commit()?;

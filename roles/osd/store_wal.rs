@@ -207,8 +207,15 @@ impl Wal {
     /// Opens (creating) `dir/wal.dat`; the chain of records from offset 0, oldest first.
     pub(super) fn open(dir: &Path) -> Result<(Wal, Vec<Record>), StoreError> {
         let path = dir.join("wal.dat");
-        if std::fs::metadata(&path).map(|m| m.len()).ok() != Some(WAL_BYTES) {
-            create(&path)?;
+        match std::fs::metadata(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => create(&path)?,
+            Err(e) => return Err(e.into()),
+            // `create` renames a complete file into place: any other size is damage,
+            // and records it may hold must not be dropped silently.
+            Ok(m) if m.len() != WAL_BYTES => {
+                return Err(StoreError::Corrupt(format!("{} is {} bytes, not {WAL_BYTES}", path.display(), m.len())));
+            }
+            Ok(_) => {}
         }
         let records = scan(&File::open(&path)?)?;
         let mut o = OpenOptions::new();
@@ -334,6 +341,19 @@ mod tests {
         drop(wal);
         let (_, recs) = Wal::open(dir.path()).expect("reopen");
         assert_eq!(recs.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![10]);
+    }
+
+    #[test]
+    fn a_log_of_the_wrong_size_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        drop(Wal::open(dir.path()).expect("create"));
+        let f = OpenOptions::new().write(true).open(dir.path().join("wal.dat")).expect("open");
+        f.set_len(WAL_BYTES / 2).expect("truncate");
+        match Wal::open(dir.path()) {
+            Err(StoreError::Corrupt(m)) => assert!(m.contains("wal.dat"), "{m}"),
+            Err(e) => panic!("wrong error: {e}"),
+            Ok(_) => panic!("a damaged log opened"),
+        }
     }
 
     #[test]
