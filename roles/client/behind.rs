@@ -17,6 +17,7 @@
 use bytes::Bytes;
 use futures::stream::{FuturesUnordered, StreamExt};
 
+use super::caps::MAX_BUFFER;
 use super::session::lock;
 use super::Client;
 use crate::msg::mds::{Ino, InodeStat};
@@ -57,6 +58,27 @@ impl super::caps::InodeCaps {
             }
         }
         self.buffer_write(off, data);
+    }
+
+    /// Buffers a write if there is room (`MAX_BUFFER` buffered, `BEHIND_LIMIT` with
+    /// what is in flight): whether the write-behind flusher must be started for it
+    /// (it reached a unit boundary and none runs; a running one is woken). None: no
+    /// room, nothing done.
+    pub fn buffer_if_room(&mut self, off: u64, data: &[u8], unit: u64) -> Option<bool> {
+        let room = self.buffered + data.len() <= MAX_BUFFER && self.buffered + self.behind_bytes + data.len() <= BEHIND_LIMIT;
+        if !room {
+            return None;
+        }
+        self.buffer_append(off, data, unit);
+        if !reaches_boundary(off, off + data.len() as u64, unit) {
+            return Some(false);
+        }
+        if self.behind {
+            self.behind_wake.notify_one();
+            return Some(false);
+        }
+        self.behind = true;
+        Some(true)
     }
 
     /// Takes the first piece of the buffer that ends at a unit boundary: from the start

@@ -22,6 +22,7 @@ use crate::error::{CmdError, Errno};
 use crate::msg::caps::{CapOp, Caps, ClientCaps};
 use crate::msg::mds::{Ino, InodeStat, S_IFDIR, S_IFMT};
 use crate::msg::Message;
+use crate::now_ns;
 
 /// Page size of the `Fc` read cache.
 pub const PAGE: u64 = 64 << 10;
@@ -225,6 +226,13 @@ impl InodeCaps {
             }
         }
         Some(span.slice((off - at) as usize..(end - at) as usize))
+    }
+
+    /// After this client wrote `off..end`: the pages it made stale go, and the size and
+    /// mtime to report grow.
+    pub fn wrote(&mut self, off: u64, end: u64) {
+        self.drop_pages(off, end);
+        self.dirty = Some((self.dirty.map_or(end, |(e, _)| e.max(end)), now_ns()));
     }
 
     /// Drops cached pages that a write of `off..end` makes stale.

@@ -13,14 +13,13 @@ use std::sync::Mutex;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use super::behind::{behind_unit, reaches_boundary, BEHIND_LIMIT};
+use super::behind::behind_unit;
 use super::caps::{FETCH_CHUNK, MAX_BUFFER, MAX_PAGES, MAX_SPANS, PAGE, READAHEAD};
 use super::session::lock;
 use super::Client;
 use crate::error::{CmdError, Errno};
 use crate::msg::caps::Caps;
 use crate::msg::mds::{Ino, InodeStat, MdsOp, ReplyBody, O_ACCMODE, S_IFDIR, S_IFMT};
-use crate::now_ns;
 
 /// What `Client::page_stamp` returns.
 type PageStamp = (Option<u64>, Option<u64>);
@@ -401,8 +400,7 @@ impl Client {
             self.write_data(&st, off, Bytes::copy_from_slice(data)).await?;
         }
         if let Some(c) = lock(&self.inner.caps.map).get_mut(&ino) {
-            c.drop_pages(off, end);
-            c.dirty = Some((c.dirty.map_or(end, |(e, _)| e.max(end)), now_ns()));
+            c.wrote(off, end);
         }
         Ok(data.len())
     }
@@ -415,32 +413,20 @@ impl Client {
     /// write-behind flusher).
     pub fn fh_write_now(&self, fh: Fh, off: u64, data: &[u8]) -> Option<usize> {
         let h = self.handle(fh).ok()?;
-        if h.flags & O_ACCMODE == 0 || h.flags & O_APPEND != 0 || data.len() > MAX_BUFFER {
+        if h.flags & O_ACCMODE == 0 || h.flags & O_APPEND != 0 {
             return None;
         }
         let ino = h.ino;
         let st = lock(&self.inner.dcache).attrs_of(ino)?;
-        let unit = behind_unit(&st);
         let end = off.checked_add(data.len() as u64)?;
         let spawn = {
             let mut map = lock(&self.inner.caps.map);
             let c = map.get_mut(&ino)?;
-            let room = c.buffered + data.len() <= MAX_BUFFER && c.buffered + c.behind_bytes + data.len() <= BEHIND_LIMIT;
-            if !c.caps.contains(Caps::FILE_WR | Caps::FILE_BUFFER) || c.max_size < end || !room {
+            if !c.caps.contains(Caps::FILE_WR | Caps::FILE_BUFFER) || c.max_size < end {
                 return None;
             }
-            c.buffer_append(off, data, unit);
-            let spawn = if !reaches_boundary(off, end, unit) {
-                false
-            } else if c.behind {
-                c.behind_wake.notify_one();
-                false
-            } else {
-                c.behind = true;
-                true
-            };
-            c.drop_pages(off, end);
-            c.dirty = Some((c.dirty.map_or(end, |(e, _)| e.max(end)), now_ns()));
+            let spawn = c.buffer_if_room(off, data, behind_unit(&st))?;
+            c.wrote(off, end);
             spawn
         };
         if spawn {
@@ -472,20 +458,12 @@ impl Client {
                 let mut map = lock(&self.inner.caps.map);
                 match map.get_mut(&ino).filter(|c| c.caps.contains(Caps::FILE_BUFFER)) {
                     None => Next::Done(false),
-                    Some(c) if c.buffered + data.len() <= MAX_BUFFER && c.buffered + c.behind_bytes + data.len() <= BEHIND_LIMIT => {
-                        c.buffer_append(off, data, unit);
-                        if !reaches_boundary(off, off + data.len() as u64, unit) {
-                            Next::Done(true)
-                        } else if c.behind {
-                            c.behind_wake.notify_one();
-                            Next::Done(true)
-                        } else {
-                            c.behind = true;
-                            Next::Spawn
-                        }
-                    }
-                    Some(c) if c.behind => Next::Wait,
-                    Some(_) => Next::Flush,
+                    Some(c) => match c.buffer_if_room(off, data, unit) {
+                        Some(false) => Next::Done(true),
+                        Some(true) => Next::Spawn,
+                        None if c.behind => Next::Wait,
+                        None => Next::Flush,
+                    },
                 }
             };
             match next {

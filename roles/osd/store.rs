@@ -382,8 +382,10 @@ impl ObjectStore {
             meta: part("pgmeta")?,
             wal: part("wal")?,
         };
-        let (log, records) = Wal::open(dir)?;
-        let next_seq = replay(&ks, &parts, &records)? + 1;
+        let applied = applied_seq(&ks, &parts)?;
+        let (log, records, last) = Wal::open(dir, applied)?;
+        replay(&ks, &parts, applied, &records)?;
+        let next_seq = last.map_or(applied, |l| l.max(applied)) + 1;
         ks.persist(PersistMode::SyncAll)?;
         let mut used = Vec::new();
         for item in ks.read_tx().iter(&parts.extents) {
@@ -597,27 +599,29 @@ impl ObjectStore {
     }
 }
 
-/// Applies the log records fjall is missing (those after its stored sequence number) in
-/// one durable commit; the number of the last record, applied or found.
-fn replay(ks: &TxKeyspace, parts: &Parts, records: &[wal::Record]) -> Result<u64, StoreError> {
-    let applied = match ks.read_tx().get(&parts.wal, wal::SEQ_KEY)? {
-        None => 0,
-        Some(v) => u64::from_be_bytes(
+/// The number of the last write-ahead log record fjall has applied (0: none).
+fn applied_seq(ks: &TxKeyspace, parts: &Parts) -> Result<u64, StoreError> {
+    match ks.read_tx().get(&parts.wal, wal::SEQ_KEY)? {
+        None => Ok(0),
+        Some(v) => Ok(u64::from_be_bytes(
             v.as_ref().try_into().map_err(|_| StoreError::Corrupt(format!("write-ahead log position of {} bytes", v.len())))?,
-        ),
+        )),
+    }
+}
+
+/// Applies the log records fjall is missing (`pending`: those after `applied`, the
+/// number fjall stored) in one durable commit.
+fn replay(ks: &TxKeyspace, parts: &Parts, applied: u64, pending: &[wal::Record]) -> Result<(), StoreError> {
+    let (Some(first), Some(last)) = (pending.first().map(|r| r.seq), pending.last().map(|r| r.seq)) else {
+        return Ok(());
     };
-    let pending: Vec<&wal::Record> = records.iter().filter(|r| r.seq > applied).collect();
-    let Some(last) = pending.last().map(|r| r.seq) else {
-        return Ok(records.last().map_or(applied, |r| r.seq.max(applied)));
-    };
-    if pending[0].seq != applied + 1 {
+    if first != applied + 1 {
         return Err(StoreError::Corrupt(format!(
-            "write-ahead log starts at record {} but the store has applied only up to {applied}",
-            pending[0].seq
+            "write-ahead log starts at record {first} but the store has applied only up to {applied}"
         )));
     }
     let mut wt = ks.write_tx().durability(Some(PersistMode::SyncAll));
-    for r in &pending {
+    for r in pending {
         for c in wal::decode_changes(&r.body)? {
             match c.value {
                 Some(v) => wt.insert(parts.of(c.table), c.key, v),
@@ -628,7 +632,7 @@ fn replay(ks: &TxKeyspace, parts: &Parts, records: &[wal::Record]) -> Result<u64
     wt.insert(&parts.wal, wal::SEQ_KEY, last.to_be_bytes());
     wt.commit()?;
     tracing::info!(records = pending.len(), last, "replayed the store's write-ahead log");
-    Ok(last)
+    Ok(())
 }
 
 /// Writes a raw record into table `table` of keyspace `ks`, bypassing every check (for

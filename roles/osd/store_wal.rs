@@ -204,8 +204,9 @@ fn create(path: &Path) -> Result<(), StoreError> {
 }
 
 impl Wal {
-    /// Opens (creating) `dir/wal.dat`; the chain of records from offset 0, oldest first.
-    pub(super) fn open(dir: &Path) -> Result<(Wal, Vec<Record>), StoreError> {
+    /// Opens (creating) `dir/wal.dat`; the records of the chain from offset 0 that come
+    /// after record `after`, oldest first, and the number of the chain's last record.
+    pub(super) fn open(dir: &Path, after: u64) -> Result<(Wal, Vec<Record>, Option<u64>), StoreError> {
         let path = dir.join("wal.dat");
         match std::fs::metadata(&path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => create(&path)?,
@@ -217,7 +218,7 @@ impl Wal {
             }
             Ok(_) => {}
         }
-        let records = scan(&File::open(&path)?)?;
+        let (records, last) = scan(&File::open(&path)?, after)?;
         let mut o = OpenOptions::new();
         o.read(true).write(true);
         let file = match o.clone().custom_flags(libc::O_DIRECT | libc::O_DSYNC).open(&path) {
@@ -226,7 +227,7 @@ impl Wal {
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => o.custom_flags(libc::O_DSYNC).open(&path)?,
             Err(e) => return Err(e.into()),
         };
-        Ok((Wal { file, head: 0, buf: Vec::new() }, records))
+        Ok((Wal { file, head: 0, buf: Vec::new() }, records, last))
     }
 
     /// Whether a record of `body_len` bytes fits before the end of the file.
@@ -260,29 +261,35 @@ impl Wal {
 }
 
 /// The chain of valid records with consecutive numbers from offset 0.
-fn scan(file: &File) -> Result<Vec<Record>, StoreError> {
+/// Only the bodies of records after `after` are read (the others are applied already;
+/// a torn record is the newest, never one of those).
+fn scan(file: &File, after: u64) -> Result<(Vec<Record>, Option<u64>), StoreError> {
     let mut out: Vec<Record> = Vec::new();
+    let mut last: Option<u64> = None;
     let mut off = 0u64;
     while off + ALIGN as u64 <= WAL_BYTES {
         let mut h = [0u8; HEADER];
         file.read_exact_at(&mut h, off)?;
         let Some((seq, len, crc)) = parse_header(&h) else { break };
-        if out.last().is_some_and(|r| r.seq.checked_add(1) != Some(seq)) {
+        if last.is_some_and(|l| l.checked_add(1) != Some(seq)) {
             break;
         }
         let total = record_len(len) as u64;
         if len > MAX_BODY || off + total > WAL_BYTES {
             break;
         }
-        let mut body = vec![0u8; len];
-        file.read_exact_at(&mut body, off + HEADER as u64)?;
-        if crc32c::crc32c(&body) != crc {
-            break;
+        if seq > after {
+            let mut body = vec![0u8; len];
+            file.read_exact_at(&mut body, off + HEADER as u64)?;
+            if crc32c::crc32c(&body) != crc {
+                break;
+            }
+            out.push(Record { seq, body });
         }
-        out.push(Record { seq, body });
+        last = Some(seq);
         off += total;
     }
-    Ok(out)
+    Ok((out, last))
 }
 
 #[cfg(test)]
@@ -320,7 +327,7 @@ mod tests {
     #[test]
     fn records_chain_from_offset_zero_and_a_torn_tail_ends_it() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (mut wal, recs) = Wal::open(dir.path()).expect("open");
+        let (mut wal, recs, _) = Wal::open(dir.path(), 0).expect("open");
         assert!(recs.is_empty());
         assert_eq!(std::fs::metadata(dir.path().join("wal.dat")).expect("meta").len(), WAL_BYTES);
         wal.append(7, b"first").expect("append");
@@ -332,24 +339,24 @@ mod tests {
         let f = OpenOptions::new().write(true).open(&path).expect("open");
         f.write_all_at(b"X", (4096 + 12288 + HEADER) as u64).expect("tear");
         drop(f);
-        let (mut wal, recs) = Wal::open(dir.path()).expect("reopen");
+        let (mut wal, recs, _) = Wal::open(dir.path(), 0).expect("reopen");
         assert_eq!(recs.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![7, 8]);
         assert_eq!(recs[0].body, b"first");
         assert_eq!(recs[1].body, vec![5u8; 10_000]);
         // A new lap: record 10 at offset 0; the old record 8 after it ends the chain.
         wal.append(10, b"new lap").expect("append");
         drop(wal);
-        let (_, recs) = Wal::open(dir.path()).expect("reopen");
+        let (_, recs, _) = Wal::open(dir.path(), 0).expect("reopen");
         assert_eq!(recs.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![10]);
     }
 
     #[test]
     fn a_log_of_the_wrong_size_is_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
-        drop(Wal::open(dir.path()).expect("create"));
+        drop(Wal::open(dir.path(), 0).expect("create"));
         let f = OpenOptions::new().write(true).open(dir.path().join("wal.dat")).expect("open");
         f.set_len(WAL_BYTES / 2).expect("truncate");
-        match Wal::open(dir.path()) {
+        match Wal::open(dir.path(), 0) {
             Err(StoreError::Corrupt(m)) => assert!(m.contains("wal.dat"), "{m}"),
             Err(e) => panic!("wrong error: {e}"),
             Ok(_) => panic!("a damaged log opened"),
@@ -359,7 +366,7 @@ mod tests {
     #[test]
     fn a_full_log_refuses_a_record() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (mut wal, _) = Wal::open(dir.path()).expect("open");
+        let (mut wal, _, _) = Wal::open(dir.path(), 0).expect("open");
         let body = vec![1u8; MAX_BODY];
         let mut seq = 0;
         while wal.has_room(body.len()) {
