@@ -5,6 +5,7 @@ mod harness;
 
 use harness::Cluster;
 use std::sync::{Arc, Mutex};
+use std::io::Write;
 use std::time::Duration;
 
 fn content(i: u32, round: u32) -> Vec<u8> {
@@ -121,6 +122,33 @@ fn t35_bench_rados() {
     let r = c.cli(&["bench", "rados", "-p", "nope", "--seconds", "0.3"]);
     assert_ne!(r.code, 0, "{}", r.stdout);
     assert!(r.stderr.contains("nope"), "{}", r.stderr);
+}
+
+/// That an OSD whose disk is past `osd_failsafe_full_ratio` refuses writes that take
+/// space with ENOSPC and a message naming it, while removals still run.
+#[test]
+fn t36_full_osd_refuses_writes() {
+    let mut c = Cluster::create_with(&["a"], 1);
+    let mut f = std::fs::OpenOptions::new().append(true).open(c.conf()).expect("conf");
+    // [global] is the file's last section; any disk in use is past this ratio.
+    writeln!(f, "osd_failsafe_full_ratio = 0.000001").expect("conf");
+    drop(f);
+    c.start_mon("a");
+    c.start_daemon("osd.0");
+    c.wait_for(Duration::from_secs(20), "the OSD up", |c| c.osds_up() == vec![0]);
+    assert_eq!(c.cli(&["osd", "pool", "create", "p", "--size", "1", "--min-size", "1", "--pg-num", "4"]).code, 0);
+    let src = c.path().join("obj");
+    std::fs::write(&src, b"data").expect("write");
+    let r = c.cli(&["rados", "-p", "p", "put", "o", src.to_str().expect("utf-8")]);
+    assert_ne!(r.code, 0, "{}", r.stdout);
+    assert!(r.stderr.contains("ENOSPC") && r.stderr.contains("osd.0 is full"), "{}", r.stderr);
+    let r = c.cli(&["rados", "-p", "p", "setomapval", "o", "k", "v"]);
+    assert!(r.stderr.contains("ENOSPC"), "{}", r.stderr);
+    // A removal is not refused: it reaches the store, which finds no object.
+    let r = c.cli(&["rados", "-p", "p", "rm", "o"]);
+    assert!(r.stderr.contains("ENOENT"), "{}", r.stderr);
+    let log = std::fs::read_to_string(c.log("osd.0")).unwrap_or_default();
+    assert!(log.contains("refusing writes"), "{log}");
 }
 
 /// That bad requests get clear errors: unknown pool, missing object, exclusive create.

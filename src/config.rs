@@ -114,6 +114,9 @@ options! {
     osd_pool_default_min_size: u32 = 2, 2;
     /// Placement groups of a new pool.
     osd_pool_default_pg_num: u32 = 32, 32;
+    /// Disk usage (fraction of the data directory's file system) above which an OSD
+    /// refuses writes with ENOSPC; removals are still accepted.
+    osd_failsafe_full_ratio: f64 = 0.97, 0.97;
     /// Largest frame the messenger accepts, in bytes.
     ms_max_frame_bytes: u64 = 64 << 20, 64 << 20;
     /// Seconds a request waits for its reply.
@@ -223,6 +226,9 @@ impl Options {
             errs.push(format!(
                 "osd_pool_default_min_size ({min}) must be within 1..=osd_pool_default_size ({size}), size within 1..=10"
             ));
+        }
+        if !(self.osd_failsafe_full_ratio > 0.0 && self.osd_failsafe_full_ratio <= 1.0) {
+            errs.push(format!("osd_failsafe_full_ratio must be within (0, 1] (got {})", self.osd_failsafe_full_ratio));
         }
         if self.osd_pool_default_pg_num == 0 || self.osd_pool_default_pg_num > 65536 {
             errs.push("osd_pool_default_pg_num must be within 1..=65536".into());
@@ -420,6 +426,11 @@ mod tests {
         assert!(e.contains("mds_beacon_grace"), "{e}");
         let e = ClusterConfig::load_with_env(&p, &["bogus=1".into()], &[]).unwrap_err().to_string();
         assert!(e.contains("bogus"), "{e}");
+        for bad in ["1.5", "0.0", "-1.0", "nan"] {
+            let p = write_conf(d.path(), &format!("osd_failsafe_full_ratio = {bad}"));
+            let e = ClusterConfig::load_with_env(&p, &[], &[]).unwrap_err().to_string();
+            assert!(e.contains("osd_failsafe_full_ratio"), "{bad}: {e}");
+        }
         for prof in [Profile::Default, Profile::Fast] {
             Options::for_profile(prof).validate().unwrap();
         }

@@ -14,7 +14,8 @@ pub fn store_errno(e: &StoreError) -> OsdError {
         StoreError::NoObject(_) => Errno::ENOENT,
         StoreError::Exists(_) => Errno::EEXIST,
         StoreError::Invalid(_) => Errno::EINVAL,
-        StoreError::Db(_) | StoreError::Corrupt(_) => Errno::EIO,
+        StoreError::NoSpace(_) => Errno::ENOSPC,
+        StoreError::Db(_) | StoreError::Corrupt(_) | StoreError::Poisoned(_) => Errno::EIO,
     };
     OsdError { errno, message: e.to_string() }
 }

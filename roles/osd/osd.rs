@@ -62,6 +62,10 @@ pub struct Osd {
     pub(super) reported: (BTreeMap<PgId, String>, Instant),
     /// Highest `up_thru` this OSD has asked the monitors for, and when.
     pub(super) alive_sent: (u64, Instant),
+    /// The data directory, and why writes are refused while its disk is past
+    /// `osd_failsafe_full_ratio` (checked every second).
+    data: std::path::PathBuf,
+    pub(super) full: Option<String>,
 }
 
 use crate::now_ms;
@@ -130,6 +134,8 @@ pub async fn start(cfg: Arc<ClusterConfig>, id: OsdId) -> anyhow::Result<Addr<Os
             fetching: false,
             me: None,
             reported: (BTreeMap::new(), Instant::now()),
+            data: me.data.clone(),
+            full: None,
         }
     }))
 }
@@ -145,6 +151,8 @@ impl Actor for Osd {
         ctx.run_interval(Duration::from_millis(500), |act, _| act.maybe_boot());
         ctx.run_interval(Duration::from_millis(250), |act, _| act.peering_tick());
         ctx.run_interval(Duration::from_millis(100), |act, _| act.report_pgs());
+        self.check_full();
+        ctx.run_interval(Duration::from_secs(1), |act, _| act.check_full());
         self.maybe_boot();
     }
 }
@@ -338,4 +346,53 @@ fn osd_space(data: &std::path::Path) -> Option<crate::msg::osd::OsdSpace> {
     let used = std::fs::read_dir(data).ok()?.filter_map(|e| e.ok()?.metadata().ok()).map(|m| m.len()).sum();
     let frsize = st.f_frsize as u64;
     Some(crate::msg::osd::OsdSpace { total: st.f_blocks as u64 * frsize, used, avail: st.f_bavail as u64 * frsize })
+}
+
+impl Osd {
+    /// Refuses writes (ENOSPC) while the data directory's file system is fuller than
+    /// `osd_failsafe_full_ratio`, before the store itself runs out of space (a commit
+    /// that fails for lack of space leaves the store refusing everything until a
+    /// restart). Removals stay allowed, so space can be freed.
+    fn check_full(&mut self) {
+        let ratio = self.cfg.global.osd_failsafe_full_ratio;
+        let full = match disk_usage(&self.data) {
+            Ok((used, total)) if total > 0 && used as f64 / total as f64 > ratio => Some(format!(
+                "osd.{} is full: its disk is {:.1}% used, above osd_failsafe_full_ratio {ratio}",
+                self.id,
+                used as f64 * 100.0 / total as f64
+            )),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::warn!(path = %self.data.display(), "cannot read disk usage: {e}");
+                self.full.take()
+            }
+        };
+        if full.is_some() != self.full.is_some() {
+            match &full {
+                Some(why) => tracing::warn!("{why}: refusing writes"),
+                None => tracing::info!("disk usage below osd_failsafe_full_ratio again: accepting writes"),
+            }
+        }
+        self.full = full;
+    }
+}
+
+/// Bytes used and total of the file system holding `path` (as `df` counts them).
+fn disk_usage(path: &std::path::Path) -> std::io::Result<(u64, u64)> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "NUL in path"))?;
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: statvfs fills the struct it is given from a NUL-terminated path.
+    let r = unsafe { libc::statvfs(c.as_ptr(), st.as_mut_ptr()) };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: statvfs returned 0, so it filled the struct.
+    let st = unsafe { st.assume_init() };
+    let frsize = st.f_frsize as u64;
+    let total = st.f_blocks as u64 * frsize;
+    // Blocks reserved for root count as unavailable, as `df` shows them.
+    let used = total.saturating_sub(st.f_bavail as u64 * frsize);
+    Ok((used, total))
 }

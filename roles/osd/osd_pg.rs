@@ -545,6 +545,10 @@ impl Osd {
             return self.park(op);
         }
         if op.req.ops.iter().any(OsdOp::is_write) {
+            if let Some(why) = self.full.as_ref().filter(|_| op.req.ops.iter().any(OsdOp::may_grow)) {
+                let e = OsdError { errno: crate::error::Errno::ENOSPC, message: why.clone() };
+                return reply(&op, OsdOpResult::Err(e));
+            }
             self.start_write(op, map.epoch, ctx);
         } else if is_bulk_read(&self.store, id, &op.req.oid, &op.req.ops) {
             self.start_bulk_read(op, ctx);

@@ -171,7 +171,7 @@ const HEADER_LEN: usize = 17;
 const PG_PREFIX_LEN: usize = 12;
 
 /// Errors of the object store.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("object {0} does not exist")]
     NoObject(String),
@@ -183,18 +183,43 @@ pub enum StoreError {
     Db(String),
     #[error("store record corrupt: {0}")]
     Corrupt(String),
+    #[error("store: no space left on the OSD's disk: {0}")]
+    NoSpace(String),
+    /// The keyspace refuses every write after a failed commit (fjall "poisoned"): only a
+    /// restart, which recovers from the journals, makes the store usable again.
+    #[error("store unusable after a failed commit: {0}")]
+    Poisoned(String),
 }
 
-macro_rules! db_error_from {
-    ($($t:ty),*) => {$(
-        impl From<$t> for StoreError {
-            fn from(e: $t) -> Self {
-                StoreError::Db(e.to_string())
-            }
+impl From<std::io::Error> for StoreError {
+    fn from(e: std::io::Error) -> Self {
+        if e.raw_os_error() == Some(libc::ENOSPC) {
+            StoreError::NoSpace(e.to_string())
+        } else {
+            StoreError::Db(e.to_string())
         }
-    )*};
+    }
 }
-db_error_from!(fjall::Error, fjall::LsmError, std::io::Error);
+
+impl From<fjall::LsmError> for StoreError {
+    fn from(e: fjall::LsmError) -> Self {
+        match e {
+            fjall::LsmError::Io(e) => e.into(),
+            e => StoreError::Db(e.to_string()),
+        }
+    }
+}
+
+impl From<fjall::Error> for StoreError {
+    fn from(e: fjall::Error) -> Self {
+        match e {
+            fjall::Error::Poisoned => StoreError::Poisoned(e.to_string()),
+            fjall::Error::Io(e) => e.into(),
+            fjall::Error::Storage(e) => e.into(),
+            e => StoreError::Db(e.to_string()),
+        }
+    }
+}
 
 /// One operation of a transaction. Ops run in order; see [`ObjectStore::apply_batch`].
 ///

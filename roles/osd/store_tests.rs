@@ -721,3 +721,21 @@ fn bench_figures() -> R {
     Ok(())
 }
 
+
+/// That running out of disk space is told apart from other failures: the client sees
+/// ENOSPC, and fjall's "poisoned" (every later write refused) is its own kind.
+#[test]
+fn no_space_and_poisoned_errors() {
+    use crate::error::Errno;
+    use crate::roles::osd::ops::store_errno;
+    let e = StoreError::from(std::io::Error::from_raw_os_error(libc::ENOSPC));
+    assert!(matches!(e, StoreError::NoSpace(_)), "{e:?}");
+    assert_eq!(store_errno(&e).errno, Errno::ENOSPC);
+    let e = StoreError::from(fjall::Error::Io(std::io::Error::from_raw_os_error(libc::ENOSPC)));
+    assert!(matches!(e, StoreError::NoSpace(_)), "{e:?}");
+    let e = StoreError::from(fjall::Error::Poisoned);
+    assert!(matches!(e, StoreError::Poisoned(_)), "{e:?}");
+    assert_eq!(store_errno(&e).errno, Errno::EIO);
+    let e = StoreError::from(std::io::Error::from_raw_os_error(libc::EIO));
+    assert!(matches!(e, StoreError::Db(_)), "{e:?}");
+}

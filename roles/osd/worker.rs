@@ -46,8 +46,17 @@ impl StoreWorker {
                     }
                     Err(e) => {
                         tracing::error!("store commit failed: {e}");
+                        let poisoned = matches!(e, StoreError::Poisoned(_));
                         for done in dones {
-                            let _ = done.send(Err(StoreError::Db(e.to_string())));
+                            let _ = done.send(Err(e.clone()));
+                        }
+                        if poisoned {
+                            // Nothing of this batch was acknowledged, and every later commit
+                            // would fail too: exit like a crash, so that the monitors mark
+                            // this OSD down and its PGs go on without it; a restart recovers
+                            // the store from its journals.
+                            tracing::error!("the object store refuses all writes now: exiting (restart the OSD to recover)");
+                            std::process::exit(70);
                         }
                     }
                 }

@@ -37,6 +37,12 @@ impl OsdOp {
             OsdOp::Read { .. } | OsdOp::Stat | OsdOp::GetXattr { .. } | OsdOp::GetXattrs | OsdOp::OmapGet { .. } | OsdOp::OmapList { .. }
         )
     }
+
+    /// A write that may take more space (refused by a full OSD); removing an object,
+    /// its xattrs or omap keys, or truncating it, never does.
+    pub fn may_grow(&self) -> bool {
+        self.is_write() && !matches!(self, OsdOp::Remove | OsdOp::RmXattr { .. } | OsdOp::OmapRm { .. } | OsdOp::OmapClear | OsdOp::Truncate { .. })
+    }
 }
 
 /// What one operation returned.
