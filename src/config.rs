@@ -115,8 +115,9 @@ options! {
     /// Placement groups of a new pool.
     osd_pool_default_pg_num: u32 = 32, 32;
     /// Disk usage (fraction of the data directory's file system) above which an OSD
-    /// refuses writes with ENOSPC; removals are still accepted.
-    osd_failsafe_full_ratio: f64 = 0.97, 0.97;
+    /// refuses writes with ENOSPC; removals are still accepted. The fast profile (tests,
+    /// dev clusters, often on a large shared disk) leaves only 1% as the reserve.
+    osd_failsafe_full_ratio: f64 = 0.97, 0.99;
     /// Largest frame the messenger accepts, in bytes.
     ms_max_frame_bytes: u64 = 64 << 20, 64 << 20;
     /// Seconds a request waits for its reply.
