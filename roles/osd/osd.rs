@@ -378,6 +378,8 @@ impl Osd {
 }
 
 /// Bytes used and total of the file system holding `path` (as `df` counts them).
+// The statvfs fields are 64-bit here but not on every target.
+#[allow(clippy::unnecessary_cast)]
 fn disk_usage(path: &std::path::Path) -> std::io::Result<(u64, u64)> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(path.as_os_str().as_bytes())
