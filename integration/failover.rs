@@ -107,6 +107,13 @@ fn t10_failover_reconnects_clients_and_evicts_the_dead() {
     c.wait_for(Duration::from_secs(30), "client.doomed's session", |c| {
         sessions(c).iter().any(|s| s["entity"] == "client.doomed")
     });
+    // `client ls` lists a session once it is opened in memory, before its journal event
+    // is durable (and before the client has its answer). The journal is written in
+    // order, so a later operation made safe means the session open is durable too.
+    rt.block_on(async {
+        one.mkdir(root, "barrier", 0o755).await.expect("mkdir barrier");
+        one.sync().await.expect("sync one");
+    });
 
     eprintln!("--- kill -9 the active MDS and the third client");
     let t0 = Instant::now();

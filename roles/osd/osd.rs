@@ -336,16 +336,9 @@ impl Osd {
 
 /// The OSD's space: its file system's size and free space (statvfs) and its store's size.
 fn osd_space(data: &std::path::Path) -> Option<crate::msg::osd::OsdSpace> {
-    use std::os::unix::ffi::OsStrExt;
-    let path = std::ffi::CString::new(data.as_os_str().as_bytes()).ok()?;
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: a valid NUL-terminated path and a zeroed statvfs to fill.
-    if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
-        return None;
-    }
+    let (total, avail) = fs_space(data).ok()?;
     let used = std::fs::read_dir(data).ok()?.filter_map(|e| e.ok()?.metadata().ok()).map(|m| m.len()).sum();
-    let frsize = st.f_frsize as u64;
-    Some(crate::msg::osd::OsdSpace { total: st.f_blocks as u64 * frsize, used, avail: st.f_bavail as u64 * frsize })
+    Some(crate::msg::osd::OsdSpace { total, used, avail })
 }
 
 impl Osd {
@@ -355,7 +348,8 @@ impl Osd {
     /// restart). Removals stay allowed, so space can be freed.
     fn check_full(&mut self) {
         let ratio = self.cfg.global.osd_failsafe_full_ratio;
-        let full = match disk_usage(&self.data) {
+        let used = fs_space(&self.data).map(|(total, avail)| (total.saturating_sub(avail), total));
+        let full = match used {
             Ok((used, total)) if total > 0 && used as f64 / total as f64 > ratio => Some(format!(
                 "osd.{} is full: its disk is {:.1}% used, above osd_failsafe_full_ratio {ratio}",
                 self.id,
@@ -364,7 +358,7 @@ impl Osd {
             Ok(_) => None,
             Err(e) => {
                 tracing::warn!(path = %self.data.display(), "cannot read disk usage: {e}");
-                self.full.take()
+                self.full.clone()
             }
         };
         if full.is_some() != self.full.is_some() {
@@ -377,10 +371,11 @@ impl Osd {
     }
 }
 
-/// Bytes used and total of the file system holding `path` (as `df` counts them).
+/// Size and free space of the file system holding `path`, in bytes; free space as
+/// `df` shows it (blocks reserved for root count as unavailable).
 // The statvfs fields are 64-bit here but not on every target.
 #[allow(clippy::unnecessary_cast)]
-fn disk_usage(path: &std::path::Path) -> std::io::Result<(u64, u64)> {
+fn fs_space(path: &std::path::Path) -> std::io::Result<(u64, u64)> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(path.as_os_str().as_bytes())
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "NUL in path"))?;
@@ -393,8 +388,5 @@ fn disk_usage(path: &std::path::Path) -> std::io::Result<(u64, u64)> {
     // SAFETY: statvfs returned 0, so it filled the struct.
     let st = unsafe { st.assume_init() };
     let frsize = st.f_frsize as u64;
-    let total = st.f_blocks as u64 * frsize;
-    // Blocks reserved for root count as unavailable, as `df` shows them.
-    let used = total.saturating_sub(st.f_bavail as u64 * frsize);
-    Ok((used, total))
+    Ok((st.f_blocks as u64 * frsize, st.f_bavail as u64 * frsize))
 }
