@@ -62,9 +62,10 @@ pub struct Osd {
     pub(super) reported: (BTreeMap<PgId, String>, Instant),
     /// Highest `up_thru` this OSD has asked the monitors for, and when.
     pub(super) alive_sent: (u64, Instant),
-    /// The data directory, and why writes are refused while its disk is past
-    /// `osd_failsafe_full_ratio` (checked every second).
+    /// The data directory (its store; its disk's space is reported and checked).
     data: std::path::PathBuf,
+    /// Why writes are refused while the disk is past `osd_failsafe_full_ratio`
+    /// (checked every second).
     pub(super) full: Option<String>,
 }
 
@@ -317,7 +318,7 @@ impl Osd {
         }
         self.reported = (states, Instant::now());
         let (monc, osd) = (self.monc.clone(), self.id);
-        let space = self.cfg.osd.get(&self.id.to_string()).and_then(|d| osd_space(&d.data));
+        let space = osd_space(&self.data);
         actix::spawn(async move {
             let _ = monc.send(Message::MPgStats { osd, stats, space }).await;
         });
