@@ -144,3 +144,121 @@ fn t20_server_identity_checked() {
         client.connect(&EntityName::mon("b"), server.local_addr(), false).await.expect("right name accepted");
     });
 }
+
+/// A UDP relay between one client and `server`: records whether any datagram carried
+/// `marker` in the clear and, while `corrupt` is above zero, flips a byte inside the
+/// marker of client datagrams that carry it (counting down).
+struct Relay {
+    addr: SocketAddr,
+    saw_marker: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    corrupt: std::sync::Arc<std::sync::atomic::AtomicU32>,
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+async fn relay(server: SocketAddr, marker: &'static [u8]) -> Relay {
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+    use std::sync::Arc;
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("relay bind");
+    let addr = sock.local_addr().expect("relay addr");
+    let saw_marker = Arc::new(AtomicBool::new(false));
+    let corrupt = Arc::new(AtomicU32::new(0));
+    let (saw, cor) = (saw_marker.clone(), corrupt.clone());
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 65_536];
+        let mut client: Option<SocketAddr> = None;
+        while let Ok((n, from)) = sock.recv_from(&mut buf).await {
+            let d = &mut buf[..n];
+            let at = find(d, marker);
+            if at.is_some() {
+                saw.store(true, Ordering::Relaxed);
+            }
+            let to = if from == server {
+                match client {
+                    Some(c) => c,
+                    None => continue,
+                }
+            } else {
+                client = Some(from);
+                if let Some(i) = at {
+                    if cor.load(Ordering::Relaxed) > 0 {
+                        cor.fetch_sub(1, Ordering::Relaxed);
+                        d[i + 3] ^= 0x20;
+                    }
+                }
+                server
+            };
+            let _ = sock.send_to(d, to).await;
+        }
+    });
+    Relay { addr, saw_marker, corrupt }
+}
+
+fn opts_mode(mode: &str) -> MsgrOptions {
+    let mut o = cephr::config::Options::for_profile(cephr::config::Profile::Fast);
+    o.ms_mode = mode.into();
+    MsgrOptions::from_options(&o)
+}
+
+/// That `ms_mode` decides what protects packets after the authenticated handshake:
+/// in `crc` mode the data crosses the wire in the clear and a corrupted datagram is
+/// refused (its CRC-32C fails) and sent again, so the message still arrives intact;
+/// in `secure` mode nothing readable crosses; a server set to `secure` refuses a `crc`
+/// client with a clear error; connections to monitors stay `secure` whatever the mode.
+#[test]
+fn t30_wire_modes() {
+    const MARKER: &[u8] = b"cephr-wire-mode-marker";
+    let c = harness::Cluster::create_with(&["a"], 1);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+    rt.block_on(async {
+        let t = Duration::from_secs(3);
+        let any = || "127.0.0.1:0".parse::<SocketAddr>().expect("addr");
+        let payload: Vec<u8> = MARKER.iter().copied().cycle().take(200_000).collect();
+        let osd = EntityName::osd(0);
+        let bind = |who: &str, mode: &str, serve: bool| {
+            Messenger::bind(&ident(&c, who), any(), serve, opts_mode(mode), FaultRules::default()).expect("bind")
+        };
+        // One echo exchange through a relay; returns whether the marker was seen.
+        async fn echo(client: &Messenger, inbox: &mut tokio::sync::mpsc::UnboundedReceiver<cephr::net::Incoming>, peer: &EntityName, r: &Relay, data: &[u8], t: Duration) -> bool {
+            let conn = client.connect(peer, r.addr, true).await.expect("connect");
+            conn.send(Message::MMonRaft { data: data.to_vec() }).expect("send");
+            let inc = tokio::time::timeout(t, inbox.recv()).await.expect("echo in time").expect("echo");
+            assert!(matches!(&inc.msg, Message::MMonRaft { data: d } if d == data), "echo intact");
+            r.saw_marker.load(std::sync::atomic::Ordering::Relaxed)
+        }
+
+        eprintln!("--- crc: readable on the wire, corruption detected and repaired");
+        let (sm, srx) = bind("osd.0", "crc", true);
+        let server = serve_with(sm, srx);
+        let r = relay(server.local_addr(), MARKER).await;
+        r.corrupt.store(3, std::sync::atomic::Ordering::Relaxed);
+        let (client, mut inbox) = bind("client.admin", "crc", false);
+        assert!(echo(&client, &mut inbox, &osd, &r, &payload, t).await, "crc mode sends data in the clear");
+        assert_eq!(r.corrupt.load(std::sync::atomic::Ordering::Relaxed), 0, "three datagrams were corrupted on the way");
+
+        eprintln!("--- secure client to a crc server: encrypted");
+        let r = relay(server.local_addr(), MARKER).await;
+        let (client, mut inbox) = bind("client.admin", "secure", false);
+        assert!(!echo(&client, &mut inbox, &osd, &r, &payload, t).await, "secure mode hides the data");
+
+        eprintln!("--- monitors: secure whatever ms_mode says");
+        let (mm, mrx) = bind("mon.a", "crc", true);
+        let mon = serve_with(mm, mrx);
+        let r = relay(mon.local_addr(), MARKER).await;
+        let (client, mut inbox) = bind("client.admin", "crc", false);
+        assert!(!echo(&client, &mut inbox, &EntityName::mon("a"), &r, &payload, t).await, "monitor traffic encrypted");
+
+        eprintln!("--- crc client to a secure server: refused");
+        let (sm, srx) = bind("osd.0", "secure", true);
+        let strict = serve_with(sm, srx);
+        let (client, _inbox) = bind("client.admin", "crc", false);
+        let e = client.connect(&osd, strict.local_addr(), false).await.unwrap_err();
+        assert!(matches!(e, NetError::Connect { .. }) && e.to_string().contains("accepts only ms_mode = \"secure\""), "{e}");
+        eprintln!("refused: {e}");
+        let (client, mut inbox) = bind("client.admin", "secure", false);
+        let r = relay(strict.local_addr(), MARKER).await;
+        assert!(!echo(&client, &mut inbox, &osd, &r, &payload, t).await);
+    });
+}

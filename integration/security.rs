@@ -42,7 +42,7 @@ fn t20_garbage_and_malformed_frames() {
     rt.block_on(async {
         let id = cephr::auth::Identity::load(&cfg.key_dir, &"client.admin".parse().expect("n")).expect("id");
         let opts = cephr::net::MsgrOptions::from_options(&cfg.global);
-        let cc = cephr::net::tls::client_config(&id, &opts, true).expect("tls");
+        let cc = cephr::net::tls::client_config(&id, &opts, true, opts.mode).expect("tls");
         // Datagrams as large as cephr's loopback endpoints send (quinn's default is 1,472).
         let mut ecfg = quinn::EndpointConfig::default();
         ecfg.max_udp_payload_size(cephr::net::tls::MAX_UDP_PAYLOAD).expect("payload size");

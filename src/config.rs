@@ -132,6 +132,13 @@ options! {
     ms_reconnect_backoff_min: f64 = 0.05, 0.02;
     /// Longest reconnect back-off in seconds.
     ms_reconnect_backoff_max: f64 = 2.0, 0.5;
+    /// What protects a connection's packets after its mutually authenticated handshake
+    /// (Ceph's msgr2 modes): "crc" (a CRC-32C per packet, data in the clear: corruption
+    /// is detected, eavesdropping is not prevented; Ceph's default for data traffic) or
+    /// "secure" (AES-GCM). Applies to connections this process opens to OSDs, MDSs and
+    /// clients (those to monitors are always secure); a process set to "secure" also
+    /// refuses "crc" connections.
+    ms_mode: String = "crc".into(), "crc".into();
     /// UDP socket buffer size in bytes (QUIC drops packets under load when small).
     ms_udp_buffer_bytes: u64 = 4 << 20, 4 << 20;
     /// Test faults, e.g. "cut mon.a<->mon.b; drop 0.5 client.*->osd.1; delay 100 *->mds.a".
@@ -242,6 +249,9 @@ impl Options {
         }
         if self.ms_max_frame_bytes < 4096 || self.ms_max_frame_bytes > (1 << 30) {
             errs.push("ms_max_frame_bytes must be within 4096..=1 GiB".into());
+        }
+        if let Err(e) = crate::net::WireMode::parse(&self.ms_mode) {
+            errs.push(format!("ms_mode: {e}"));
         }
         if let Err(e) = crate::net::fault::FaultRules::parse(&self.ms_inject_faults) {
             errs.push(format!("ms_inject_faults: {e}"));

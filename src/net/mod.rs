@@ -7,6 +7,7 @@ pub mod conn;
 pub mod fault;
 pub mod frame;
 pub mod tls;
+pub mod wire_mode;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -19,6 +20,7 @@ use tokio::sync::{mpsc, oneshot, Mutex};
 
 pub use conn::ConnHandle;
 pub use fault::FaultRules;
+pub use wire_mode::WireMode;
 
 use crate::auth::{entity_of, Identity};
 use crate::config::Options;
@@ -51,6 +53,9 @@ pub struct MsgrOptions {
     pub backoff_min: Duration,
     pub backoff_max: Duration,
     pub udp_buffer: usize,
+    /// What protects packets after the handshake on connections this side opens to
+    /// anything but a monitor, and whether this side accepts `crc` (`ms_mode`).
+    pub mode: WireMode,
 }
 
 impl MsgrOptions {
@@ -63,6 +68,8 @@ impl MsgrOptions {
             backoff_min: Options::secs(o.ms_reconnect_backoff_min),
             backoff_max: Options::secs(o.ms_reconnect_backoff_max),
             udp_buffer: o.ms_udp_buffer_bytes as usize,
+            // Checked by `Options::validate`; anything else keeps the stronger mode.
+            mode: WireMode::parse(&o.ms_mode).unwrap_or(WireMode::Secure),
         }
     }
 }
@@ -115,9 +122,9 @@ struct Slot {
 struct MsgrInner {
     shared: Arc<MsgrShared>,
     endpoint: quinn::Endpoint,
-    client_cfg: quinn::ClientConfig,
-    /// For peers on a loopback address (see `tls::transport`).
-    loopback_cfg: quinn::ClientConfig,
+    /// Client configurations by [`cfg_index`]: loopback or not (see `tls::transport`),
+    /// `secure` or this side's `ms_mode`.
+    client_cfgs: [quinn::ClientConfig; 4],
     slots: Mutex<HashMap<(EntityName, SocketAddr), Arc<Mutex<Slot>>>>,
     authorizer: RwLock<Option<Authorizer>>,
 }
@@ -171,8 +178,13 @@ impl Messenger {
         faults: FaultRules,
     ) -> Result<(Messenger, mpsc::UnboundedReceiver<Incoming>), NetError> {
         let server = if serve { Some(tls::server_config(id, &opts, addr.ip().is_loopback())?) } else { None };
-        let client_cfg = tls::client_config(id, &opts, false)?;
-        let loopback_cfg = tls::client_config(id, &opts, true)?;
+        let mut cfgs = Vec::with_capacity(4);
+        for i in 0..4 {
+            let mode = if i & 2 == 0 { WireMode::Secure } else { opts.mode };
+            cfgs.push(tls::client_config(id, &opts, i & 1 == 1, mode)?);
+        }
+        let client_cfgs: [quinn::ClientConfig; 4] =
+            cfgs.try_into().map_err(|_| NetError::Tls("client configurations".into()))?;
         let sock = udp_socket(addr, opts.udp_buffer)?;
         let runtime = quinn::default_runtime().ok_or_else(|| NetError::Io("no async runtime".into()))?;
         let mut ecfg = quinn::EndpointConfig::default();
@@ -193,8 +205,7 @@ impl Messenger {
             inner: Arc::new(MsgrInner {
                 shared,
                 endpoint,
-                client_cfg,
-                loopback_cfg,
+                client_cfgs,
                 slots: Mutex::new(HashMap::new()),
                 authorizer: RwLock::new(None),
             }),
@@ -268,15 +279,24 @@ impl Messenger {
             .inner
             .endpoint
             .connect_with(
-                if addr.ip().is_loopback() { &self.inner.loopback_cfg } else { &self.inner.client_cfg }.clone(),
+                self.inner.client_cfgs[cfg_index(peer, addr)].clone(),
                 addr,
                 &peer.tls_name(),
             )
             .map_err(|e| err(e.to_string()))?;
+        let crc = cfg_index(peer, addr) & 2 != 0 && self.inner.shared.opts.mode == WireMode::Crc;
         let quic = tokio::time::timeout(self.inner.shared.opts.connect_timeout, connecting)
             .await
             .map_err(|_| err("handshake timed out".into()))?
-            .map_err(|e| err(e.to_string()))?;
+            .map_err(|e| {
+                let why = e.to_string();
+                // TLS alert 120 (no_application_protocol): the peer does not accept crc.
+                if crc && why.contains("error 120") {
+                    err(format!("{why} (the peer accepts only ms_mode = \"secure\"; this side asks for \"crc\")"))
+                } else {
+                    err(why)
+                }
+            })?;
         Ok(ConnHandle::start(quic, peer.clone(), self.inner.shared.clone()))
     }
 
@@ -329,6 +349,14 @@ impl Messenger {
     pub fn shutdown(&self) {
         self.inner.endpoint.close(quinn::VarInt::from_u32(0), b"shutdown");
     }
+}
+
+/// Which client configuration dials `peer` at `addr`: connections to monitors are
+/// always `secure` (as Ceph's monitors prefer), others use `ms_mode`.
+fn cfg_index(peer: &EntityName, addr: SocketAddr) -> usize {
+    let loopback = usize::from(addr.ip().is_loopback());
+    let mode = if peer.kind == crate::ids::EntityKind::Mon { 0 } else { 2 };
+    loopback | mode
 }
 
 async fn accept_loop(m: Messenger) {

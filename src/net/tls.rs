@@ -7,10 +7,9 @@ use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use rustls::server::WebPkiClientVerifier;
 use rustls::RootCertStore;
 
+use super::wire_mode::{ModeClientConfig, ModeServerConfig, WireMode, ALPN_CRC, ALPN_SECURE};
 use super::{MsgrOptions, NetError};
 use crate::auth::Identity;
-
-pub const ALPN: &[u8] = b"cephr/1";
 
 /// Largest UDP payload quinn may send or receive (the IPv4 limit minus headers).
 pub const MAX_UDP_PAYLOAD: u16 = 65_527;
@@ -83,6 +82,7 @@ fn transport(opts: &MsgrOptions, loopback: bool) -> Result<Arc<quinn::TransportC
 }
 
 /// `loopback`: the endpoint is bound to a loopback address (so are all its peers).
+/// It accepts `secure` connections always and `crc` ones when `ms_mode` is `crc`.
 pub fn server_config(id: &Identity, opts: &MsgrOptions, loopback: bool) -> Result<quinn::ServerConfig, NetError> {
     let verifier = WebPkiClientVerifier::builder_with_provider(roots(id)?, provider())
         .build()
@@ -93,24 +93,27 @@ pub fn server_config(id: &Identity, opts: &MsgrOptions, loopback: bool) -> Resul
         .with_client_cert_verifier(verifier)
         .with_single_cert(vec![id.cert.clone()], id.key.clone_key())
         .map_err(|e| NetError::Tls(e.to_string()))?;
-    tls.alpn_protocols = vec![ALPN.to_vec()];
+    tls.alpn_protocols = match opts.mode {
+        WireMode::Crc => vec![ALPN_CRC.to_vec(), ALPN_SECURE.to_vec()],
+        WireMode::Secure => vec![ALPN_SECURE.to_vec()],
+    };
     let q = QuicServerConfig::try_from(tls).map_err(|e| NetError::Tls(e.to_string()))?;
-    let mut sc = quinn::ServerConfig::with_crypto(Arc::new(q));
+    let mut sc = quinn::ServerConfig::with_crypto(Arc::new(ModeServerConfig(Arc::new(q))));
     sc.transport_config(transport(opts, loopback)?);
     Ok(sc)
 }
 
-/// `loopback`: for peers on a loopback address.
-pub fn client_config(id: &Identity, opts: &MsgrOptions, loopback: bool) -> Result<quinn::ClientConfig, NetError> {
+/// `loopback`: for peers on a loopback address; `mode`: the protection it asks for.
+pub fn client_config(id: &Identity, opts: &MsgrOptions, loopback: bool, mode: WireMode) -> Result<quinn::ClientConfig, NetError> {
     let mut tls = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| NetError::Tls(e.to_string()))?
         .with_root_certificates(roots(id)?)
         .with_client_auth_cert(vec![id.cert.clone()], id.key.clone_key())
         .map_err(|e| NetError::Tls(e.to_string()))?;
-    tls.alpn_protocols = vec![ALPN.to_vec()];
+    tls.alpn_protocols = vec![mode.alpn().to_vec()];
     let q = QuicClientConfig::try_from(tls).map_err(|e| NetError::Tls(e.to_string()))?;
-    let mut cc = quinn::ClientConfig::new(Arc::new(q));
+    let mut cc = quinn::ClientConfig::new(Arc::new(ModeClientConfig(Arc::new(q))));
     cc.transport_config(transport(opts, loopback)?);
     Ok(cc)
 }
