@@ -4,6 +4,7 @@
 //! holds one folder per daemon role. Dependencies run one way: core ← roles ← binary.
 pub mod auth;
 pub mod config;
+pub mod crc;
 pub mod crush;
 pub mod error;
 pub mod ids;

@@ -76,7 +76,7 @@ pub fn encode_entry(seq: u64, ev: &LogEvent) -> Vec<u8> {
 }
 
 fn checksum(seq: u64, payload: &[u8]) -> u32 {
-    crc32c::crc32c_append(crc32c::crc32c(&seq.to_le_bytes()), payload)
+    crate::crc::crc32c_append(crate::crc::crc32c(&seq.to_le_bytes()), payload)
 }
 
 /// Splits the stream range `pos..pos+len` into `(objno, offset in object, len)` pieces.

@@ -217,7 +217,7 @@ impl Blocks {
         }
         let slot = self.alloc_slot()?;
         staged.allocated.push(slot);
-        let crc = crc32c::crc32c(&data);
+        let crc = crate::crc::crc32c(&data);
         staged.writes.insert(slot, data);
         Ok(Extent { slot, crc })
     }
@@ -321,7 +321,7 @@ impl Blocks {
             _ => e.into(),
         })?;
         for (e, piece) in exts.iter().zip(dst.chunks_exact(SLOT)) {
-            if crc32c::crc32c(piece) != e.crc {
+            if crate::crc::crc32c(piece) != e.crc {
                 return Err(StoreError::Corrupt(format!("data slot {} fails its checksum", e.slot)));
             }
         }

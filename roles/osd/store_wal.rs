@@ -169,8 +169,8 @@ fn header(seq: u64, body: &[u8]) -> [u8; HEADER] {
     h[0..4].copy_from_slice(&MAGIC.to_le_bytes());
     h[4..12].copy_from_slice(&seq.to_le_bytes());
     h[12..16].copy_from_slice(&(body.len() as u32).to_le_bytes());
-    h[16..20].copy_from_slice(&crc32c::crc32c(body).to_le_bytes());
-    let hc = crc32c::crc32c(&h[..20]);
+    h[16..20].copy_from_slice(&crate::crc::crc32c(body).to_le_bytes());
+    let hc = crate::crc::crc32c(&h[..20]);
     h[20..24].copy_from_slice(&hc.to_le_bytes());
     h
 }
@@ -178,7 +178,7 @@ fn header(seq: u64, body: &[u8]) -> [u8; HEADER] {
 /// Sequence number and body length of a valid header.
 fn parse_header(h: &[u8; HEADER]) -> Option<(u64, usize, u32)> {
     let u32_at = |i: usize| u32::from_le_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
-    if u32_at(0) != MAGIC || crc32c::crc32c(&h[..20]) != u32_at(20) {
+    if u32_at(0) != MAGIC || crate::crc::crc32c(&h[..20]) != u32_at(20) {
         return None;
     }
     let seq = u64::from_le_bytes([h[4], h[5], h[6], h[7], h[8], h[9], h[10], h[11]]);
@@ -281,7 +281,7 @@ fn scan(file: &File, after: u64) -> Result<(Vec<Record>, Option<u64>), StoreErro
         if seq > after {
             let mut body = vec![0u8; len];
             file.read_exact_at(&mut body, off + HEADER as u64)?;
-            if crc32c::crc32c(&body) != crc {
+            if crate::crc::crc32c(&body) != crc {
                 break;
             }
             out.push(Record { seq, body });

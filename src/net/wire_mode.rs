@@ -64,8 +64,8 @@ const TAG: usize = 4;
 struct CrcKey;
 
 fn packet_crc(packet: u64, header: &[u8], payload: &[u8]) -> u32 {
-    let c = crc32c::crc32c(&packet.to_le_bytes());
-    crc32c::crc32c_append(crc32c::crc32c_append(c, header), payload)
+    let c = crate::crc::crc32c(&packet.to_le_bytes());
+    crate::crc::crc32c_append(crate::crc::crc32c_append(c, header), payload)
 }
 
 impl PacketKey for CrcKey {
