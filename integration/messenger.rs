@@ -235,6 +235,7 @@ fn t30_wire_modes() {
         let r = relay(server.local_addr(), MARKER).await;
         r.corrupt.store(3, std::sync::atomic::Ordering::Relaxed);
         let (client, mut inbox) = bind("client.admin", "crc", false);
+        assert_eq!(client.wire_mode(), cephr::net::WireMode::Crc);
         assert!(echo(&client, &mut inbox, &osd, &r, &payload, t).await, "crc mode sends data in the clear");
         assert_eq!(r.corrupt.load(std::sync::atomic::Ordering::Relaxed), 0, "three datagrams were corrupted on the way");
 

@@ -102,7 +102,13 @@ pub fn run(cli: &Cli, a: BenchArgs) -> anyhow::Result<()> {
     let (rt, obj, msgr) = connect_with(cli, a.client_threads)?;
     let pool = a.pool.to_string();
     let dur = Duration::from_secs_f64(a.seconds);
-    println!("bench: pool {pool}, {} byte objects, {} in flight, {} s per phase", size, a.threads, a.seconds);
+    println!(
+        "bench: pool {pool}, {} byte objects, {} in flight, {} s per phase, ms_mode {}",
+        size,
+        a.threads,
+        a.seconds,
+        msgr.wire_mode().name()
+    );
     let r = rt.block_on(async {
         let (mut w, counts) = phase(obj.clone(), pool.clone(), a.threads, dur, size, None).await?;
         report("write", &mut w);

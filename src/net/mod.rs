@@ -226,6 +226,10 @@ impl Messenger {
     pub fn entity_addr(&self) -> EntityAddr {
         EntityAddr { addr: self.local_addr(), nonce: self.inner.shared.nonce }
     }
+    /// What protects this side's connections to OSDs, MDSs and clients (`ms_mode`).
+    pub fn wire_mode(&self) -> WireMode {
+        self.inner.shared.opts.mode
+    }
     pub fn set_authorizer(&self, a: Authorizer) {
         if let Ok(mut g) = self.inner.authorizer.write() {
             *g = Some(a);

@@ -48,6 +48,12 @@ impl WireMode {
             other => Err(format!("'{other}' is not a mode (secure or crc)")),
         }
     }
+    pub fn name(self) -> &'static str {
+        match self {
+            WireMode::Secure => "secure",
+            WireMode::Crc => "crc",
+        }
+    }
     pub fn alpn(self) -> &'static [u8] {
         match self {
             WireMode::Secure => ALPN_SECURE,
