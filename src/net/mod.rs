@@ -279,26 +279,24 @@ impl Messenger {
 
     async fn dial(&self, peer: &EntityName, addr: SocketAddr) -> Result<ConnHandle, NetError> {
         let err = |why: String| NetError::Connect { peer: format!("{peer}@{addr}"), why };
+        let cfg = cfg_index(peer, addr);
         let connecting = self
             .inner
             .endpoint
-            .connect_with(
-                self.inner.client_cfgs[cfg_index(peer, addr)].clone(),
-                addr,
-                &peer.tls_name(),
-            )
+            .connect_with(self.inner.client_cfgs[cfg].clone(), addr, &peer.tls_name())
             .map_err(|e| err(e.to_string()))?;
-        let crc = cfg_index(peer, addr) & 2 != 0 && self.inner.shared.opts.mode == WireMode::Crc;
+        let asks_crc = cfg & 2 != 0 && self.inner.shared.opts.mode == WireMode::Crc;
         let quic = tokio::time::timeout(self.inner.shared.opts.connect_timeout, connecting)
             .await
             .map_err(|_| err("handshake timed out".into()))?
             .map_err(|e| {
-                let why = e.to_string();
                 // TLS alert 120 (no_application_protocol): the peer does not accept crc.
-                if crc && why.contains("error 120") {
-                    err(format!("{why} (the peer accepts only ms_mode = \"secure\"; this side asks for \"crc\")"))
+                let no_protocol = matches!(&e, quinn::ConnectionError::ConnectionClosed(c)
+                    if c.error_code == quinn::TransportErrorCode::crypto(120));
+                if asks_crc && no_protocol {
+                    err(format!("{e} (the peer accepts only ms_mode = \"secure\"; this side asks for \"crc\")"))
                 } else {
-                    err(why)
+                    err(e.to_string())
                 }
             })?;
         Ok(ConnHandle::start(quic, peer.clone(), self.inner.shared.clone()))
