@@ -122,6 +122,24 @@ fn t35_bench_rados() {
     let r = c.cli(&["bench", "rados", "-p", "nope", "--seconds", "0.3"]);
     assert_ne!(r.code, 0, "{}", r.stdout);
     assert!(r.stderr.contains("nope"), "{}", r.stderr);
+    // Its reader going away (`| head -1`) ends it quietly by SIGPIPE, not by a panic.
+    use std::io::BufRead;
+    use std::os::unix::process::ExitStatusExt;
+    let mut child = std::process::Command::new(harness::BIN)
+        .arg("-c")
+        .arg(c.conf())
+        .args(["bench", "rados", "-p", "p", "--size", "4K", "--seconds", "0.5"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut first).expect("first line");
+    assert!(first.starts_with("bench:"), "{first}");
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{:?} {stderr}", out.status);
 }
 
 /// That an OSD whose disk is past `osd_failsafe_full_ratio` refuses writes that take

@@ -428,9 +428,22 @@ pub enum BlocklistCmd {
     Rm { addr: String },
 }
 
+/// Lets a command die quietly of SIGPIPE when its reader goes away (`cephr ... | head`),
+/// as other command-line tools do: Rust ignores SIGPIPE, so a print to the closed pipe
+/// would panic instead. Daemons and the mount keep ignoring it.
+fn restore_sigpipe() {
+    // SAFETY: resets one signal's disposition; no handler is installed.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 /// Parses arguments, runs, and returns the process exit code.
 pub fn run() -> i32 {
     let cli = Cli::parse();
+    if cli.role.is_none() && !matches!(cli.cmd, Some(Cmd::Mount(_))) {
+        restore_sigpipe();
+    }
     let r = if let Some(role) = cli.role {
         daemon::run(&cli, role)
     } else if let Some(cmd) = &cli.cmd {
