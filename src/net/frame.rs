@@ -81,8 +81,15 @@ pub fn decode_parts(env: &Bytes, oob: &Bytes) -> Result<Envelope, FrameError> {
     Ok(e)
 }
 
-/// Reads `n` bytes of the stream: quinn's own buffer when one chunk holds them, else
-/// gathered into a buffer whose start is `align`-aligned (no zero-fill, one copy).
+/// Below this many bytes a section is copied out of quinn's buffer even when one
+/// chunk holds it: received datagrams are slices of quinn's receive blocks
+/// (vendor/quinn), so a small section kept for long (a cached omap value, a small
+/// file's data) would otherwise hold a whole block.
+const SHARE_FROM: usize = 32 * 1024;
+
+/// Reads `n` bytes of the stream: quinn's own buffer when one chunk holds them (and
+/// they are not too few to pin it), else gathered into a buffer whose start is
+/// `align`-aligned (no zero-fill, one copy).
 async fn read_bytes(recv: &mut quinn::RecvStream, n: usize, align: usize, ended: impl Fn(usize) -> FrameError) -> Result<Bytes, FrameError> {
     if n == 0 {
         return Ok(Bytes::new());
@@ -93,7 +100,7 @@ async fn read_bytes(recv: &mut quinn::RecvStream, n: usize, align: usize, ended:
         Err(e) => return Err(FrameError::Stream(e.to_string())),
     };
     if first.len() == n && (align <= 1 || (first.as_ptr() as usize).is_multiple_of(align)) {
-        return Ok(first);
+        return Ok(if n < SHARE_FROM { Bytes::copy_from_slice(&first) } else { first });
     }
     let mut buf: Vec<u8> = Vec::with_capacity(n + align);
     let pad = buf.as_ptr().align_offset(align.max(1)).min(align);
