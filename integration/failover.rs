@@ -172,6 +172,24 @@ fn t10_failover_reconnects_clients_and_evicts_the_dead() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         assert!(purged, "the stray {gone:#x} was not purged after close");
+
+        eprintln!("--- 200 more namespace ops; then one more once all are safe");
+        for i in 0..200 {
+            one.mkdir(root, &format!("m{i}"), 0o755).await.expect("mkdir");
+        }
+        one.sync().await.expect("sync one");
+        one.mkdir(root, "last", 0o755).await.expect("mkdir last");
+        one.sync().await.expect("sync one");
+    });
+    // Each request names the client's oldest unfinished one; the rank forgets the
+    // completed requests below it (before, it kept every one for good).
+    let kept = sessions(&c)
+        .iter()
+        .find(|s| s["entity"] == "client.one")
+        .and_then(|s| s["completed_requests"].as_u64())
+        .expect("client.one's session lists its completed requests");
+    assert!(kept <= 5, "the rank still remembers {kept} completed requests of client.one");
+    rt.block_on(async {
         let _ = one.unmount().await;
         let _ = two.unmount().await;
     });

@@ -72,7 +72,8 @@ impl MdsClient {
         self.tid += 1;
         let tid = self.tid;
         let write = op.is_write();
-        let req = ClientRequest { tid, op, caller: Caller::root() };
+        // Every earlier request had its safe reply (see below).
+        let req = ClientRequest { tid, op, caller: Caller::root(), oldest_tid: tid };
         self.conn.send(Message::MClientRequest(req)).expect("send");
         let t = Instant::now();
         let mut saw_unsafe = false;

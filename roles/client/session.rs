@@ -382,9 +382,11 @@ impl Inner {
     /// Sends request `tid` without waiting; the receiver gets its first reply. It stays
     /// pending (re-sent after a reconnect) until its safe reply.
     pub(super) fn submit(&self, tid: u64, op: MdsOp) -> oneshot::Receiver<Result<ReplyBody, Errno>> {
-        let req = ClientRequest { tid, op, caller: self.current_caller() };
         let (tx, rx) = oneshot::channel();
         let mut pending = lock(&self.pending);
+        // Every request below the oldest one pending has had its safe reply.
+        let oldest_tid = pending.keys().next().map_or(tid, |&t| t.min(tid));
+        let req = ClientRequest { tid, op, caller: self.current_caller(), oldest_tid };
         let msg = Message::MClientRequest(req.clone());
         pending.insert(tid, Pending { req, waiter: Some(tx) });
         let sent = lock(&self.conn).as_ref().map(|(_, c)| c.send(msg).is_ok()).unwrap_or(false);

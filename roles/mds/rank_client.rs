@@ -246,6 +246,7 @@ impl MdsRank {
 
     fn try_request(&mut self, w: &Work, ctx: &mut Context<Self>) -> Option<Need> {
         let Work::Request { client, conn, req } = w else { return None };
+        self.rs.as_mut()?.sessions.trim_completed(client, req.oldest_tid);
         let sessions = &self.rs.as_ref()?.sessions;
         if sessions.is_completed(client, req.tid) {
             // Re-sent after a failover or reconnect, already journaled: not run twice.

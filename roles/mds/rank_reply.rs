@@ -91,7 +91,7 @@ impl MdsRank {
             Some(op) => {
                 let rs = self.rs.as_mut()?;
                 let info = rs.sessions.get(client).map(|s| s.info()).unwrap_or_default();
-                let again = ClientRequest { tid: req.tid, op, caller: req.caller.clone() };
+                let again = ClientRequest { tid: req.tid, op, caller: req.caller.clone(), oldest_tid: req.oldest_tid };
                 match server::handle(&mut rs.cache, &mut rs.inotable, &info, &again, crate::now_ns()) {
                     Err(n) => return Some(n),
                     Ok(o) => o.result,

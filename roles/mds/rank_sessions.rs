@@ -281,6 +281,7 @@ impl MdsRank {
                 renew_age_ms: now.saturating_sub(s.last_renew_ms),
                 caps: self.caps_count(&s.client),
                 recall_overdue: overdue.contains(&s.client),
+                completed_requests: s.completed.len() as u64,
             })
             .collect()
     }

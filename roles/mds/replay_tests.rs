@@ -148,7 +148,7 @@ fn check(ops: &[AOp], users: &[bool]) -> Result<(), TestCaseError> {
         let caller = if users.get(k).copied().unwrap_or(false) { Caller { uid: 1000, gid: 1000, gids: vec![] } } else { Caller::root() };
         let info = live.sessions.get("client.1").unwrap().info();
         now += 1;
-        let req = ClientRequest { tid: k as u64 + 1, op: mop.clone(), caller };
+        let req = ClientRequest { tid: k as u64 + 1, op: mop.clone(), caller, oldest_tid: 0 };
         let out = handle(&mut live.cache, &mut live.inotable, &info, &req, now);
         let out = out.map_err(|n| TestCaseError::fail(format!("{mop:?} needed {n:?} with everything in cache")))?;
         if let Some(b) = &out.blob {
@@ -219,7 +219,7 @@ fn expire_pos_follows_flushes() {
     assert_eq!(expire_pos(&segs, &s.cache), Some(200));
     s.cache.set_segment(1);
     let info = s.sessions.get("client.1").unwrap().info();
-    let req = ClientRequest { tid: 1, op: MdsOp::Mkdir { parent: ROOT_INO, name: "a".into(), mode: 0o755 }, caller: Caller::root() };
+    let req = ClientRequest { tid: 1, op: MdsOp::Mkdir { parent: ROOT_INO, name: "a".into(), mode: 0o755 }, caller: Caller::root(), oldest_tid: 0 };
     handle(&mut s.cache, &mut s.inotable, &info, &req, 5).unwrap();
     assert_eq!(expire_pos(&segs, &s.cache), Some(100));
     assert_eq!(expire_pos(&BTreeMap::new(), &s.cache), None);

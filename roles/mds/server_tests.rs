@@ -35,7 +35,7 @@ impl Fs {
         self.tid += 1;
         self.now += 10;
         let before = self.cache.view();
-        let req = ClientRequest { tid: self.tid, op, caller: caller.clone() };
+        let req = ClientRequest { tid: self.tid, op, caller: caller.clone(), oldest_tid: 0 };
         let out = handle(&mut self.cache, &mut self.it, &self.sess, &req, self.now)?;
         match &out.blob {
             Some(b) => self.blobs.push(b.clone()),

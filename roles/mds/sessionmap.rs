@@ -161,7 +161,9 @@ impl SessionMap {
     /// The client says it has seen every reply below `oldest_tid`: forget those.
     pub fn trim_completed(&mut self, client: &str, oldest_tid: u64) {
         if let Some(s) = self.sessions.get_mut(client) {
-            s.completed = s.completed.split_off(&oldest_tid);
+            if s.completed.first().is_some_and(|&t| t < oldest_tid) {
+                s.completed = s.completed.split_off(&oldest_tid);
+            }
         }
     }
 

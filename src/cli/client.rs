@@ -79,13 +79,21 @@ fn rank0(map: &FsMap, fs: &str) -> Result<(EntityName, SocketAddr), CmdError> {
 
 fn table(sessions: &[SessionListing]) -> String {
     let mut o = String::new();
-    let _ = writeln!(o, "{:<36} {:<20} {:<28} {:<8} {:<8} {:>10} {:>6}", "ID", "ENTITY", "ADDRESS", "STATE", "ROOT", "RENEWED", "CAPS");
+    let _ = writeln!(
+        o,
+        "{:<36} {:<20} {:<28} {:<8} {:<8} {:>10} {:>6} {:>9}",
+        "ID", "ENTITY", "ADDRESS", "STATE", "ROOT", "RENEWED", "CAPS", "COMPLETED"
+    );
     for s in sessions {
         let addr = s.addr.map_or("-".to_string(), |a| a.to_string());
         let age = format!("{:.1}s ago", s.renew_age_ms as f64 / 1000.0);
         let state = if s.recall_overdue { format!("{}*", s.state) } else { s.state.clone() };
         let root = format!("{:#x}", s.root);
-        let _ = writeln!(o, "{:<36} {:<20} {:<28} {:<8} {:<8} {:>10} {:>6}", s.id, s.entity, addr, state, root, age, s.caps);
+        let _ = writeln!(
+            o,
+            "{:<36} {:<20} {:<28} {:<8} {:<8} {:>10} {:>6} {:>9}",
+            s.id, s.entity, addr, state, root, age, s.caps, s.completed_requests
+        );
     }
     let overdue = sessions.iter().filter(|s| s.recall_overdue).count();
     let _ = write!(o, "{} sessions", sessions.len());

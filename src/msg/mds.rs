@@ -214,6 +214,12 @@ pub struct ClientRequest {
     pub tid: u64,
     pub op: MdsOp,
     pub caller: Caller,
+    /// The client's oldest request still waiting for its safe reply (Ceph's
+    /// `oldest_client_tid`): the MDS forgets the completed requests below it, so a
+    /// session's completed set stays as small as what the client may still re-send.
+    /// 0 (what a client that does not say sends): forget nothing.
+    #[serde(default)]
+    pub oldest_tid: u64,
 }
 
 /// One directory entry of a readdir reply.
@@ -327,6 +333,10 @@ pub struct SessionListing {
     pub caps: u64,
     /// Whether a cache-pressure recall to it is outstanding past its deadline.
     pub recall_overdue: bool,
+    /// Completed requests the rank remembers for it (re-sends are answered from
+    /// them); trimmed below the client's oldest unfinished request.
+    #[serde(default)]
+    pub completed_requests: u64,
 }
 
 /// Answer to an `MMdsCommand`.
@@ -376,6 +386,7 @@ mod tests {
             tid: 7,
             op: MdsOp::Setxattr { ino: 0x1, name: "user.a".into(), value: ByteBuf::from(vec![1, 2]), flags: XATTR_CREATE },
             caller: Caller { uid: 1000, gid: 1000, gids: vec![4, 27] },
+            oldest_tid: 5,
         };
         let b = rmp_serde::to_vec_named(&req).unwrap();
         assert_eq!(rmp_serde::from_slice::<ClientRequest>(&b).unwrap(), req);
@@ -408,6 +419,7 @@ mod tests {
             renew_age_ms: 7_000,
             caps: 0,
             recall_overdue: true,
+            completed_requests: 4,
         }]);
         let b = rmp_serde::to_vec_named(&ls).unwrap();
         assert_eq!(rmp_serde::from_slice::<MdsCommandReply>(&b).unwrap(), ls);
