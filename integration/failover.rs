@@ -104,15 +104,10 @@ fn t10_failover_reconnects_clients_and_evicts_the_dead() {
             .spawn()
             .expect("spawn client"),
     );
-    c.wait_for(Duration::from_secs(30), "client.doomed's session", |c| {
-        sessions(c).iter().any(|s| s["entity"] == "client.doomed")
-    });
-    // `client ls` lists a session once it is opened in memory, before its journal event
-    // is durable (and before the client has its answer). The journal is written in
-    // order, so a later operation made safe means the session open is durable too.
-    rt.block_on(async {
-        one.mkdir(root, "barrier", 0o755).await.expect("mkdir barrier");
-        one.sync().await.expect("sync one");
+    // `client ls` shows a session `opening` until its open is journaled: `open` means
+    // the session survives a failover.
+    c.wait_for(Duration::from_secs(30), "client.doomed's session open", |c| {
+        sessions(c).iter().any(|s| s["entity"] == "client.doomed" && s["state"] == "open")
     });
 
     eprintln!("--- kill -9 the active MDS and the third client");

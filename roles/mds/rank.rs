@@ -49,6 +49,9 @@ pub struct MdsRank {
     pub(super) waiting: Vec<Incoming>,
     /// Whether each session may write (from its caps when it opened).
     pub(super) session_rw: HashMap<String, bool>,
+    /// Sessions whose open is not journaled yet (listed as `opening`); the journal
+    /// callback that answers the client removes its entry.
+    pub(super) opening: std::rc::Rc<std::cell::RefCell<std::collections::HashSet<String>>>,
     /// Session timeouts, evictions and cache-pressure recalls (`rank_sessions.rs`).
     pub(super) upkeep: super::rank_sessions::SessionUpkeep,
     /// Caps: the Locker, client connections, parked requests (`rank_caps.rs`).
@@ -95,6 +98,7 @@ impl MdsRank {
             flushing: false,
             waiting: Vec::new(),
             session_rw: HashMap::new(),
+            opening: Default::default(),
             upkeep: Default::default(),
             caps: Default::default(),
             recovery: Default::default(),

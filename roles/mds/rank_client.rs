@@ -391,9 +391,15 @@ impl MdsRank {
         let rx = self.journal(ev, false);
         let (conn, tid) = (conn.clone(), *tid);
         tracing::info!(%client, root = %path, rw, "session opened");
-        after_durable(rx, move || {
-            let r = SessionReply::Opened { root_ino: ino, session_timeout_ms: timeout_ms };
-            let _ = conn.reply(tid, Message::MClientSessionReply(r));
+        self.opening.borrow_mut().insert(client.clone());
+        let (opening, client) = (self.opening.clone(), client.clone());
+        actix::spawn(async move {
+            let durable = rx.await.is_ok();
+            opening.borrow_mut().remove(&client);
+            if durable {
+                let r = SessionReply::Opened { root_ino: ino, session_timeout_ms: timeout_ms };
+                let _ = conn.reply(tid, Message::MClientSessionReply(r));
+            }
         });
         None
     }

@@ -276,7 +276,11 @@ impl MdsRank {
                 id: s.client.clone(),
                 entity: s.client.split_once('/').map_or(s.client.as_str(), |(e, _)| e).to_string(),
                 addr: s.addr,
-                state: format!("{:?}", s.state).to_lowercase(),
+                state: if self.opening.borrow().contains(&s.client) {
+                    "opening".to_string()
+                } else {
+                    format!("{:?}", s.state).to_lowercase()
+                },
                 root: s.root,
                 renew_age_ms: now.saturating_sub(s.last_renew_ms),
                 caps: self.caps_count(&s.client),
