@@ -42,11 +42,10 @@ pub enum WireMode {
 
 impl WireMode {
     pub fn parse(s: &str) -> Result<WireMode, String> {
-        match s {
-            "secure" => Ok(WireMode::Secure),
-            "crc" => Ok(WireMode::Crc),
-            other => Err(format!("'{other}' is not a mode (secure or crc)")),
-        }
+        [WireMode::Secure, WireMode::Crc]
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| format!("'{s}' is not a mode (secure or crc)"))
     }
     pub fn name(self) -> &'static str {
         match self {
