@@ -169,6 +169,107 @@ fn t36_full_osd_refuses_writes() {
     assert!(log.contains("refusing writes"), "{log}");
 }
 
+/// That an OSD whose store fails a replicated write leaves the cluster (exits with
+/// status 70, as a Ceph OSD aborts when its object store fails a transaction) instead
+/// of answering that the write failed while the other copies have committed it: every
+/// write is acknowledged and reads back, and once the OSD restarts with a healthy
+/// store, peering repairs its copy and all three are identical.
+#[test]
+fn t37_failed_replica_commit_stops_the_osd() {
+    let mut c = Cluster::create_with(&["a"], 3);
+    c.start_mon("a");
+    c.start_daemon("osd.0");
+    c.start_daemon("osd.1");
+    c.start_daemon_env("osd.2", &[("CEPHR_OSD_DEBUG_INJECT_COMMIT_ERROR", "1")]);
+    c.wait_for(Duration::from_secs(20), "every OSD up", |c| c.osds_up().len() == 3);
+    assert_eq!(c.cli(&["osd", "pool", "create", "p", "--pg-num", "8", "--size", "3", "--min-size", "2"]).code, 0);
+    c.wait_for(Duration::from_secs(20), "all PGs active+clean", |c| c.cli(&["pg", "stat"]).stdout.contains("8 active+clean"));
+    let cl = c.rados(Duration::from_secs(30));
+    eprintln!("--- 60 writes; osd.2 fails every commit");
+    cl.rt.block_on(async {
+        for i in 0..60 {
+            cl.obj.write_full("p", &format!("o{i}"), content(i, 0)).await.expect("write acknowledged");
+        }
+    });
+    c.wait_for(Duration::from_secs(10), "osd.2 to exit", |c| !c.osds_up().contains(&2));
+    let mut code = None;
+    for _ in 0..100 {
+        code = c.exit_code("osd.2");
+        if code.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(code, Some(70), "osd.2 exits with status 70");
+    let log = std::fs::read_to_string(c.log("osd.2")).unwrap_or_default();
+    assert!(log.contains("injected commit failure") && log.contains("failed a replicated write"), "{log}");
+    cl.rt.block_on(async {
+        for i in 0..60 {
+            assert_eq!(cl.obj.read("p", &format!("o{i}"), 0, None).await.expect("read"), content(i, 0), "o{i}");
+        }
+    });
+    eprintln!("--- osd.2 restarts healthy; peering repairs its copy");
+    c.start_daemon("osd.2");
+    c.wait_for(Duration::from_secs(20), "osd.2 up", |c| c.osds_up().contains(&2));
+    c.wait_for(Duration::from_secs(20), "all PGs active+clean", |c| c.cli(&["pg", "stat"]).stdout.contains("8 active+clean"));
+    cl.rt.block_on(async {
+        for i in 0..60 {
+            cl.obj.write_full("p", &format!("o{i}"), content(i, 1)).await.expect("overwrite");
+        }
+    });
+    for i in 0..3 {
+        c.kill9(&format!("osd.{i}"));
+    }
+    let d0 = c.osd_digests(0);
+    assert_eq!(d0.iter().map(|(_, d)| d.len()).sum::<usize>(), 60);
+    for i in 1..3 {
+        assert_eq!(c.osd_digests(i), d0, "osd.{i} equals osd.0");
+    }
+}
+
+/// That an OSD whose disk is full is marked full in the OSDMap (`osd dump`, health
+/// OSD_FULL), so the primaries of the PGs it serves refuse writes that take space
+/// with ENOSPC naming it (not only the full OSD itself, when it is the primary) while
+/// removals still run; and that the flag clears when the OSD comes back not full.
+#[test]
+fn t38_full_replica_refuses_writes_on_its_pgs() {
+    let mut c = Cluster::create_with(&["a"], 3);
+    c.start_mon("a");
+    c.start_daemon("osd.0");
+    c.start_daemon("osd.1");
+    // Any disk in use is past this ratio: osd.2 alone sees its disk full.
+    c.start_daemon_env("osd.2", &[("CEPHR_OSD_FAILSAFE_FULL_RATIO", "0.000001")]);
+    c.wait_for(Duration::from_secs(20), "every OSD up", |c| c.osds_up().len() == 3);
+    assert_eq!(c.cli(&["osd", "pool", "create", "p", "--pg-num", "8", "--size", "3", "--min-size", "2"]).code, 0);
+    c.wait_for(Duration::from_secs(20), "all PGs active+clean", |c| c.cli(&["pg", "stat"]).stdout.contains("8 active+clean"));
+    c.wait_for(Duration::from_secs(10), "osd.2 full in the map", |c| c.cli(&["osd", "dump"]).stdout.contains("osd.2 up in full"));
+    let status = c.cli(&["status"]).stdout;
+    assert!(status.contains("HEALTH_ERR") && status.contains("1 full osd(s): osd.2"), "{status}");
+    // An object whose primary is another OSD: that primary refuses for osd.2.
+    let name = (0..100)
+        .map(|i| format!("o{i}"))
+        .find(|n| c.json(&["osd", "map", "p", n])["acting_primary"] != 2)
+        .expect("an object with another primary");
+    let src = c.path().join("obj");
+    std::fs::write(&src, b"data").expect("write");
+    let r = c.cli(&["rados", "-p", "p", "put", &name, src.to_str().expect("utf-8")]);
+    assert_ne!(r.code, 0, "{}", r.stdout);
+    assert!(r.stderr.contains("ENOSPC") && r.stderr.contains("osd.2 is full"), "{}", r.stderr);
+    let r = c.cli(&["rados", "-p", "p", "rm", &name]);
+    assert!(r.stderr.contains("ENOENT"), "a removal is not refused: {}", r.stderr);
+    eprintln!("--- osd.2 back with room on its disk");
+    c.kill9("osd.2");
+    c.start_daemon("osd.2");
+    c.wait_for(Duration::from_secs(20), "osd.2 up, not full", |c| {
+        c.osds_up().contains(&2) && c.cli(&["osd", "dump"]).stdout.contains("osd.2 up in ")
+            && !c.cli(&["osd", "dump"]).stdout.contains("full")
+    });
+    c.wait_for(Duration::from_secs(20), "the write goes through", |c| {
+        c.cli(&["rados", "-p", "p", "put", &name, src.to_str().expect("utf-8")]).code == 0
+    });
+    assert!(!c.cli(&["status"]).stdout.contains("full osd"));
+}
+
 /// That bad requests get clear errors: unknown pool, missing object, exclusive create.
 #[test]
 fn t30_errors() {

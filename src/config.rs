@@ -118,6 +118,9 @@ options! {
     /// refuses writes with ENOSPC; removals are still accepted. The fast profile (tests,
     /// dev clusters, often on a large shared disk) leaves only 1% as the reserve.
     osd_failsafe_full_ratio: f64 = 0.97, 0.99;
+    /// Test fault: the fraction (0..=1) of an OSD's replicated-write commits that fail
+    /// with an injected store error, as a failing disk would make them fail. 0 is off.
+    osd_debug_inject_commit_error: f64 = 0.0, 0.0;
     /// Largest frame the messenger accepts, in bytes.
     ms_max_frame_bytes: u64 = 64 << 20, 64 << 20;
     /// Seconds a request waits for its reply.
@@ -233,6 +236,12 @@ impl Options {
         if size == 0 || size > 10 || min == 0 || min > size {
             errs.push(format!(
                 "osd_pool_default_min_size ({min}) must be within 1..=osd_pool_default_size ({size}), size within 1..=10"
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.osd_debug_inject_commit_error) {
+            errs.push(format!(
+                "osd_debug_inject_commit_error must be within [0, 1] (got {})",
+                self.osd_debug_inject_commit_error
             ));
         }
         if !(self.osd_failsafe_full_ratio > 0.0 && self.osd_failsafe_full_ratio <= 1.0) {

@@ -18,6 +18,7 @@ fn osd_info(id: OsdId, host: &str, weight: u32) -> OsdInfo {
         down_stamp_ms: None,
         auto_out: false,
         host: host.to_string(),
+        full: false,
     }
 }
 

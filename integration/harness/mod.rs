@@ -133,12 +133,19 @@ impl Cluster {
 
     /// Starts `mon.X` or `osd.N` as its own process, logging to DIR/NAME.log.
     pub fn start_daemon(&mut self, name: &str) {
+        self.start_daemon_env(name, &[]);
+    }
+
+    /// As [`Cluster::start_daemon`], with extra environment (e.g. `CEPHR_<OPTION>`
+    /// overrides for this one daemon).
+    pub fn start_daemon_env(&mut self, name: &str, env: &[(&str, &str)]) {
         let (role, id) = name.split_once('.').expect("kind.id");
         let name = name.to_string();
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log(&name)).expect("log");
         let child = Command::new(BIN)
             .args(["--role", role, "--id", id, "-c"])
             .arg(self.conf())
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
@@ -165,6 +172,11 @@ impl Cluster {
         if let Some(pid) = self.pid(name) {
             let _ = Command::new("kill").args([&format!("-{sig}"), &pid.to_string()]).status();
         }
+    }
+
+    /// The daemon's exit status once it has exited by itself (None while it runs).
+    pub fn exit_code(&mut self, name: &str) -> Option<i32> {
+        self.procs.get_mut(name).and_then(|c| c.try_wait().ok().flatten()).and_then(|s| s.code())
     }
 
     /// True while the daemon's process is running.

@@ -32,6 +32,10 @@ pub fn checks(st: &MonState, mon: &MonStatus) -> Vec<HealthCheck> {
     if down > 0 {
         out.push(check("OSD_DOWN", HealthStatus::Warn, format!("{down} osds down")));
     }
+    let full: Vec<String> = st.osdmap.osds.values().filter(|o| o.up && o.full).map(|o| format!("osd.{}", o.id)).collect();
+    if !full.is_empty() {
+        out.push(check("OSD_FULL", HealthStatus::Err, format!("{} full osd(s): {}", full.len(), full.join(","))));
+    }
     for fs in st.fsmap.filesystems.values() {
         let m = &fs.mdsmap;
         let name = &m.fs_name;

@@ -211,6 +211,7 @@ impl Monitor {
             | Message::MOsdAlive(_)
             | Message::MOsdBeacon { .. }
             | Message::MOsdPgTemp { .. }
+            | Message::MOsdFull { .. }
             | Message::MPgStats { .. })
                 if osd_sender_matches(&from, &m) =>
             {
@@ -297,6 +298,7 @@ impl Monitor {
             }
             Message::MOsdAlive(alive) => MonOp::OsdAlive { alive },
             Message::MOsdPgTemp { entries, .. } => MonOp::PgTemp { entries },
+            Message::MOsdFull { osd, full } => MonOp::OsdFull { osd, full },
             Message::MPgStats { osd, stats, space } => {
                 for st in stats {
                     self.pg_stats.insert(st.pg, st);
@@ -394,7 +396,7 @@ fn osd_sender_matches(from: &EntityName, m: &Message) -> bool {
         Message::MOsdFailure(f) => f.reporter,
         Message::MOsdAlive(a) => a.id,
         Message::MOsdBeacon { id, .. } => *id,
-        Message::MPgStats { osd, .. } | Message::MOsdPgTemp { osd, .. } => *osd,
+        Message::MPgStats { osd, .. } | Message::MOsdPgTemp { osd, .. } | Message::MOsdFull { osd, .. } => *osd,
         _ => return false,
     };
     from.kind == EntityKind::Osd && from.id == id.to_string()

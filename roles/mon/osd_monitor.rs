@@ -43,6 +43,8 @@ pub fn handle_boot(map: &mut OsdMap, boot: &OsdBoot, now_ms: u64) -> bool {
     o.addr = Some(boot.addr);
     o.up = true;
     o.up_from = next;
+    // A new instance reports its disk afresh.
+    o.full = false;
     o.down_stamp_ms = None;
     if !o.in_ && o.auto_out {
         o.in_ = true;
@@ -106,6 +108,17 @@ pub fn handle_alive(map: &mut OsdMap, a: &OsdAlive) -> bool {
     match map.osds.get_mut(&a.id) {
         Some(o) if o.up && o.up_thru < a.want => {
             o.up_thru = next;
+            true
+        }
+        _ => false,
+    }
+}
+
+/// An up OSD reports whether its disk is full; a down one's report is stale.
+pub fn handle_full(map: &mut OsdMap, id: OsdId, full: bool) -> bool {
+    match map.osds.get_mut(&id) {
+        Some(o) if o.up && o.full != full => {
+            o.full = full;
             true
         }
         _ => false,
@@ -348,6 +361,26 @@ mod tests {
         assert!(!osd(&map, 0).auto_out);
         assert!(!mark_out(&mut map, 0, false) && !mark_out(&mut map, 0, true));
         assert!(!mark_out(&mut map, 9, false) && !mark_in(&mut map, 9));
+    }
+
+    /// That an up OSD's full report sets and clears its flag (a change only when it
+    /// differs), a down or unknown OSD's report changes nothing, and a new instance
+    /// booting starts not full.
+    #[test]
+    fn full_reports_set_and_clear_the_flag() {
+        let mut map = cluster(2);
+        assert!(step(&mut map, |m| handle_full(m, 0, true)));
+        assert!(osd(&map, 0).full && !osd(&map, 1).full);
+        assert!(!handle_full(&mut map, 0, true), "already full");
+        assert!(step(&mut map, |m| handle_full(m, 0, false)));
+        assert!(!osd(&map, 0).full);
+        assert!(!handle_full(&mut map, 9, true), "unknown OSD");
+        step(&mut map, |m| mark_down(m, 1, 100));
+        assert!(!handle_full(&mut map, 1, true), "down OSD");
+        assert!(step(&mut map, |m| handle_full(m, 0, true)));
+        step(&mut map, |m| mark_down(m, 0, 100));
+        assert!(step(&mut map, |m| handle_boot(m, &boot(0, 50, "h0"), 200)));
+        assert!(!osd(&map, 0).full, "a new instance reports afresh");
     }
 
     /// That `up_thru` becomes the epoch being made only for an up OSD asking for more

@@ -25,6 +25,8 @@ pub enum MonOp {
     OsdMarkDown { ids: Vec<OsdId>, now_ms: u64 },
     /// Set (non-empty) or clear (empty) temporary acting sets.
     PgTemp { entries: Vec<(crate::maps::PgId, Vec<OsdId>)> },
+    /// An OSD reports its disk full (past `osd_failsafe_full_ratio`) or no longer full.
+    OsdFull { osd: OsdId, full: bool },
     /// Leader's periodic check: `unresponsive` OSDs missed their report interval.
     OsdTick { unresponsive: Vec<OsdId>, now_ms: u64 },
 }
@@ -121,6 +123,10 @@ impl MonState {
             }
             MonOp::OsdAlive { alive } => {
                 osd_monitor::handle_alive(&mut self.osdmap, alive);
+                done("ok")
+            }
+            MonOp::OsdFull { osd, full } => {
+                osd_monitor::handle_full(&mut self.osdmap, *osd, *full);
                 done("ok")
             }
             MonOp::OsdMarkDown { ids, now_ms } => {

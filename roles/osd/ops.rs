@@ -60,32 +60,6 @@ pub fn take_writes(ops: &mut [OsdOp]) -> Vec<OsdOp> {
         .collect()
 }
 
-/// Checks, against the committed state, what would make a write fail, so no
-/// version is handed out for it: missing objects and exclusive creates. Returns
-/// whether the object exists before and after the request.
-pub fn precheck(store: &ObjectStore, pg: PgId, oid: &str, ops: &[OsdOp]) -> Result<(bool, bool), OsdError> {
-    let exists = match store.stat(pg, oid) {
-        Ok(_) => true,
-        Err(StoreError::NoObject(_)) => false,
-        Err(e) => return Err(store_errno(&e)),
-    };
-    let mut exists_now = exists;
-    for op in ops {
-        match op {
-            OsdOp::Create { exclusive: true } if exists_now => {
-                return Err(OsdError { errno: Errno::EEXIST, message: format!("object {oid} already exists") })
-            }
-            OsdOp::Remove | OsdOp::RmXattr { .. } | OsdOp::OmapRm { .. } | OsdOp::OmapClear if !exists_now => {
-                return Err(OsdError { errno: Errno::ENOENT, message: format!("object {oid} does not exist") })
-            }
-            OsdOp::Remove => exists_now = false,
-            op if op.is_write() => exists_now = true,
-            _ => {}
-        }
-    }
-    Ok((exists, exists_now))
-}
-
 /// Runs the read ops of a request (after its writes, if any, are committed).
 pub fn reads(store: &ObjectStore, pg: PgId, oid: &str, ops: &[OsdOp]) -> Result<Vec<OpOut>, OsdError> {
     let e = |e: StoreError| store_errno(&e);

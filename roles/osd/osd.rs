@@ -104,7 +104,7 @@ pub async fn start(cfg: Arc<ClusterConfig>, id: OsdId) -> anyhow::Result<Addr<Os
     let (msgr, rx) = Messenger::bind(&ident, me.addr, true, MsgrOptions::from_options(&cfg.global), faults)?;
     std::fs::create_dir_all(&me.data)?;
     let store = Arc::new(ObjectStore::open(&me.data)?);
-    let worker = StoreWorker::start(store.clone(), &format!("osd.{id}"))?;
+    let worker = StoreWorker::start(store.clone(), &format!("osd.{id}"), cfg.global.osd_debug_inject_commit_error)?;
     let readers = ReadPool::start(&format!("osd.{id}"))?;
     let monc = MonClient::new(msgr.clone(), &cfg);
     monc.start_subscription(MonSubscribe { osdmap: Some(0), auth: Some(0), ..Default::default() });
@@ -202,6 +202,7 @@ impl StreamHandler<NewMap> for Osd {
         }
         self.map = Some(map.clone());
         self.maybe_boot();
+        self.report_full();
         self.update_pgs(&map, ctx);
     }
 
@@ -369,6 +370,22 @@ impl Osd {
             }
         }
         self.full = full;
+        self.report_full();
+    }
+
+    /// Tells the monitors when the map's `full` state of this OSD is not what its disk
+    /// says, so primaries of the PGs it serves refuse writes that take space (checked
+    /// every second, so a lost report is sent again).
+    pub(super) fn report_full(&self) {
+        let full = self.full.is_some();
+        let Some(map) = self.map.as_ref() else { return };
+        if !self.booted() || map.osds.get(&self.id).is_none_or(|o| o.full == full) {
+            return;
+        }
+        let (monc, osd) = (self.monc.clone(), self.id);
+        actix::spawn(async move {
+            let _ = monc.send(Message::MOsdFull { osd, full }).await;
+        });
     }
 }
 

@@ -6,7 +6,7 @@
 use actix::prelude::*;
 use std::collections::{BTreeSet, VecDeque};
 
-use super::ops::{precheck, reads, store_errno, take_writes, write_txn};
+use super::ops::{reads, store_errno, take_writes, write_txn};
 use super::osd::{ClientOp, Inflight, Osd};
 use crate::now_ms;
 use super::pg::{changed_in, copy_object, install_copy, object_names, Pg, Phase};
@@ -485,12 +485,19 @@ impl Osd {
             tracing::debug!(pg = %id, from, "replication from a non-primary ignored");
             return;
         }
-        let version = entry.version;
+        let (version, interval) = (entry.version, pg.interval_since);
         let mut txn = write_txn(&entry.oid, ops, mtime);
         pg.log_write(entry, &mut txn);
         let rx = self.worker.submit(id, txn);
-        ctx.spawn(actix::fut::wrap_future(rx).map(move |r, _: &mut Osd, _| {
-            let ok = matches!(r, Ok(Ok(())));
+        ctx.spawn(actix::fut::wrap_future(rx).map(move |r, act: &mut Osd, _| {
+            let ok = match r {
+                Ok(Ok(())) => true,
+                Ok(Err(e)) => {
+                    act.replicated_write_failed(id, interval, version, &e);
+                    false
+                }
+                Err(_) => false,
+            };
             let _ = conn.send(Message::MOsdPeer(OsdPeerMsg::RepOpReply { pg: id, version, ok }));
         }));
     }
@@ -523,6 +530,18 @@ impl Osd {
         }
     }
 
+    /// Why a write that takes space cannot go to `id`: this OSD's disk is full, or
+    /// the map shows another OSD of the acting set full (its own check would fail the
+    /// replicated write there, Ceph's per-OSD full state).
+    fn full_acting(&self, id: PgId, map: &OsdMap) -> Option<String> {
+        if let Some(why) = &self.full {
+            return Some(why.clone());
+        }
+        let acting = &self.pgs.get(&id)?.acting;
+        let o = acting.iter().find(|o| map.osds.get(o).is_some_and(|i| i.full))?;
+        Some(format!("osd.{o} is full (its disk is past osd_failsafe_full_ratio): pg {id} refuses writes that take space"))
+    }
+
     /// A client op arrived (or is retried from the wait queue).
     pub(super) fn client_op(&mut self, op: ClientOp, ctx: &mut Context<Self>) {
         let Some(map) = self.map.clone() else { return self.park(op) };
@@ -545,9 +564,10 @@ impl Osd {
             return self.park(op);
         }
         if op.req.ops.iter().any(OsdOp::is_write) {
-            if let Some(why) = self.full.as_ref().filter(|_| op.req.ops.iter().any(OsdOp::may_grow)) {
-                let e = OsdError { errno: crate::error::Errno::ENOSPC, message: why.clone() };
-                return reply(&op, OsdOpResult::Err(e));
+            if op.req.ops.iter().any(OsdOp::may_grow) {
+                if let Some(why) = self.full_acting(id, &map) {
+                    return reply(&op, OsdOpResult::Err(OsdError { errno: crate::error::Errno::ENOSPC, message: why }));
+                }
             }
             self.start_write(op, map.epoch, ctx);
         } else if is_bulk_read(&self.store, id, &op.req.oid, &op.req.ops) {
@@ -605,24 +625,27 @@ impl Osd {
         if let Some(version) = pg.applied(&op.req.reqid) {
             return reply(&op, OsdOpResult::Ok { outs: vec![], version });
         }
-        let objects_delta = match precheck(&self.store, id, &op.req.oid, &op.req.ops) {
-            Err(e) => return reply(&op, OsdOpResult::Err(e)),
+        let mtime = now_ms();
+        let mut writes = take_writes(&mut op.req.ops);
+        // What every copy will apply (the log entry joins it below), checked here as the
+        // commit would check it, so a write that cannot apply gets no version.
+        let mut txn = write_txn(&op.req.oid, writes.clone(), mtime);
+        let objects_delta = match self.store.check(id, &op.req.oid, &txn) {
+            Err(e) => return reply(&op, OsdOpResult::Err(store_errno(&e))),
             Ok((before, after)) => after as i64 - before as i64,
         };
         let version = pg.next_version(epoch);
         let deleted = matches!(op.req.ops.iter().rev().find(|o| o.is_write()), Some(OsdOp::Remove));
         let entry = PgLogEntry { version, oid: op.req.oid.clone(), reqid: Some(op.req.reqid.clone()), deleted };
-        let mtime = now_ms();
-        let writes = take_writes(&mut op.req.ops);
         pg.busy.insert(op.req.oid.clone());
         let others: BTreeSet<OsdId> = pg.acting.iter().copied().filter(|o| *o != me).collect();
         let interval = pg.interval_since;
-        let msgs: Vec<(OsdId, OsdPeerMsg)> = others
-            .iter()
-            .map(|o| (*o, OsdPeerMsg::RepOp { pg: id, epoch: interval, entry: entry.clone(), ops: writes.clone(), mtime_ms: mtime }))
-            .collect();
-        // The local transaction takes the payloads the replicas' copies were made from.
-        let mut txn = write_txn(&op.req.oid, writes, mtime);
+        let mut msgs = Vec::with_capacity(others.len());
+        for (i, o) in others.iter().enumerate() {
+            // The last replica's message takes the ops (payloads are shared either way).
+            let ops = if i + 1 < others.len() { writes.clone() } else { std::mem::take(&mut writes) };
+            msgs.push((*o, OsdPeerMsg::RepOp { pg: id, epoch: interval, entry: entry.clone(), ops, mtime_ms: mtime }));
+        }
         pg.log_write(entry, &mut txn);
         for (o, m) in msgs {
             self.send_peer(o, m);
@@ -632,11 +655,34 @@ impl Osd {
         ctx.spawn(actix::fut::wrap_future(rx).map(move |r, act: &mut Osd, ctx| {
             let err = match r {
                 Ok(Ok(())) => None,
-                Ok(Err(e)) => Some(store_errno(&e)),
-                Err(_) => Some(store_errno(&StoreError::Db("store thread gone".into()))),
+                Ok(Err(e)) => Some(e),
+                Err(_) => Some(StoreError::Db("store thread gone".into())),
             };
-            act.write_progress(id, version, None, err.is_none(), err, ctx);
+            if let Some(e) = &err {
+                act.replicated_write_failed(id, interval, version, e);
+            }
+            act.write_progress(id, version, None, err.is_none(), err.map(|e| store_errno(&e)), ctx);
         }));
+    }
+
+    /// This copy failed to commit a replicated write (`version` of `id`, ordered in
+    /// `interval`) that the others may have committed. Its PG would differ from theirs
+    /// while staying active, and nothing repairs a copy before the next peering; so,
+    /// as a Ceph OSD aborts when its object store fails a transaction, this OSD exits
+    /// (status 70). The monitors mark it down, the PG peers without it and goes on
+    /// (the client's re-sent request finds the write in the survivors' log), and when
+    /// it restarts, peering recovers its copy from the authoritative log. A failure
+    /// reported after the interval changed needs nothing: that peering reconciles it.
+    pub(super) fn replicated_write_failed(&self, id: PgId, interval: u64, version: Eversion, e: &StoreError) {
+        if self.pgs.get(&id).is_none_or(|p| p.interval_since != interval) {
+            tracing::warn!(pg = %id, %version, "write failed after its interval ended (peering reconciles it): {e}");
+            return;
+        }
+        tracing::error!(
+            pg = %id, %version,
+            "the object store failed a replicated write: {e}; exiting so that this copy cannot diverge from the others (restart the OSD: peering recovers it)"
+        );
+        std::process::exit(70);
     }
 
     /// Local commit (`from` None) or a replica's acknowledgement of a write.

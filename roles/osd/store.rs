@@ -506,6 +506,20 @@ impl ObjectStore {
         self.header(&self.ks.read_tx(), pg, oid)
     }
 
+    /// Runs the checks a commit of `txn` would run (existence, exclusive create, size,
+    /// name and omap key limits) against the committed state, committing nothing, so
+    /// a primary refuses a write before it hands out a version and replicates it.
+    /// Returns whether `oid` exists before and after `txn`.
+    pub fn check(&self, pg: PgId, oid: &str, txn: &Transaction) -> Result<(bool, bool), StoreError> {
+        let rt = self.ks.read_tx();
+        let objects = self.view(&rt, &self.parts.objects);
+        let before = get_header(&objects, pg, oid)?.is_some();
+        let steps = write::check_txn(&objects, pg, txn)?;
+        // One step per object op, in order.
+        let after = txn.ops.iter().filter_map(TxOp::oid).zip(&steps).filter(|(o, _)| *o == oid).last();
+        Ok((before, after.map_or(before, |(_, (_, header))| header.is_some())))
+    }
+
     /// Reads `len` bytes (to the end if `None`) from `off`; short or empty past the end.
     pub fn read(&self, pg: PgId, oid: &str, off: u64, len: Option<u64>) -> Result<Vec<u8>, StoreError> {
         Ok(self.read_bytes(pg, oid, off, len)?.to_vec())

@@ -51,6 +51,38 @@ fn create_exclusive_and_idempotent() -> R {
     Ok(())
 }
 
+/// That `check` answers exactly what a commit of the same transaction would (so a
+/// primary refuses a write before replicating it), says whether the object exists
+/// before and after, and commits nothing.
+#[test]
+fn check_matches_commit_and_commits_nothing() -> R {
+    let (_d, st) = open_tmp();
+    let create = txn(vec![TxOp::Create { oid: s("o"), exclusive: true }, write("o", 0, b"abc")]);
+    assert_eq!(st.check(pg(0), "o", &create)?, (false, true));
+    assert!(matches!(st.stat(pg(0), "o"), Err(StoreError::NoObject(_))), "check commits nothing");
+    st.apply(pg(0), &create)?;
+    assert!(matches!(st.check(pg(0), "o", &create), Err(StoreError::Exists(_))));
+    assert_eq!(st.check(pg(0), "o", &txn(vec![TxOp::Remove { oid: s("o") }]))?, (true, false));
+    assert_eq!(st.check(pg(0), "o", &txn(vec![TxOp::Remove { oid: s("o") }, write("o", 0, b"x")]))?, (true, true));
+    let failing = [
+        txn(vec![TxOp::Remove { oid: s("missing") }]),
+        txn(vec![TxOp::OmapClear { oid: s("missing") }]),
+        txn(vec![write("o", MAX_OBJECT_SIZE, b"x")]),
+        txn(vec![omap_set("o", &[(&"k".repeat(MAX_NAME_LEN + 1), b"v")])]),
+        txn(vec![TxOp::SetXattr { oid: s("o"), name: String::new(), value: vec![1] }]),
+        txn(vec![TxOp::Create { oid: "n".repeat(MAX_NAME_LEN + 1), exclusive: false }]),
+    ];
+    for t in &failing {
+        let oid = t.ops[0].oid().unwrap_or_default();
+        let checked = st.check(pg(0), oid, t).map(|_| ()).map_err(|e| e.to_string());
+        let committed = st.apply(pg(0), t).map_err(|e| e.to_string());
+        assert!(checked.is_err(), "{t:?}");
+        assert_eq!(checked, committed, "{t:?}");
+    }
+    assert_eq!(st.read(pg(0), "o", 0, None)?, b"abc".to_vec());
+    Ok(())
+}
+
 /// That WriteFull replaces the whole content, shrinking a larger object to the new length.
 #[test]
 fn write_full_replaces() -> R {

@@ -75,7 +75,7 @@ type Step = (u64, Option<ObjStat>);
 
 /// Decides whether `txn` can apply on top of the current state, reading only headers;
 /// the [`Step`] of each object op, in order.
-fn check_txn(objects: &impl Kv, pg: PgId, txn: &Transaction) -> Result<Vec<Step>, StoreError> {
+pub(super) fn check_txn(objects: &impl Kv, pg: PgId, txn: &Transaction) -> Result<Vec<Step>, StoreError> {
     let mut steps = Vec::with_capacity(txn.ops.len());
     let mut shadow: HashMap<&str, Option<ObjStat>> = HashMap::new();
     let mut wiped = false;

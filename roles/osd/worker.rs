@@ -24,7 +24,8 @@ pub struct StoreWorker {
 const MAX_BATCH: usize = 64;
 
 impl StoreWorker {
-    pub fn start(store: Arc<ObjectStore>, name: &str) -> std::io::Result<StoreWorker> {
+    /// `inject_error`: the fraction of batches failed on purpose (`osd_debug_inject_commit_error`).
+    pub fn start(store: Arc<ObjectStore>, name: &str, inject_error: f64) -> std::io::Result<StoreWorker> {
         let (tx, rx) = mpsc::channel::<Job>();
         std::thread::Builder::new().name(format!("{name}-store")).spawn(move || {
             while let Ok(first) = rx.recv() {
@@ -38,7 +39,12 @@ impl StoreWorker {
                 // The transactions move into the batch (a 4 MiB write is not copied again).
                 let (dones, batch): (Vec<_>, Vec<(PgId, Transaction)>) =
                     jobs.into_iter().map(|j| (j.done, (j.pg, j.txn))).unzip();
-                match store.apply_batch(&batch) {
+                let result = if inject_error > 0.0 && rand::random::<f64>() < inject_error {
+                    Err(StoreError::Db("injected commit failure (osd_debug_inject_commit_error)".into()))
+                } else {
+                    store.apply_batch(&batch)
+                };
+                match result {
                     Ok(results) => {
                         for (done, r) in dones.into_iter().zip(results) {
                             let _ = done.send(r);

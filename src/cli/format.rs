@@ -343,7 +343,7 @@ fn osd_dump(m: &OsdMap) -> String {
     o.push_str(&pool_ls(m, true));
     o.push('\n');
     for x in m.osds.values() {
-        let st = format!("{} {}", if x.up { "up" } else { "down" }, if x.in_ { "in" } else { "out" });
+        let st = format!("{} {}{}", if x.up { "up" } else { "down" }, if x.in_ { "in" } else { "out" }, if x.full { " full" } else { "" });
         let addr = x.addr.map(|a| a.to_string()).unwrap_or_default();
         let _ = writeln!(o, "osd.{} {st} weight {:.5} up_from {} up_thru {} down_at {} {addr}", x.id, w(x.weight), x.up_from, x.up_thru, x.down_at);
     }

@@ -28,6 +28,10 @@ pub struct OsdInfo {
     /// Marked out automatically (may come back in on boot) rather than by an admin.
     pub auto_out: bool,
     pub host: String,
+    /// The OSD reported its disk past `osd_failsafe_full_ratio` (Ceph's per-OSD `full`
+    /// state): primaries refuse writes that take space on PGs it serves.
+    #[serde(default)]
+    pub full: bool,
 }
 
 impl OsdInfo {
@@ -45,6 +49,7 @@ impl OsdInfo {
             down_stamp_ms: None,
             auto_out: false,
             host: host.to_string(),
+            full: false,
         }
     }
 }

@@ -87,6 +87,8 @@ pub enum Message {
     MOsdBeacon { id: OsdId, epoch: Epoch },
     /// A primary asks for (non-empty) or clears (empty) `pg_temp` acting sets.
     MOsdPgTemp { osd: OsdId, entries: Vec<(crate::maps::PgId, Vec<OsdId>)> },
+    /// An OSD's disk crossed `osd_failsafe_full_ratio` (either way); Ceph's MOSDFull.
+    MOsdFull { osd: OsdId, full: bool },
     /// Heartbeat between OSDs; answered with `reply: true` carrying the same stamp.
     MOsdPing { from: OsdId, epoch: Epoch, stamp_ms: u64, reply: bool },
     MOsdOp(osd::OsdOpRequest),
@@ -132,6 +134,7 @@ impl Message {
             Message::MOsdAlive(_) => "MOsdAlive",
             Message::MOsdBeacon { .. } => "MOsdBeacon",
             Message::MOsdPgTemp { .. } => "MOsdPgTemp",
+            Message::MOsdFull { .. } => "MOsdFull",
             Message::MOsdPing { .. } => "MOsdPing",
             Message::MOsdOp(_) => "MOsdOp",
             Message::MOsdOpReply(_) => "MOsdOpReply",
