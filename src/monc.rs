@@ -87,7 +87,7 @@ impl MonClient {
     ) -> Result<Arc<MonClient>, MoncError> {
         let setup = |e: &dyn std::fmt::Display| MoncError::Setup(format!("{entity}: {e}"));
         let id = crate::auth::Identity::load(key_dir, entity).map_err(|e| setup(&e))?;
-        let bind = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        let bind = crate::net::client_bind_addr(cfg.mon_addrs().values());
         let opts = crate::net::MsgrOptions::from_options(&cfg.global);
         let (msgr, mut rx) =
             Messenger::bind(&id, bind, false, opts, crate::net::FaultRules::default()).map_err(|e| setup(&e))?;

@@ -155,7 +155,7 @@ impl Client {
     ) -> Result<Client, CmdError> {
         let id = Identity::load(key_dir, entity)
             .map_err(|e| CmdError::new(Errno::EACCES, format!("cannot load identity {entity}: {e}")))?;
-        let bind = SocketAddr::from(([127, 0, 0, 1], 0));
+        let bind = crate::net::client_bind_addr(cfg.mon_addrs().values());
         let opts = MsgrOptions::from_options(&cfg.global);
         let (msgr, rx) = Messenger::bind(&id, bind, false, opts, FaultRules::default())
             .map_err(|e| CmdError::new(Errno::EIO, format!("cannot bind a client endpoint: {e}")))?;

@@ -1,7 +1,6 @@
 //! Admin commands: map each CLI command to a `MonCommand`, send it through a
 //! MonClient authenticated as `--name`, and print the reply (plain or JSON).
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 
 use super::format;
 use super::{load_config, AuthCmd, BlocklistCmd, Cli, Cmd, FsCmd, MdsCmd, MonCmd, OsdCmd, PoolCmd};
@@ -21,7 +20,7 @@ pub(super) fn connect(
 ) -> anyhow::Result<(Messenger, std::sync::Arc<MonClient>)> {
     let id = Identity::load(key_dir, name)
         .map_err(|e| CmdError::new(Errno::EACCES, format!("cannot load identity {name}: {e}")))?;
-    let bind: SocketAddr = "127.0.0.1:0".parse()?;
+    let bind = cephr::net::client_bind_addr(cfg.mon_addrs().values());
     let (msgr, _rx) = Messenger::bind(&id, bind, false, MsgrOptions::from_options(&cfg.global), FaultRules::default())?;
     let monc = MonClient::new(msgr.clone(), cfg);
     Ok((msgr, monc))

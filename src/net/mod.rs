@@ -146,6 +146,33 @@ fn udp_socket(addr: SocketAddr, buf: usize) -> Result<std::net::UdpSocket, NetEr
     Ok(s.into())
 }
 
+/// Where a client-only endpoint (CLI, mount, tools) binds, given the monitors'
+/// addresses: loopback (of the first monitor's family) when every monitor is on
+/// loopback, so a single-machine cluster stays off the network; otherwise the local address the kernel routes to the first other
+/// monitor from (port 0), so the client is reachable from the cluster's machines and its
+/// own address is the one the daemons see (blocklist entries name it); the unspecified
+/// address if no route is found.
+pub fn client_bind_addr<'a>(mons: impl IntoIterator<Item = &'a SocketAddr>) -> SocketAddr {
+    let mons: Vec<SocketAddr> = mons.into_iter().copied().collect();
+    let Some(remote) = mons.iter().find(|a| !a.ip().is_loopback()) else {
+        return match mons.first() {
+            Some(m) if m.is_ipv6() => SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, 0)),
+            _ => SocketAddr::from(([127, 0, 0, 1], 0)),
+        };
+    };
+    let any: SocketAddr = if remote.is_ipv6() {
+        SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0))
+    } else {
+        SocketAddr::from(([0, 0, 0, 0], 0))
+    };
+    // Connecting a UDP socket sends nothing: it only picks the route and source address.
+    let routed = std::net::UdpSocket::bind(any).and_then(|s| s.connect(remote).and_then(|_| s.local_addr()));
+    match routed {
+        Ok(local) => SocketAddr::new(local.ip(), 0),
+        Err(_) => any,
+    }
+}
+
 /// Root may raise socket buffers past `net.core.rmem_max`; others fall back.
 fn force_buffer(s: &socket2::Socket, opt: libc::c_int, size: usize) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;
@@ -397,4 +424,30 @@ async fn accept_one(m: &Messenger, incoming: quinn::Incoming) -> Result<EntityNa
     }
     ConnHandle::start(quic, peer.clone(), m.inner.shared.clone());
     Ok(peer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::client_bind_addr;
+    use std::net::SocketAddr;
+
+    fn a(s: &str) -> SocketAddr {
+        s.parse().expect("literal address")
+    }
+
+    /// That a client binds loopback when every monitor is on loopback (in the monitors'
+    /// family), and otherwise a port-0 address of the monitors' family that is not
+    /// loopback: the source address the kernel would route to them from, or the
+    /// unspecified address (192.0.2.1 is a documentation address: a UDP `connect` to it
+    /// sends nothing).
+    #[test]
+    fn client_bind_follows_the_monitors() {
+        assert_eq!(client_bind_addr(&[]), a("127.0.0.1:0"));
+        assert_eq!(client_bind_addr(&[a("127.0.0.1:6789"), a("127.0.0.2:6790")]), a("127.0.0.1:0"));
+        assert_eq!(client_bind_addr(&[a("[::1]:6789")]), a("[::1]:0"));
+        let b = client_bind_addr(&[a("127.0.0.1:6789"), a("192.0.2.1:6789")]);
+        assert!(b.is_ipv4() && b.port() == 0 && !b.ip().is_loopback(), "{b}");
+        // What a client bound there would be reached at: bindable here.
+        assert!(std::net::UdpSocket::bind(b).is_ok(), "{b}");
+    }
 }
