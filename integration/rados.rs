@@ -434,6 +434,53 @@ fn t60_backfill_through_pg_temp() {
     assert_eq!(c.osd_digests(0), c.osd_digests(1));
 }
 
+/// That recovery moves more data than one message may carry (`ms_max_frame_bytes`):
+/// log-based recovery of a returning OSD and a whole-PG backfill of a new one, each of
+/// one PG holding 80 MiB, finish active+clean with identical copies.
+#[test]
+fn t65_recovery_larger_than_a_frame() {
+    let mut c = Cluster::start_with(&["a"], 3);
+    assert_eq!(c.cli(&["osd", "pool", "create", "p", "--size", "2", "--min-size", "1", "--pg-num", "1"]).code, 0);
+    let m = c.json(&["osd", "map", "p", "anything"]);
+    let acting: Vec<u32> = m["acting"].as_array().expect("acting").iter().filter_map(|v| v.as_u64()).map(|v| v as u32).collect();
+    let primary = m["acting_primary"].as_u64().expect("primary") as u32;
+    let replica = *acting.iter().find(|o| **o != primary).expect("replica");
+    let spare = (0..3).find(|o| !acting.contains(o)).expect("spare");
+    let cl = c.rados(Duration::from_secs(30));
+    let obj = |i: u32| harness::bytes(u64::from(i) + 7, 4 << 20);
+    eprintln!("--- osd.{replica} down; 20 × 4 MiB written to osd.{primary} alone");
+    c.kill9(&format!("osd.{replica}"));
+    c.wait_for(Duration::from_secs(10), "replica down", |c| !c.osds_up().contains(&replica));
+    cl.rt.block_on(async {
+        for i in 0..20u32 {
+            cl.obj.write_full("p", &format!("o{i}"), obj(i)).await.expect("write");
+        }
+    });
+    eprintln!("--- osd.{replica} returns: log-based recovery of 80 MiB");
+    c.start_daemon(&format!("osd.{replica}"));
+    c.wait_for(Duration::from_secs(60), "active+clean after recovery", |c| {
+        c.osds_up().contains(&replica) && c.cli(&["pg", "stat"]).stdout.contains("1 active+clean")
+    });
+    eprintln!("--- osd.{replica} out: osd.{spare} is backfilled with the whole PG");
+    assert_eq!(c.cli(&["osd", "out", &replica.to_string()]).code, 0);
+    c.wait_for(Duration::from_secs(60), "active+clean after backfill", |c| {
+        let m = c.json(&["osd", "map", "p", "anything"]);
+        m["acting"].as_array().is_some_and(|a| a.iter().any(|v| v.as_u64() == Some(u64::from(spare))))
+            && c.cli(&["pg", "stat"]).stdout.contains("1 active+clean")
+    });
+    cl.rt.block_on(async {
+        for i in 0..20u32 {
+            assert!(cl.obj.read("p", &format!("o{i}"), 0, None).await.expect("read") == obj(i), "o{i}");
+        }
+    });
+    for i in 0..3 {
+        c.kill9(&format!("osd.{i}"));
+    }
+    let d = c.osd_digests(primary);
+    assert_eq!(d.iter().map(|(_, d)| d.len()).sum::<usize>(), 20);
+    assert_eq!(c.osd_digests(spare), d, "the backfilled copy");
+}
+
 /// The `round`-th content of large object `i`: four whole 64 KiB chunks (block-file slots)
 /// and a 123-byte inline tail.
 fn big_content(i: u32, round: u32) -> Vec<u8> {

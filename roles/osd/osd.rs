@@ -67,6 +67,11 @@ pub struct Osd {
     /// Why writes are refused while the disk is past `osd_failsafe_full_ratio`
     /// (checked every second).
     pub(super) full: Option<String>,
+    /// Pushes being sent in parts, by (PG, receiving OSD).
+    pub(super) pushes: HashMap<(PgId, OsdId), super::osd_pg::PushCursor>,
+    /// Pushes being received in parts, by (PG, sending OSD): the interval and the next
+    /// part expected.
+    pub(super) push_in: HashMap<(PgId, OsdId), (u64, u32)>,
 }
 
 use crate::now_ms;
@@ -137,6 +142,8 @@ pub async fn start(cfg: Arc<ClusterConfig>, id: OsdId) -> anyhow::Result<Addr<Os
             reported: (BTreeMap::new(), Instant::now()),
             data: me.data.clone(),
             full: None,
+            pushes: HashMap::new(),
+            push_in: HashMap::new(),
         }
     }))
 }

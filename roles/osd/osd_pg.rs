@@ -20,6 +20,33 @@ use crate::net::ConnHandle;
 /// Reads at least this long (or of whole objects) run on a reader thread.
 const BULK_READ: u64 = 256 << 10;
 
+/// Object bytes per part of a recovery push (a part holds at least one object).
+/// Parts keep each message far below `ms_max_frame_bytes` (64 MiB) and bound what
+/// either side holds in memory at once.
+const PUSH_PART_BYTES: usize = 16 << 20;
+
+/// Bytes of an object copy (data, xattrs and omap).
+fn copy_bytes(c: &ObjectCopy) -> usize {
+    let pairs = |v: &[(String, serde_bytes::ByteBuf)]| v.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+    c.data.as_ref().map_or(0, |d| d.len()) + pairs(&c.xattrs) + pairs(&c.omap)
+}
+
+/// A push being sent in parts: the objects still to read and send.
+pub(super) struct PushCursor {
+    epoch: u64,
+    names: VecDeque<(String, Eversion)>,
+    part: u32,
+    complete: bool,
+    info: PgInfo,
+    log: Vec<PgLogEntry>,
+}
+
+impl PushCursor {
+    fn new(epoch: u64, names: VecDeque<(String, Eversion)>, info: PgInfo, log: Vec<PgLogEntry>, complete: bool) -> Self {
+        PushCursor { epoch, names, part: 0, complete, info, log }
+    }
+}
+
 /// Whether a read-only request reads enough data to run off the actor's thread (a
 /// read to the end of the object counts by the object's size).
 fn is_bulk_read(store: &ObjectStore, pg: PgId, oid: &str, ops: &[OsdOp]) -> bool {
@@ -301,12 +328,51 @@ impl Osd {
         }
     }
 
-    fn copies(&self, id: PgId, wanted: Vec<(String, Eversion, bool)>) -> Result<Vec<ObjectCopy>, StoreError> {
-        wanted.into_iter().map(|(oid, v, _)| copy_object(&self.store, id, &oid, v)).collect()
+    /// A part of a recovery arrived or was acknowledged: a primary recovering this PG is
+    /// making progress, so its stalled-step timer starts over (a large PG takes longer
+    /// than that timer to recover, but no part does).
+    fn recovery_progress(&mut self, id: PgId) {
+        let me = self.id;
+        if let Some(p) = self.pgs.get_mut(&id).filter(|p| p.phase == Phase::Recovering && p.is_primary(me)) {
+            p.step_since = std::time::Instant::now();
+        }
     }
 
-    fn all_copies(&self, id: PgId) -> Result<Vec<ObjectCopy>, StoreError> {
-        object_names(&self.store, id)?.iter().map(|oid| copy_object(&self.store, id, oid, Eversion::default())).collect()
+    /// Starts sending a push to `osd` (recovery, or a pull's answer), part by part.
+    fn start_push(&mut self, osd: OsdId, id: PgId, cursor: PushCursor) {
+        self.pushes.insert((id, osd), cursor);
+        self.send_next_part(id, osd);
+    }
+
+    /// Sends the next part of the push to `osd`: objects up to [`PUSH_PART_BYTES`]
+    /// (at least one), read only now, so neither side holds more than a part of a PG
+    /// however large it is, and each part fits a frame. The cursor is dropped with the
+    /// last part; the last part's reply is the recovery's answer.
+    pub(super) fn send_next_part(&mut self, id: PgId, osd: OsdId) {
+        let Some(c) = self.pushes.get_mut(&(id, osd)) else { return };
+        let (mut objects, mut bytes) = (Vec::new(), 0usize);
+        while bytes < PUSH_PART_BYTES {
+            let Some((oid, v)) = c.names.pop_front() else { break };
+            match copy_object(&self.store, id, &oid, v) {
+                Ok(o) => {
+                    bytes += copy_bytes(&o);
+                    objects.push(o);
+                }
+                Err(e) => {
+                    tracing::error!(pg = %id, osd, "cannot read objects for recovery: {e}");
+                    self.pushes.remove(&(id, osd));
+                    return;
+                }
+            }
+        }
+        let more = !c.names.is_empty();
+        let (info, log) = if more { (PgInfo::default(), Vec::new()) } else { (c.info.clone(), std::mem::take(&mut c.log)) };
+        let m = OsdPeerMsg::Push { pg: id, epoch: c.epoch, objects, info, log, complete: c.complete && c.part == 0, part: c.part, more };
+        c.part += 1;
+        if !more {
+            self.pushes.remove(&(id, osd));
+        }
+        self.send_peer(osd, m);
     }
 
     fn push_to_replicas(&mut self, id: PgId) {
@@ -323,12 +389,16 @@ impl Osd {
         }
         let mut pushing = BTreeSet::new();
         for (osd, since, complete) in targets {
-            let objects = if complete { self.all_copies(id) } else { self.copies(id, changed_in(&log, since)) };
-            match objects {
-                Ok(objects) => {
-                    tracing::info!(pg = %id, osd, n = objects.len(), complete, "recovering replica");
-                    let m = OsdPeerMsg::Push { pg: id, epoch, objects, info: info.clone(), log: log.clone(), complete };
-                    self.send_peer(osd, m);
+            let names = if complete {
+                object_names(&self.store, id).map(|n| n.into_iter().map(|o| (o, Eversion::default())).collect())
+            } else {
+                Ok(changed_in(&log, since).into_iter().map(|(o, v, _)| (o, v)).collect())
+            };
+            match names {
+                Ok(names) => {
+                    let names: VecDeque<_> = names;
+                    tracing::info!(pg = %id, osd, n = names.len(), complete, "recovering replica");
+                    self.start_push(osd, id, PushCursor::new(epoch, names, info.clone(), log.clone(), complete));
                     pushing.insert(osd);
                 }
                 Err(e) => tracing::error!(pg = %id, "cannot read objects for recovery: {e}"),
@@ -402,7 +472,9 @@ impl Osd {
     }
 
     /// Installs pushed copies (a whole PG when `complete`) and adopts the sender's log.
-    fn install_push(&mut self, id: PgId, objects: &[ObjectCopy], info: PgInfo, log: Vec<PgLogEntry>, complete: bool) -> bool {
+    /// Installs pushed copies (the whole PG when `complete`) and, with the push's last
+    /// part (`adopt`), takes the sender's info and log.
+    fn install_push(&mut self, id: PgId, objects: &[ObjectCopy], info: PgInfo, log: Vec<PgLogEntry>, complete: bool, adopt: bool) -> bool {
         let mut txn = Transaction::default();
         if complete {
             txn.ops.push(TxOp::RemovePg);
@@ -412,7 +484,9 @@ impl Osd {
             install_copy(c, exists, &mut txn);
         }
         let pg = self.pgs.entry(id).or_insert_with(|| Pg::new(id));
-        pg.adopt(info, log, &mut txn);
+        if adopt {
+            pg.adopt(info, log, &mut txn);
+        }
         match self.store.apply(id, &txn) {
             Ok(()) => {
                 pg.recount(&self.store);
@@ -437,23 +511,51 @@ impl Osd {
             OsdPeerMsg::Pull { pg, epoch, oids, all } => {
                 let log = self.pgs.get(&pg).map(|p| p.log_vec()).unwrap_or_default();
                 let info = self.pgs.get(&pg).map(|p| p.info.clone()).unwrap_or_default();
-                let want = oids.into_iter().map(|o| (o, Eversion::default(), false)).collect();
-                let objects = if all { self.all_copies(pg) } else { self.copies(pg, want) };
-                if let Ok(objects) = objects {
-                    let _ = conn.send(Message::MOsdPeer(OsdPeerMsg::Push { pg, epoch, objects, info, log, complete: all }));
+                let names = if all { object_names(&self.store, pg) } else { Ok(oids) };
+                match names {
+                    Ok(names) => {
+                        let names = names.into_iter().map(|o| (o, Eversion::default())).collect();
+                        self.start_push(from, pg, PushCursor::new(epoch, names, info, log, all));
+                    }
+                    Err(e) => tracing::error!(pg = %pg, "cannot list objects for a pull: {e}"),
                 }
             }
-            OsdPeerMsg::Push { pg, epoch, objects, info, log, complete } => {
-                let ok = self.install_push(pg, &objects, info, log, complete);
+            OsdPeerMsg::Push { pg, epoch, objects, info, log, complete, part, more } => {
+                // Parts count up from 0 within one interval; a gap (a part lost with a
+                // connection) fails the rest, so a partial copy is never declared whole.
+                let in_order = part == 0 || self.push_in.get(&(pg, from)) == Some(&(epoch, part));
+                let ok = in_order && self.install_push(pg, &objects, info, log, complete, !more);
+                self.recovery_progress(pg);
+                if more {
+                    if ok {
+                        self.push_in.insert((pg, from), (epoch, part + 1));
+                    } else {
+                        self.push_in.remove(&(pg, from));
+                    }
+                    let _ = conn.send(Message::MOsdPeer(OsdPeerMsg::PushReply { pg, epoch, ok, part }));
+                    return;
+                }
+                self.push_in.remove(&(pg, from));
                 if self.current(pg, epoch, Phase::Recovering) {
                     if ok {
                         self.push_to_replicas(pg);
                     }
                 } else {
-                    let _ = conn.send(Message::MOsdPeer(OsdPeerMsg::PushReply { pg, epoch, ok }));
+                    let _ = conn.send(Message::MOsdPeer(OsdPeerMsg::PushReply { pg, epoch, ok, part }));
                 }
             }
-            OsdPeerMsg::PushReply { pg, epoch, ok } => {
+            OsdPeerMsg::PushReply { pg, epoch, ok, part } => {
+                if let Some(c) = self.pushes.get(&(pg, from)).filter(|c| c.epoch == epoch) {
+                    // A part acknowledged: send the next one (or give up; peering retries).
+                    if ok && c.part == part + 1 {
+                        self.recovery_progress(pg);
+                        self.send_next_part(pg, from);
+                    } else if !ok {
+                        tracing::warn!(pg = %pg, osd = from, part, "a recovery part was not installed");
+                        self.pushes.remove(&(pg, from));
+                    }
+                    return;
+                }
                 if self.current(pg, epoch, Phase::Recovering) && ok {
                     if let Some(p) = self.pgs.get_mut(&pg) {
                         p.pushing.remove(&from);

@@ -143,8 +143,30 @@ pub enum OsdPeerMsg {
     Notify { pg: PgId, epoch: Epoch, info: PgInfo, log: Vec<PgLogEntry> },
     /// Primary → member: send these objects (or, with `all`, every object) as copies.
     Pull { pg: PgId, epoch: Epoch, oids: Vec<String>, all: bool },
-    Push { pg: PgId, epoch: Epoch, objects: Vec<ObjectCopy>, info: PgInfo, log: Vec<PgLogEntry>, complete: bool },
-    PushReply { pg: PgId, epoch: Epoch, ok: bool },
+    /// Objects for a member (recovery) or for the primary (a pull's answer), in parts
+    /// numbered from 0 that each fit a frame: `complete` (first part only) replaces the
+    /// whole PG; `info` and `log` are adopted with the last part (`more` false). The
+    /// sender sends the next part when the receiver has acknowledged this one.
+    Push {
+        pg: PgId,
+        epoch: Epoch,
+        objects: Vec<ObjectCopy>,
+        info: PgInfo,
+        log: Vec<PgLogEntry>,
+        complete: bool,
+        #[serde(default)]
+        part: u32,
+        #[serde(default)]
+        more: bool,
+    },
+    /// Acknowledges part `part` of a push (the last part's reply ends a recovery).
+    PushReply {
+        pg: PgId,
+        epoch: Epoch,
+        ok: bool,
+        #[serde(default)]
+        part: u32,
+    },
     /// Primary → member: the PG is active at `epoch` with this info.
     Activate { pg: PgId, epoch: Epoch, info: PgInfo },
     /// Objects of a PG, for listing a pool.
