@@ -471,7 +471,6 @@ impl Osd {
         }
     }
 
-    /// Installs pushed copies (a whole PG when `complete`) and adopts the sender's log.
     /// Installs pushed copies (the whole PG when `complete`) and, with the push's last
     /// part (`adopt`), takes the sender's info and log.
     fn install_push(&mut self, id: PgId, objects: &[ObjectCopy], info: PgInfo, log: Vec<PgLogEntry>, complete: bool, adopt: bool) -> bool {
