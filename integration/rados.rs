@@ -64,7 +64,7 @@ fn t10_writer_survives_osd_kill_and_replicas_converge() {
         }
     });
     eprintln!("--- stop the OSDs and compare every replica");
-    std::thread::sleep(Duration::from_secs(2));
+    c.wait_for(Duration::from_secs(30), "all PGs active+clean", |c| c.cli(&["pg", "stat"]).stdout.contains("16 active+clean"));
     for i in 0..3 {
         c.kill9(&format!("osd.{i}"));
     }

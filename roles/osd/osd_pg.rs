@@ -39,11 +39,14 @@ pub(super) struct PushCursor {
     complete: bool,
     info: PgInfo,
     log: Vec<PgLogEntry>,
+    /// The connection a pull came on (its answer goes back on it, even before this
+    /// OSD's map shows the puller's new instance); None: the peer's usual connection.
+    via: Option<ConnHandle>,
 }
 
 impl PushCursor {
     fn new(epoch: u64, names: VecDeque<(String, Eversion)>, info: PgInfo, log: Vec<PgLogEntry>, complete: bool) -> Self {
-        PushCursor { epoch, names, part: 0, complete, info, log }
+        PushCursor { epoch, names, part: 0, complete, info, log, via: None }
     }
 }
 
@@ -369,10 +372,16 @@ impl Osd {
         let (info, log) = if more { (PgInfo::default(), Vec::new()) } else { (c.info.clone(), std::mem::take(&mut c.log)) };
         let m = OsdPeerMsg::Push { pg: id, epoch: c.epoch, objects, info, log, complete: c.complete && c.part == 0, part: c.part, more };
         c.part += 1;
+        let via = c.via.clone();
         if !more {
             self.pushes.remove(&(id, osd));
         }
-        self.send_peer(osd, m);
+        match via {
+            Some(conn) => {
+                let _ = conn.send(Message::MOsdPeer(m));
+            }
+            None => self.send_peer(osd, m),
+        }
     }
 
     fn push_to_replicas(&mut self, id: PgId) {
@@ -514,7 +523,8 @@ impl Osd {
                 match names {
                     Ok(names) => {
                         let names = names.into_iter().map(|o| (o, Eversion::default())).collect();
-                        self.start_push(from, pg, PushCursor::new(epoch, names, info, log, all));
+                        let cursor = PushCursor { via: Some(conn), ..PushCursor::new(epoch, names, info, log, all) };
+                        self.start_push(from, pg, cursor);
                     }
                     Err(e) => tracing::error!(pg = %pg, "cannot list objects for a pull: {e}"),
                 }
