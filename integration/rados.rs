@@ -12,6 +12,19 @@ fn content(i: u32, round: u32) -> Vec<u8> {
     (0..4096u32).map(|j| (i.wrapping_mul(31) ^ j.wrapping_mul(7) ^ round) as u8).collect()
 }
 
+/// Stops the three OSDs and checks that their stores hold `objects` objects and are
+/// identical (per-PG digests of every object).
+fn stop_and_compare(c: &mut Cluster, objects: usize) {
+    for i in 0..3 {
+        c.kill9(&format!("osd.{i}"));
+    }
+    let d0 = c.osd_digests(0);
+    assert_eq!(d0.iter().map(|(_, d)| d.len()).sum::<usize>(), objects);
+    for i in 1..3 {
+        assert_eq!(c.osd_digests(i), d0, "osd.{i} equals osd.0");
+    }
+}
+
 /// That with size 3 / min_size 2 a writer keeps going through `kill -9` of an OSD,
 /// every acknowledged object reads back intact, the PGs serve again after `osd out`,
 /// and once the OSD is back and in, every replica is identical.
@@ -65,14 +78,7 @@ fn t10_writer_survives_osd_kill_and_replicas_converge() {
     });
     eprintln!("--- stop the OSDs and compare every replica");
     c.wait_for(Duration::from_secs(30), "all PGs active+clean", |c| c.cli(&["pg", "stat"]).stdout.contains("16 active+clean"));
-    for i in 0..3 {
-        c.kill9(&format!("osd.{i}"));
-    }
-    let d0 = c.osd_digests(0);
-    assert_eq!(d0.iter().map(|(_, d)| d.len()).sum::<usize>(), 1000);
-    for i in 1..3 {
-        assert_eq!(c.osd_digests(i), d0, "osd.{i} equals osd.0");
-    }
+    stop_and_compare(&mut c, 1000);
 }
 
 /// That with two of three OSDs down (size 3, min_size 2) writes wait and none is
@@ -217,14 +223,7 @@ fn t37_failed_replica_commit_stops_the_osd() {
             cl.obj.write_full("p", &format!("o{i}"), content(i, 1)).await.expect("overwrite");
         }
     });
-    for i in 0..3 {
-        c.kill9(&format!("osd.{i}"));
-    }
-    let d0 = c.osd_digests(0);
-    assert_eq!(d0.iter().map(|(_, d)| d.len()).sum::<usize>(), 60);
-    for i in 1..3 {
-        assert_eq!(c.osd_digests(i), d0, "osd.{i} equals osd.0");
-    }
+    stop_and_compare(&mut c, 60);
 }
 
 /// That an OSD whose disk is full is marked full in the OSDMap (`osd dump`, health

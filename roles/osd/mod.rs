@@ -5,6 +5,7 @@ pub mod heartbeat;
 pub mod ops;
 pub mod osd;
 mod osd_pg;
+mod osd_recovery;
 pub mod peering;
 pub mod pg;
 pub mod store;

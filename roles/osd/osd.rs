@@ -68,7 +68,7 @@ pub struct Osd {
     /// (checked every second).
     pub(super) full: Option<String>,
     /// Pushes being sent in parts, by (PG, receiving OSD).
-    pub(super) pushes: HashMap<(PgId, OsdId), super::osd_pg::PushCursor>,
+    pub(super) pushes: HashMap<(PgId, OsdId), super::osd_recovery::PushCursor>,
     /// Pushes being received in parts, by (PG, sending OSD): the interval and the next
     /// part expected.
     pub(super) push_in: HashMap<(PgId, OsdId), (u64, u32)>,

@@ -9,46 +9,16 @@ use std::collections::{BTreeSet, VecDeque};
 use super::ops::{reads, store_errno, take_writes, write_txn};
 use super::osd::{ClientOp, Inflight, Osd};
 use crate::now_ms;
-use super::pg::{changed_in, copy_object, install_copy, object_names, Pg, Phase};
-use super::store::{ObjectStore, StoreError, Transaction, TxOp};
+use super::pg::{changed_in, Pg, Phase};
+use super::store::{ObjectStore, StoreError, Transaction};
 use crate::ids::{EntityName, OsdId};
 use crate::maps::{OsdMap, PgId};
-use crate::msg::osd::{Eversion, ObjectCopy, OsdError, OsdOp, OsdOpResult, OsdPeerMsg, PgInfo, PgLogEntry};
+use crate::msg::osd::{Eversion, OsdError, OsdOp, OsdOpResult, OsdPeerMsg, PgInfo, PgLogEntry};
 use crate::msg::{Message, OsdAlive};
 use crate::net::ConnHandle;
 
 /// Reads at least this long (or of whole objects) run on a reader thread.
 const BULK_READ: u64 = 256 << 10;
-
-/// Object bytes per part of a recovery push (a part holds at least one object).
-/// Parts keep each message far below `ms_max_frame_bytes` (64 MiB) and bound what
-/// either side holds in memory at once.
-const PUSH_PART_BYTES: usize = 16 << 20;
-
-/// Bytes of an object copy (data, xattrs and omap).
-fn copy_bytes(c: &ObjectCopy) -> usize {
-    let pairs = |v: &[(String, serde_bytes::ByteBuf)]| v.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
-    c.data.as_ref().map_or(0, |d| d.len()) + pairs(&c.xattrs) + pairs(&c.omap)
-}
-
-/// A push being sent in parts: the objects still to read and send.
-pub(super) struct PushCursor {
-    epoch: u64,
-    names: VecDeque<(String, Eversion)>,
-    part: u32,
-    complete: bool,
-    info: PgInfo,
-    log: Vec<PgLogEntry>,
-    /// The connection a pull came on (its answer goes back on it, even before this
-    /// OSD's map shows the puller's new instance); None: the peer's usual connection.
-    via: Option<ConnHandle>,
-}
-
-impl PushCursor {
-    fn new(epoch: u64, names: VecDeque<(String, Eversion)>, info: PgInfo, log: Vec<PgLogEntry>, complete: bool) -> Self {
-        PushCursor { epoch, names, part: 0, complete, info, log, via: None }
-    }
-}
 
 /// Whether a read-only request reads enough data to run off the actor's thread (a
 /// read to the end of the object counts by the object's size).
@@ -168,7 +138,7 @@ impl Osd {
         });
     }
 
-    fn current(&self, id: PgId, epoch: u64, phase: Phase) -> bool {
+    pub(super) fn current(&self, id: PgId, epoch: u64, phase: Phase) -> bool {
         self.pgs.get(&id).is_some_and(|p| p.interval_since == epoch && p.phase == phase && p.is_primary(self.id))
     }
 
@@ -331,95 +301,7 @@ impl Osd {
         }
     }
 
-    /// A part of a recovery arrived or was acknowledged: a primary recovering this PG is
-    /// making progress, so its stalled-step timer starts over (a large PG takes longer
-    /// than that timer to recover, but no part does).
-    fn recovery_progress(&mut self, id: PgId) {
-        let me = self.id;
-        if let Some(p) = self.pgs.get_mut(&id).filter(|p| p.phase == Phase::Recovering && p.is_primary(me)) {
-            p.step_since = std::time::Instant::now();
-        }
-    }
-
-    /// Starts sending a push to `osd` (recovery, or a pull's answer), part by part.
-    fn start_push(&mut self, osd: OsdId, id: PgId, cursor: PushCursor) {
-        self.pushes.insert((id, osd), cursor);
-        self.send_next_part(id, osd);
-    }
-
-    /// Sends the next part of the push to `osd`: objects up to [`PUSH_PART_BYTES`]
-    /// (at least one), read only now, so neither side holds more than a part of a PG
-    /// however large it is, and each part fits a frame. The cursor is dropped with the
-    /// last part; the last part's reply is the recovery's answer.
-    pub(super) fn send_next_part(&mut self, id: PgId, osd: OsdId) {
-        let Some(c) = self.pushes.get_mut(&(id, osd)) else { return };
-        let (mut objects, mut bytes) = (Vec::new(), 0usize);
-        while bytes < PUSH_PART_BYTES {
-            let Some((oid, v)) = c.names.pop_front() else { break };
-            match copy_object(&self.store, id, &oid, v) {
-                Ok(o) => {
-                    bytes += copy_bytes(&o);
-                    objects.push(o);
-                }
-                Err(e) => {
-                    tracing::error!(pg = %id, osd, "cannot read objects for recovery: {e}");
-                    self.pushes.remove(&(id, osd));
-                    return;
-                }
-            }
-        }
-        let more = !c.names.is_empty();
-        let (info, log) = if more { (PgInfo::default(), Vec::new()) } else { (c.info.clone(), std::mem::take(&mut c.log)) };
-        let m = OsdPeerMsg::Push { pg: id, epoch: c.epoch, objects, info, log, complete: c.complete && c.part == 0, part: c.part, more };
-        c.part += 1;
-        let via = c.via.clone();
-        if !more {
-            self.pushes.remove(&(id, osd));
-        }
-        match via {
-            Some(conn) => {
-                let _ = conn.send(Message::MOsdPeer(m));
-            }
-            None => self.send_peer(osd, m),
-        }
-    }
-
-    fn push_to_replicas(&mut self, id: PgId) {
-        let Some(pg) = self.pgs.get(&id) else { return };
-        let (epoch, info, log) = (pg.interval_since, pg.info.clone(), pg.log_vec());
-        let mut targets = Vec::new();
-        for (osd, theirs) in pg.peer_info.iter().filter(|(o, _)| pg.acting.contains(o)) {
-            let Some((ti, _)) = theirs else { continue };
-            if ti.last_update == info.last_update {
-                continue;
-            }
-            let complete = !pg.log_reaches(ti.last_update) || ti.last_update > info.last_update;
-            targets.push((*osd, ti.last_update, complete));
-        }
-        let mut pushing = BTreeSet::new();
-        for (osd, since, complete) in targets {
-            let names = if complete {
-                object_names(&self.store, id).map(|n| n.into_iter().map(|o| (o, Eversion::default())).collect())
-            } else {
-                Ok(changed_in(&log, since).into_iter().map(|(o, v, _)| (o, v)).collect())
-            };
-            match names {
-                Ok(names) => {
-                    let names: VecDeque<_> = names;
-                    tracing::info!(pg = %id, osd, n = names.len(), complete, "recovering replica");
-                    self.start_push(osd, id, PushCursor::new(epoch, names, info.clone(), log.clone(), complete));
-                    pushing.insert(osd);
-                }
-                Err(e) => tracing::error!(pg = %id, "cannot read objects for recovery: {e}"),
-            }
-        }
-        if let Some(pg) = self.pgs.get_mut(&id) {
-            pg.pushing = pushing;
-        }
-        self.maybe_ready(id);
-    }
-
-    fn maybe_ready(&mut self, id: PgId) {
+    pub(super) fn maybe_ready(&mut self, id: PgId) {
         if self.pgs.get(&id).is_some_and(|p| p.pushing.is_empty() && p.phase == Phase::Recovering) {
             if let Some(map) = self.map.clone() {
                 self.check_up_thru(id, &map);
@@ -480,33 +362,6 @@ impl Osd {
         }
     }
 
-    /// Installs pushed copies (the whole PG when `complete`) and, with the push's last
-    /// part (`adopt`), takes the sender's info and log.
-    fn install_push(&mut self, id: PgId, objects: &[ObjectCopy], info: PgInfo, log: Vec<PgLogEntry>, complete: bool, adopt: bool) -> bool {
-        let mut txn = Transaction::default();
-        if complete {
-            txn.ops.push(TxOp::RemovePg);
-        }
-        for c in objects {
-            let exists = !complete && self.store.stat(id, &c.oid).is_ok();
-            install_copy(c, exists, &mut txn);
-        }
-        let pg = self.pgs.entry(id).or_insert_with(|| Pg::new(id));
-        if adopt {
-            pg.adopt(info, log, &mut txn);
-        }
-        match self.store.apply(id, &txn) {
-            Ok(()) => {
-                pg.recount(&self.store);
-                true
-            }
-            Err(e) => {
-                tracing::error!(pg = %id, "cannot install recovered objects: {e}");
-                false
-            }
-        }
-    }
-
     pub(super) fn on_peer(&mut self, from: OsdId, m: OsdPeerMsg, conn: ConnHandle, tid: u64, ctx: &mut Context<Self>) {
         match m {
             OsdPeerMsg::Query { pg, epoch } => {
@@ -516,62 +371,11 @@ impl Osd {
                 let _ = conn.send(Message::MOsdPeer(OsdPeerMsg::Notify { pg, epoch, info, log }));
             }
             OsdPeerMsg::Notify { pg, epoch, info, log } => self.on_notify(from, pg, epoch, info, log),
-            OsdPeerMsg::Pull { pg, epoch, oids, all } => {
-                let log = self.pgs.get(&pg).map(|p| p.log_vec()).unwrap_or_default();
-                let info = self.pgs.get(&pg).map(|p| p.info.clone()).unwrap_or_default();
-                let names = if all { object_names(&self.store, pg) } else { Ok(oids) };
-                match names {
-                    Ok(names) => {
-                        let names = names.into_iter().map(|o| (o, Eversion::default())).collect();
-                        let cursor = PushCursor { via: Some(conn), ..PushCursor::new(epoch, names, info, log, all) };
-                        self.start_push(from, pg, cursor);
-                    }
-                    Err(e) => tracing::error!(pg = %pg, "cannot list objects for a pull: {e}"),
-                }
-            }
+            OsdPeerMsg::Pull { pg, epoch, oids, all } => self.on_pull(from, pg, epoch, oids, all, conn),
             OsdPeerMsg::Push { pg, epoch, objects, info, log, complete, part, more } => {
-                // Parts count up from 0 within one interval; a gap (a part lost with a
-                // connection) fails the rest, so a partial copy is never declared whole.
-                let in_order = part == 0 || self.push_in.get(&(pg, from)) == Some(&(epoch, part));
-                let ok = in_order && self.install_push(pg, &objects, info, log, complete, !more);
-                self.recovery_progress(pg);
-                if more {
-                    if ok {
-                        self.push_in.insert((pg, from), (epoch, part + 1));
-                    } else {
-                        self.push_in.remove(&(pg, from));
-                    }
-                    let _ = conn.send(Message::MOsdPeer(OsdPeerMsg::PushReply { pg, epoch, ok, part }));
-                    return;
-                }
-                self.push_in.remove(&(pg, from));
-                if self.current(pg, epoch, Phase::Recovering) {
-                    if ok {
-                        self.push_to_replicas(pg);
-                    }
-                } else {
-                    let _ = conn.send(Message::MOsdPeer(OsdPeerMsg::PushReply { pg, epoch, ok, part }));
-                }
+                self.on_push(from, pg, epoch, &objects, info, log, complete, part, more, conn)
             }
-            OsdPeerMsg::PushReply { pg, epoch, ok, part } => {
-                if let Some(c) = self.pushes.get(&(pg, from)).filter(|c| c.epoch == epoch) {
-                    // A part acknowledged: send the next one (or give up; peering retries).
-                    if ok && c.part == part + 1 {
-                        self.recovery_progress(pg);
-                        self.send_next_part(pg, from);
-                    } else if !ok {
-                        tracing::warn!(pg = %pg, osd = from, part, "a recovery part was not installed");
-                        self.pushes.remove(&(pg, from));
-                    }
-                    return;
-                }
-                if self.current(pg, epoch, Phase::Recovering) && ok {
-                    if let Some(p) = self.pgs.get_mut(&pg) {
-                        p.pushing.remove(&from);
-                    }
-                    self.maybe_ready(pg);
-                }
-            }
+            OsdPeerMsg::PushReply { pg, epoch, ok, part } => self.on_push_reply(from, pg, epoch, ok, part),
             OsdPeerMsg::Activate { pg, info, .. } => {
                 if let Some(p) = self.pgs.get_mut(&pg) {
                     p.info.last_epoch_started = info.last_epoch_started;
