@@ -6,6 +6,7 @@ pub mod ops;
 pub mod osd;
 mod osd_pg;
 mod osd_recovery;
+mod osd_wait;
 pub mod peering;
 pub mod pg;
 pub mod store;

@@ -51,6 +51,8 @@ pub struct Osd {
     pub(super) readers: ReadPool,
     pub(super) pgs: BTreeMap<PgId, Pg>,
     pub(super) waiting: BTreeMap<PgId, VecDeque<ClientOp>>,
+    /// Client ops waiting for an object busy with an earlier op (`osd_wait.rs`).
+    pub(super) obj_waiting: HashMap<(PgId, String), VecDeque<ClientOp>>,
     pub(super) inflight: HashMap<(PgId, crate::msg::osd::Eversion), Inflight>,
     /// OSDMap epochs seen or fetched, for past intervals.
     pub(super) history: BTreeMap<u64, Arc<OsdMap>>,
@@ -133,6 +135,7 @@ pub async fn start(cfg: Arc<ClusterConfig>, id: OsdId) -> anyhow::Result<Addr<Os
             readers,
             pgs: BTreeMap::new(),
             waiting: BTreeMap::new(),
+            obj_waiting: HashMap::new(),
             inflight: HashMap::new(),
             alive_sent: (0, Instant::now()),
             history: BTreeMap::new(),

@@ -4,7 +4,7 @@
 //! the newest as authoritative, recover the primary and the replicas from the log (or
 //! backfill whole PGs when the log does not reach back), record `up_thru`, activate.
 use actix::prelude::*;
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::BTreeSet;
 
 use super::ops::{reads, store_errno, take_writes, write_txn};
 use super::osd::{ClientOp, Inflight, Osd};
@@ -457,8 +457,13 @@ impl Osd {
         Some(format!("osd.{o} is full (its disk is past osd_failsafe_full_ratio): pg {id} refuses writes that take space"))
     }
 
-    /// A client op arrived (or is retried from the wait queue).
+    /// A client op arrived (or is retried from its PG's wait queue).
     pub(super) fn client_op(&mut self, op: ClientOp, ctx: &mut Context<Self>) {
+        self.run_client_op(op, false, ctx)
+    }
+
+    /// `next`: the op comes off its object's queue (it is the next for the object).
+    pub(super) fn run_client_op(&mut self, op: ClientOp, next: bool, ctx: &mut Context<Self>) {
         let Some(map) = self.map.clone() else { return self.park(op) };
         if let Err(r) = self.authorize(&op, &map) {
             return reply(&op, r);
@@ -474,9 +479,16 @@ impl Osd {
         if primary != Some(self.id) {
             return reply(&op, OsdOpResult::Retry { epoch: map.epoch, why: format!("osd.{} is not primary of {id}", self.id) });
         }
-        let ready = self.pgs.get(&id).is_some_and(|p| p.phase == Phase::Active && !p.busy.contains(&op.req.oid));
-        if !ready {
-            return self.park(op);
+        let Some(pg) = self.pgs.get(&id).filter(|p| p.phase == Phase::Active) else { return self.park(op) };
+        if pg.busy.contains(&op.req.oid) {
+            return self.park_obj(op);
+        }
+        if !next && self.obj_queued(id, &op.req.oid) {
+            // Ops queued for the object go first (the PG was not active when it was
+            // released).
+            let oid = op.req.oid.clone();
+            self.park_obj(op);
+            return self.drive_obj(id, &oid, ctx);
         }
         if op.req.ops.iter().any(OsdOp::is_write) {
             if op.req.ops.iter().any(OsdOp::may_grow) {
@@ -508,30 +520,7 @@ impl Osd {
             let r = reads(&store, id, &op.req.oid, &op.req.ops);
             reply(&op, r.map_or_else(OsdOpResult::Err, |outs| OsdOpResult::Ok { outs, version }));
         });
-        ctx.spawn(actix::fut::wrap_future(rx).map(move |_, act: &mut Osd, ctx| {
-            if let Some(pg) = act.pgs.get_mut(&id) {
-                pg.busy.remove(&oid);
-            }
-            act.drive(id, ctx);
-        }));
-    }
-
-    fn park(&mut self, op: ClientOp) {
-        self.waiting.entry(op.req.pg).or_default().push_back(op);
-    }
-
-    pub(super) fn drive_all(&mut self, ctx: &mut Context<Self>) {
-        let pgs: Vec<PgId> = self.waiting.keys().copied().collect();
-        for pg in pgs {
-            self.drive(pg, ctx);
-        }
-    }
-
-    fn drive(&mut self, id: PgId, ctx: &mut Context<Self>) {
-        let queued: VecDeque<ClientOp> = self.waiting.remove(&id).unwrap_or_default();
-        for op in queued {
-            self.client_op(op, ctx);
-        }
+        ctx.spawn(actix::fut::wrap_future(rx).map(move |_, act: &mut Osd, ctx| act.release(id, &oid, ctx)));
     }
 
     fn start_write(&mut self, mut op: ClientOp, epoch: u64, ctx: &mut Context<Self>) {
@@ -617,7 +606,6 @@ impl Osd {
         }
         let Some(f) = self.inflight.remove(&(id, version)) else { return };
         if let Some(pg) = self.pgs.get_mut(&id) {
-            pg.busy.remove(&f.op.req.oid);
             if f.error.is_none() {
                 pg.num_objects = pg.num_objects.saturating_add_signed(f.objects_delta);
             }
@@ -628,6 +616,6 @@ impl Osd {
                 .map_or_else(OsdOpResult::Err, |outs| OsdOpResult::Ok { outs, version }),
         };
         reply(&f.op, r);
-        self.drive(id, ctx);
+        self.release(id, &f.op.req.oid, ctx);
     }
 }

@@ -1,0 +1,88 @@
+//! Client ops that cannot run yet. An op waits either for its PG (no map yet, a map
+//! older than the client's, the PG not active) in `Osd::waiting`, retried on every
+//! new map, or for its object, busy with an earlier op, in `Osd::obj_waiting`: that
+//! queue moves only when the object is released, one op at a time in arrival order.
+//!
+//! Before session 16 both kinds waited in the PG's queue and every completion in the
+//! PG re-ran all of it: under a stream of small writes to a few objects (glibc's
+//! `posix_fallocate` writes one byte per 4 KiB block when the file system has no
+//! `fallocate`), each completion re-checked thousands of waiting ops, the OSD's
+//! thread spent itself on that, stopped answering heartbeats and replicas, and
+//! writes timed out (docs/design.md, "Waiting client ops").
+use std::collections::VecDeque;
+
+use actix::Context;
+
+use super::osd::{ClientOp, Osd};
+use crate::maps::PgId;
+
+impl Osd {
+    /// Waits for the PG (or the map).
+    pub(super) fn park(&mut self, op: ClientOp) {
+        self.waiting.entry(op.req.pg).or_default().push_back(op);
+    }
+
+    /// Waits behind the ops queued for the same object.
+    pub(super) fn park_obj(&mut self, op: ClientOp) {
+        self.obj_waiting.entry((op.req.pg, op.req.oid.clone())).or_default().push_back(op);
+    }
+
+    /// Whether `oid` of `id` has ops waiting for it.
+    pub(super) fn obj_queued(&self, id: PgId, oid: &str) -> bool {
+        // The key's String is only built when some op of the PG waits.
+        !self.obj_waiting.is_empty() && self.obj_waiting.contains_key(&(id, oid.to_string()))
+    }
+
+    /// Retries every waiting op (a new map arrived).
+    pub(super) fn drive_all(&mut self, ctx: &mut Context<Self>) {
+        let pgs: Vec<PgId> = self.waiting.keys().copied().collect();
+        for pg in pgs {
+            self.drive(pg, ctx);
+        }
+        let objs: Vec<(PgId, String)> = self.obj_waiting.keys().cloned().collect();
+        for (pg, oid) in objs {
+            self.drive_obj(pg, &oid, ctx);
+        }
+    }
+
+    /// Retries the ops waiting for PG `id`.
+    pub(super) fn drive(&mut self, id: PgId, ctx: &mut Context<Self>) {
+        let queued: VecDeque<ClientOp> = self.waiting.remove(&id).unwrap_or_default();
+        for op in queued {
+            self.client_op(op, ctx);
+        }
+    }
+
+    /// The op on `oid` of `id` is done: the ops waiting for the object go on, and so do
+    /// those waiting for the PG (it may have become active without a new map; while it
+    /// is active that queue is empty, so this costs nothing then).
+    pub(super) fn release(&mut self, id: PgId, oid: &str, ctx: &mut Context<Self>) {
+        if let Some(pg) = self.pgs.get_mut(&id) {
+            pg.busy.remove(oid);
+        }
+        self.drive_obj(id, oid, ctx);
+        if self.waiting.contains_key(&id) {
+            self.drive(id, ctx);
+        }
+    }
+
+    /// Runs the ops waiting for `oid` of `id`, in order, until one of them makes the
+    /// object busy again (or the queue is empty).
+    pub(super) fn drive_obj(&mut self, id: PgId, oid: &str, ctx: &mut Context<Self>) {
+        let key = (id, oid.to_string());
+        loop {
+            if self.pgs.get(&id).is_some_and(|p| p.busy.contains(oid)) {
+                return;
+            }
+            let Some(q) = self.obj_waiting.get_mut(&key) else { return };
+            let Some(op) = q.pop_front() else {
+                self.obj_waiting.remove(&key);
+                return;
+            };
+            if q.is_empty() {
+                self.obj_waiting.remove(&key);
+            }
+            self.run_client_op(op, true, ctx);
+        }
+    }
+}
