@@ -29,7 +29,7 @@ impl Osd {
 
     /// Whether `oid` of `id` has ops waiting for it.
     pub(super) fn obj_queued(&self, id: PgId, oid: &str) -> bool {
-        // The key's String is only built when some op of the PG waits.
+        // The key is only built while some op waits for an object.
         !self.obj_waiting.is_empty() && self.obj_waiting.contains_key(&(id, oid.to_string()))
     }
 
