@@ -384,6 +384,7 @@ impl Osd {
             OsdPeerMsg::RepOp { pg, epoch, entry, ops, mtime_ms } => self.rep_op(from, pg, epoch, entry, ops, mtime_ms, conn, ctx),
             OsdPeerMsg::RepOpReply { pg, version, ok } => self.write_progress(pg, version, Some(from), ok, None, ctx),
             OsdPeerMsg::List { pg, after, max } => {
+                self.store.settle();
                 let max = max.clamp(1, 10_000) as usize;
                 let objects = self.store.list_objects(pg, after.as_deref(), max).unwrap_or_default();
                 let done = objects.len() < max;
@@ -403,8 +404,12 @@ impl Osd {
         let (version, interval) = (entry.version, pg.interval_since);
         let mut txn = write_txn(&entry.oid, ops, mtime);
         pg.log_write(entry, &mut txn);
-        let rx = self.worker.submit(id, txn);
-        ctx.spawn(actix::fut::wrap_future(rx).map(move |r, act: &mut Osd, _| {
+        // Acknowledged once durable in the store's log, before the store applies it
+        // (nothing reads a replica's copy until a later peering, which waits for that:
+        // `ObjectStore::settle`). A copy that fails to apply after that exits the OSD
+        // (the store thread does), so only the first receiver matters here.
+        let (durable, _applied) = self.worker.submit_durable(id, txn);
+        ctx.spawn(actix::fut::wrap_future(durable).map(move |r, act: &mut Osd, _| {
             let ok = match r {
                 Ok(Ok(())) => true,
                 Ok(Err(e)) => {

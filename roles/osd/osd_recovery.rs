@@ -56,6 +56,8 @@ impl Osd {
 
     /// Starts sending a push to `osd` (recovery, or a pull's answer), part by part.
     pub(super) fn start_push(&mut self, osd: OsdId, id: PgId, cursor: PushCursor) {
+        // Replicated writes this copy acknowledged are visible before it reads them.
+        self.store.settle();
         self.pushes.insert((id, osd), cursor);
         self.send_next_part(id, osd);
     }
@@ -162,6 +164,8 @@ impl Osd {
     /// A pull from the primary: answer with the objects (all of the PG, or `oids`) as a
     /// push, on the connection the pull came on.
     pub(super) fn on_pull(&mut self, from: OsdId, pg: PgId, epoch: u64, oids: Vec<String>, all: bool, conn: ConnHandle) {
+        // Replicated writes this copy acknowledged are visible before it lists them.
+        self.store.settle();
         let log = self.pgs.get(&pg).map(|p| p.log_vec()).unwrap_or_default();
         let info = self.pgs.get(&pg).map(|p| p.info.clone()).unwrap_or_default();
         let names = if all { object_names(&self.store, pg) } else { Ok(oids) };

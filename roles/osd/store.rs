@@ -425,13 +425,32 @@ impl ObjectStore {
     /// others still commit. Later txns see the effects of earlier ones. An outer error means
     /// nothing of the batch was committed.
     pub fn apply_batch(&self, batch: &[(PgId, Transaction)]) -> Result<Vec<Result<(), StoreError>>, StoreError> {
-        self.commit_batch(batch.iter().map(|(pg, t)| (*pg, t)))
+        self.apply_batch_notify(batch, &mut |_| {})
+    }
+
+    /// [`apply_batch`](Self::apply_batch), calling `on_durable` with the per-transaction
+    /// results as soon as the batch is durable, which for a logged batch is before its
+    /// changes are visible to reads (Ceph's "commit" before "apply"). If the batch then
+    /// fails to apply, the error is [`StoreError::Poisoned`]: the log holds the batch
+    /// and only a restart, which replays it, makes the store usable again.
+    pub fn apply_batch_notify(
+        &self,
+        batch: &[(PgId, Transaction)],
+        on_durable: &mut dyn FnMut(&[Result<(), StoreError>]),
+    ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+        self.commit_batch(batch.iter().map(|(pg, t)| (*pg, t)), on_durable)
     }
 
     /// Applies one transaction durably; a failing op leaves no trace.
     pub fn apply(&self, pg: PgId, txn: &Transaction) -> Result<(), StoreError> {
-        let mut slots = self.commit_batch(std::iter::once((pg, txn)))?;
+        let mut slots = self.commit_batch(std::iter::once((pg, txn)), &mut |_| {})?;
         slots.pop().unwrap_or(Ok(()))
+    }
+
+    /// Waits until every batch already durable is also visible to reads (a batch is
+    /// applied while the commit lock is held).
+    pub fn settle(&self) {
+        drop(self.wal.lock().unwrap_or_else(|p| p.into_inner()));
     }
 
     /// Commits a batch one of two ways. A batch that writes no block-file slot (and
@@ -442,6 +461,7 @@ impl ObjectStore {
     fn commit_batch<'a>(
         &self,
         batch: impl Iterator<Item = (PgId, &'a Transaction)>,
+        on_durable: &mut dyn FnMut(&[Result<(), StoreError>]),
     ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
         let mut w = self.wal.lock().unwrap_or_else(|p| p.into_inner());
         self.blocks.release_quarantine();
@@ -463,19 +483,23 @@ impl ObjectStore {
                     self.ks.persist(PersistMode::SyncData)?;
                     w.log.restart();
                 }
-                // Durable in the log before it is visible in fjall. (If the in-memory
-                // commit then failed — only a keyspace poisoned by an earlier I/O
-                // error does — the batch reports the error but would be replayed on
-                // the next open.)
+                // Durable in the log before it is visible in fjall: the caller may
+                // acknowledge it now. (The in-memory commit fails only in a keyspace
+                // poisoned by an earlier I/O error; the record is replayed on the next
+                // open, so the error says the store needs that restart.)
                 w.log.append(seq, changes.as_bytes())?;
                 w.next_seq += 1;
-                wt.durability(None).commit()?;
+                on_durable(&results);
+                if let Err(e) = wt.durability(None).commit() {
+                    return Err(StoreError::Poisoned(format!("a logged batch failed to apply: {e}")));
+                }
                 return Ok(results);
             }
             // The chunks must be durable before the commit that points at them.
             self.blocks.flush(&staged)?;
             wt.durability(Some(PersistMode::SyncData)).commit()?;
             w.log.restart();
+            on_durable(&results);
             Ok(results)
         });
         match done {

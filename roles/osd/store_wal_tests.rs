@@ -127,3 +127,42 @@ fn a_gap_between_keyspace_and_log_is_corruption() -> R {
     }
     Ok(())
 }
+
+/// That `apply_batch_notify` reports a logged batch durable (with each transaction's
+/// result) before fjall applies it, that a crash right then loses nothing (the store
+/// directory copied inside the callback opens with the write), and that a batch
+/// committed the `fsync` way is reported once it is committed and visible.
+#[test]
+fn durable_is_reported_before_applied_and_survives_a_crash() -> R {
+    let root = tempfile::tempdir().expect("tempdir");
+    let (live, crashed) = (root.path().join("live"), root.path().join("crashed"));
+    let st = ObjectStore::open(&live)?;
+    st.apply(PG, &write_full("a", b"first".to_vec()))?;
+    let exclusive = Transaction { ops: vec![TxOp::Create { oid: "a".into(), exclusive: true }], mtime_ms: 9 };
+    let batch = vec![(PG, write_full("b", vec![2u8; 4096])), (PG, exclusive)];
+    let mut reports = Vec::new();
+    let results = st.apply_batch_notify(&batch, &mut |r| {
+        reports.push(r.iter().map(Result::is_ok).collect::<Vec<_>>());
+        assert!(matches!(st.stat(PG, "b"), Err(StoreError::NoObject(_))), "not applied yet");
+        copy_dir(&live, &crashed);
+    })?;
+    assert_eq!(reports, vec![vec![true, false]]);
+    assert!(results[0].is_ok() && matches!(results[1], Err(StoreError::Exists(_))));
+    assert_eq!(st.read(PG, "b", 0, None)?, vec![2u8; 4096]);
+    st.settle();
+
+    let mut reports = 0;
+    let big = vec![(PG, write_full("big", vec![5u8; CHUNK_SIZE as usize]))];
+    st.apply_batch_notify(&big, &mut |r| {
+        reports += 1;
+        assert!(r[0].is_ok());
+        assert!(st.stat(PG, "big").is_ok(), "an fsync-way batch is visible when reported");
+    })?;
+    assert_eq!(reports, 1);
+    drop(st);
+
+    let st = ObjectStore::open(&crashed)?;
+    assert_eq!(st.read(PG, "a", 0, None)?, b"first");
+    assert_eq!(st.read(PG, "b", 0, None)?, vec![2u8; 4096]);
+    Ok(())
+}

@@ -14,7 +14,8 @@ pub struct BenchArgs<'a> {
     pub size: &'a str,
     pub threads: usize,
     pub seconds: f64,
-    pub client_threads: usize,
+    /// None: 0 (one thread for all) with one op in flight, else 2.
+    pub client_threads: Option<usize>,
 }
 
 fn parse_size(s: &str) -> Result<usize, CmdError> {
@@ -96,10 +97,11 @@ pub fn run(cli: &Cli, a: BenchArgs) -> anyhow::Result<()> {
     if a.threads == 0 || a.threads > 1024 || !(a.seconds > 0.0 && a.seconds <= 3600.0) {
         return Err(CmdError::einval("--threads must be 1..=1024 and --seconds 0..=3600").into());
     }
-    if a.client_threads > 64 {
+    let workers = a.client_threads.unwrap_or(if a.threads == 1 { 0 } else { 2 });
+    if workers > 64 {
         return Err(CmdError::einval("--client-threads must be 0..=64").into());
     }
-    let (rt, obj, msgr) = connect_with(cli, a.client_threads)?;
+    let (rt, obj, msgr) = connect_with(cli, workers)?;
     let pool = a.pool.to_string();
     let dur = Duration::from_secs_f64(a.seconds);
     println!(

@@ -169,9 +169,10 @@ pub enum BenchCmd {
         threads: usize,
         #[arg(long, default_value_t = 10.0)]
         seconds: f64,
-        /// Runtime worker threads of the client (0: one thread for all).
-        #[arg(long = "client-threads", default_value_t = 2)]
-        client_threads: usize,
+        /// Runtime worker threads of the client (0: one thread for all). Default: 0 with
+        /// one op in flight (a reply then wakes no second thread), else 2.
+        #[arg(long = "client-threads")]
+        client_threads: Option<usize>,
     },
     /// Single-threaded metadata ops (create, stat, readdir, unlink, mkdir, rmdir) on a
     /// mounted file system, or through the client library with --fs NAME.
