@@ -380,6 +380,9 @@ fn collect_named(t: &impl Kv, skip: usize, range: &KeyRange, max: usize) -> Resu
     Ok(out)
 }
 
+/// Called once a batch is durable, with each transaction's result.
+pub type OnDurable<'a> = dyn FnMut(&[Result<(), StoreError>]) + 'a;
+
 impl ObjectStore {
     /// Opens (creating if needed) the store at `dir/meta` and `dir/blocks.dat`.
     pub fn open(dir: &Path) -> Result<ObjectStore, StoreError> {
@@ -436,7 +439,7 @@ impl ObjectStore {
     pub fn apply_batch_notify(
         &self,
         batch: &[(PgId, Transaction)],
-        on_durable: &mut dyn FnMut(&[Result<(), StoreError>]),
+        on_durable: &mut OnDurable<'_>,
     ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
         self.commit_batch(batch.iter().map(|(pg, t)| (*pg, t)), on_durable)
     }
@@ -461,7 +464,7 @@ impl ObjectStore {
     fn commit_batch<'a>(
         &self,
         batch: impl Iterator<Item = (PgId, &'a Transaction)>,
-        on_durable: &mut dyn FnMut(&[Result<(), StoreError>]),
+        on_durable: &mut OnDurable<'_>,
     ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
         let mut w = self.wal.lock().unwrap_or_else(|p| p.into_inner());
         self.blocks.release_quarantine();

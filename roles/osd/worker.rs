@@ -11,6 +11,8 @@ use super::store::{ObjectStore, StoreError, Transaction};
 use crate::maps::PgId;
 
 type Done = oneshot::Sender<Result<(), StoreError>>;
+/// Resolves with a transaction's result.
+pub type Outcome = oneshot::Receiver<Result<(), StoreError>>;
 
 struct Job {
     pg: PgId,
@@ -97,7 +99,7 @@ impl StoreWorker {
 
     /// Queues a transaction; the receiver resolves once it is durable and visible to
     /// reads (or failed).
-    pub fn submit(&self, pg: PgId, txn: Transaction) -> oneshot::Receiver<Result<(), StoreError>> {
+    pub fn submit(&self, pg: PgId, txn: Transaction) -> Outcome {
         let (done, rx) = oneshot::channel();
         self.send(Job { pg, txn, durable: None, done });
         rx
@@ -108,7 +110,7 @@ impl StoreWorker {
     /// write then: Ceph's "commit" before "apply"); the second once it is visible too.
     /// A transaction durable but then not applied fails the second with
     /// [`StoreError::Poisoned`], and the store thread exits the process.
-    pub fn submit_durable(&self, pg: PgId, txn: Transaction) -> (oneshot::Receiver<Result<(), StoreError>>, oneshot::Receiver<Result<(), StoreError>>) {
+    pub fn submit_durable(&self, pg: PgId, txn: Transaction) -> (Outcome, Outcome) {
         let (durable, durable_rx) = oneshot::channel();
         let (done, rx) = oneshot::channel();
         self.send(Job { pg, txn, durable: Some(durable), done });
