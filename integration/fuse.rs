@@ -266,8 +266,77 @@ fn everyday_tools(m: &Mount, scratch: &Path) {
     }
 }
 
+fn set_xattr(path: &Path, name: &str, value: &[u8]) {
+    use std::os::unix::ffi::OsStrExt;
+    let p = std::ffi::CString::new(path.as_os_str().as_bytes()).expect("path");
+    let n = std::ffi::CString::new(name).expect("name");
+    // SAFETY: valid NUL-terminated strings and a buffer of `value.len()` bytes.
+    let r = unsafe { libc::setxattr(p.as_ptr(), n.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
+    assert_eq!(r, 0, "setxattr {name} on {}: {}", path.display(), std::io::Error::last_os_error());
+}
+
+/// Writes `len` bytes to `path` in 64 KiB writes, then fsyncs; the bytes written
+/// before the first error, and the error.
+fn write_until_error(path: &Path, len: usize) -> (usize, Option<std::io::Error>) {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).expect("create");
+    let mut done = 0;
+    while done < len {
+        match f.write(&vec![5u8; (len - done).min(64 << 10)]) {
+            Ok(n) => done += n,
+            Err(e) => return (done, Some(e)),
+        }
+    }
+    (done, f.sync_all().err())
+}
+
+/// fallocate(2) through the mount (Ceph's FUSE client's modes), and that a write
+/// past `ceph.quota.max_bytes` fails with EDQUOT at write time while everything
+/// acknowledged before it is kept (before, the size flush was refused silently and
+/// the acknowledged bytes vanished).
+fn fallocate_and_quota(m: &Mount) {
+    use std::os::unix::io::AsRawFd;
+    eprintln!("--- fallocate: allocate grows the size, KEEP_SIZE keeps it, PUNCH_HOLE zeroes");
+    let f = std::fs::OpenOptions::new().create(true).truncate(true).read(true).write(true).open(m.path("falloc")).expect("open");
+    std::fs::write(m.path("falloc"), vec![9u8; 10_000]).expect("write");
+    let fd = f.as_raw_fd();
+    // SAFETY: fallocate on a descriptor this test owns.
+    let falloc = |mode: i32, off: i64, len: i64| unsafe { libc::fallocate(fd, mode, off, len) };
+    assert_eq!(falloc(0, 0, 1 << 20), 0, "allocate: {}", std::io::Error::last_os_error());
+    assert_eq!(std::fs::metadata(m.path("falloc")).unwrap().len(), 1 << 20);
+    assert_eq!(falloc(libc::FALLOC_FL_KEEP_SIZE, 0, 4 << 20), 0);
+    assert_eq!(std::fs::metadata(m.path("falloc")).unwrap().len(), 1 << 20);
+    assert_eq!(falloc(libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE, 5, 10), 0);
+    let back = std::fs::read(m.path("falloc")).expect("read");
+    let mut want = vec![9u8; 10_000];
+    want[5..15].fill(0);
+    want.resize(1 << 20, 0);
+    assert!(back == want, "fallocate changed the wrong bytes");
+    assert_eq!(falloc(libc::FALLOC_FL_ZERO_RANGE, 0, 10), -1);
+    assert_eq!(std::io::Error::last_os_error().raw_os_error(), Some(libc::EOPNOTSUPP));
+    drop(f);
+
+    eprintln!("--- writing past ceph.quota.max_bytes fails with EDQUOT; acknowledged bytes stay");
+    std::fs::create_dir(m.path("q")).expect("mkdir q");
+    set_xattr(&m.path("q"), "ceph.quota.max_bytes", b"1000000");
+    assert_eq!(write_until_error(&m.path("q/a"), 600_000).1.map(|e| e.to_string()), None);
+    let (done, err) = write_until_error(&m.path("q/b"), 600_000);
+    assert_eq!(err.and_then(|e| e.raw_os_error()), Some(libc::EDQUOT), "the write past the quota");
+    assert!(done <= 400_000, "{done} bytes went in past the 400,000 left");
+    assert_eq!(std::fs::metadata(m.path("q/b")).unwrap().len(), done as u64, "what was acknowledged is kept");
+    assert!(std::fs::read(m.path("q/b")).unwrap().iter().all(|b| *b == 5));
+    // SAFETY: fallocate on a descriptor this test owns.
+    let g = std::fs::File::create(m.path("q/c")).expect("create");
+    assert_eq!(unsafe { libc::fallocate(g.as_raw_fd(), 0, 0, 10 << 20) }, -1);
+    assert_eq!(std::io::Error::last_os_error().raw_os_error(), Some(libc::EDQUOT), "fallocate past the quota");
+    set_xattr(&m.path("q"), "ceph.quota.max_bytes", b"100000000");
+    assert_eq!(write_until_error(&m.path("q/b"), 600_000).1.map(|e| e.to_string()), None, "a raised quota lets it through");
+    assert_eq!(std::fs::metadata(m.path("q/b")).unwrap().len(), 600_000);
+}
+
 /// That two FUSE mounts of one file system agree on files, appends, attributes and
-/// renames, that tar, git, make and sqlite3 work on a mount, and that `cephr umount`
+/// renames, that tar, git, make and sqlite3 work on a mount, fallocate and quotas on
+/// writes through it (`fallocate_and_quota`), and that `cephr umount`
 /// and SIGTERM each end a mount process cleanly (exit 0, pid file removed).
 #[test]
 fn t10_two_mounts_and_tools() {
@@ -284,6 +353,7 @@ fn t10_two_mounts_and_tools() {
     let mut b = Mount::foreground(&c, &mpb, "mount.b");
     across_mounts(&a, &b);
     everyday_tools(&a, dirs.path());
+    fallocate_and_quota(&a);
 
     eprintln!("--- cephr umount ends the foreground mount with exit 0");
     let r = c.cli(&["umount", &mpb.to_string_lossy()]);

@@ -121,6 +121,11 @@ options! {
     /// Test fault: the fraction (0..=1) of an OSD's replicated-write commits that fail
     /// with an injected store error, as a failing disk would make them fail. 0 is off.
     osd_debug_inject_commit_error: f64 = 0.0, 0.0;
+    /// Largest write (payload bytes) an OSD commits on its network thread instead of
+    /// its store thread, when that write is the only one in flight at the OSD and the
+    /// store thread is idle: it spares two thread wake-ups per copy at one write in
+    /// flight. 0 sends every commit to the store thread.
+    osd_inline_commit_max_bytes: u64 = 16384, 16384;
     /// Largest frame the messenger accepts, in bytes.
     ms_max_frame_bytes: u64 = 64 << 20, 64 << 20;
     /// Seconds a request waits for its reply.

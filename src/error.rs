@@ -47,6 +47,8 @@ pub enum Errno {
     EMLINK,
     /// Ceph's EBLOCKLISTED (ESHUTDOWN): the instance is blocklisted.
     EBLOCKLISTED,
+    /// File too large.
+    EFBIG,
 }
 
 impl Errno {
@@ -75,6 +77,7 @@ impl Errno {
             Errno::ENODATA => 61,
             Errno::EMLINK => 31,
             Errno::EBLOCKLISTED => 108,
+            Errno::EFBIG => 27,
         }
     }
 }

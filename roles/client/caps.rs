@@ -70,6 +70,9 @@ pub(super) struct InodeCaps {
     pub caps: Caps,
     pub seq: u64,
     pub max_size: u64,
+    /// The MDS refused to grow the writable range to this (a quota): writes past
+    /// `max_size` up to here fail with EDQUOT. Cleared when the client asks again.
+    pub refused_max: u64,
     pub is_dir: bool,
     /// Open handles by mode: (readers, writers).
     pub opens: (u32, u32),
@@ -314,11 +317,18 @@ impl Client {
         let mut asked = false;
         loop {
             let notified = self.inner.caps.changed.notified();
-            let (max, wanted) = lock(&self.inner.caps.map).get(&ino).map_or((0, Caps::NONE), |c| (c.max_size, c.wanted()));
+            let (max, wanted, refused) =
+                lock(&self.inner.caps.map).get(&ino).map_or((0, Caps::NONE, 0), |c| (c.max_size, c.wanted(), c.refused_max));
             if max >= end {
                 return Ok(());
             }
+            if asked && refused >= end {
+                return Err(CmdError::new(Errno::EDQUOT, format!("inode {ino:#x}: writing up to {end} would pass a quota (ceph.quota.max_bytes)")));
+            }
             if !asked {
+                if let Some(c) = lock(&self.inner.caps.map).get_mut(&ino) {
+                    c.refused_max = 0;
+                }
                 let mut m = ClientCaps::new(CapOp::Update, ino, self.caps_of(ino), 0);
                 (m.wanted, m.want_max) = (wanted, end);
                 self.send_caps(m);
@@ -582,6 +592,14 @@ impl Client {
     fn grant_or_revoke(&self, m: ClientCaps) {
         if let Some(st) = &m.stat {
             lock(&self.inner.dcache).update_attrs(st);
+        }
+        if m.op == CapOp::Grant && m.seq == 0 && m.want_max > 0 {
+            // Not a grant: the MDS will not grow the writable range to `want_max`.
+            if let Some(c) = lock(&self.inner.caps.map).get_mut(&m.ino) {
+                c.refused_max = c.refused_max.max(m.want_max);
+            }
+            self.inner.caps.changed.notify_waiters();
+            return;
         }
         let lost = {
             let mut map = lock(&self.inner.caps.map);

@@ -510,19 +510,21 @@ impl Filesystem for CephFuse {
         });
     }
 
-    /// Not supported: data objects are sparse and nothing reserves space for them, so
-    /// claiming an allocation would be false; posix_fallocate(3) then writes zeros.
+    /// Like Ceph's FUSE client: allocation (mode 0) grows the size, KEEP_SIZE alone has
+    /// nothing to do (objects are sparse and nothing reserves space on the OSDs), and
+    /// PUNCH_HOLE|KEEP_SIZE zeroes the range; other modes are EOPNOTSUPP.
     fn fallocate(
         &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _fh: FileHandle,
-        _offset: u64,
-        _length: u64,
-        _mode: i32,
+        req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
         reply: ReplyEmpty,
     ) {
-        reply.error(fuser::Errno::EOPNOTSUPP);
+        let ino = self.sh.map.to_mds(ino);
+        self.empty(req, reply, move |sh, _| async move { sh.fallocate(ino, fh.0, offset, length, mode).await });
     }
 
     fn create(

@@ -184,6 +184,41 @@ impl Shared {
         self.client.setattr(ino, set).await
     }
 
+    /// fallocate(2) through `fh`, with Ceph's FUSE client's modes: 0 grows the file to
+    /// `offset + length` (a size change like ftruncate's, with its quota check; no
+    /// space is reserved, objects are sparse), `KEEP_SIZE` alone changes nothing, and
+    /// `PUNCH_HOLE | KEEP_SIZE` writes zeros over the part of the range inside the file.
+    /// Any other mode (zero range, collapse, insert, unshare) is EOPNOTSUPP.
+    pub async fn fallocate(&self, ino: Ino, fh: Fh, offset: u64, length: u64, mode: i32) -> Result<(), CmdError> {
+        let (keep, punch) = (libc::FALLOC_FL_KEEP_SIZE, libc::FALLOC_FL_PUNCH_HOLE);
+        if mode & !(keep | punch) != 0 || (mode & punch != 0 && mode & keep == 0) {
+            return Err(CmdError::new(Errno::ENOTSUP, format!("fallocate mode {mode:#x} is not supported (only 0, KEEP_SIZE and PUNCH_HOLE|KEEP_SIZE)")));
+        }
+        let end = offset
+            .checked_add(length)
+            .filter(|e| i64::try_from(*e).is_ok())
+            .ok_or_else(|| CmdError::new(Errno::EFBIG, format!("fallocate past the largest file size ({offset} + {length})")))?;
+        if mode & keep != 0 && mode & punch == 0 {
+            return Ok(());
+        }
+        let size = self.attr(ino).await?.size;
+        if mode & punch == 0 {
+            if end > size {
+                self.setattr(ino, SetAttr { size: Some(end), ..Default::default() }, Some(fh)).await?;
+            }
+            return Ok(());
+        }
+        const ZEROS: usize = 1 << 20;
+        let zeros = vec![0u8; ZEROS];
+        let (mut off, stop) = (offset, end.min(size));
+        while off < stop {
+            let n = usize::try_from(stop - off).map_or(ZEROS, |n| n.min(ZEROS));
+            self.write(ino, fh, off, &zeros[..n], false).await?;
+            off += n as u64;
+        }
+        Ok(())
+    }
+
     /// Runs a namespace change of the entries in `dirs` (and of inodes `also`), then
     /// forgets their cached attributes: the MDS changed the directories' mtime/ctime
     /// (and a renamed or relinked inode's ctime) but replies only with the target.

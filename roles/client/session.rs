@@ -108,6 +108,7 @@ pub fn errno_text(e: Errno) -> &'static str {
         Errno::ENODATA => "no such attribute",
         Errno::EMLINK => "too many links",
         Errno::EBLOCKLISTED => "client is blocklisted",
+        Errno::EFBIG => "file too large",
     }
 }
 

@@ -358,8 +358,9 @@ impl Locker {
         let mut changed = false;
         for c in clients {
             let cur = il.ranges.get(c).copied().unwrap_or(0);
-            if cur == 0 || cur < want {
-                il.ranges.insert(c.clone(), range.max(cur));
+            // (A quota can hold the range where it is: nothing to journal then.)
+            if (cur == 0 || cur < want) && range > cur {
+                il.ranges.insert(c.clone(), range);
                 changed = true;
             }
         }

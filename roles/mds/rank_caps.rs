@@ -217,9 +217,27 @@ impl MdsRank {
         let mut out = Vec::new();
         for (ino, info, mode) in todo {
             self.restore_ranges(ino, info);
+            if mode.is_some_and(|m| m.write) {
+                self.refresh_quota_limit(ino);
+            }
             out.extend(self.locker().issue(client, ino, info, mode));
         }
         out
+    }
+
+    /// Tells the Locker how far file `ino` may grow under the quotas above it (its
+    /// size plus the room left under the tightest `ceph.quota.max_bytes`; none without
+    /// a quota), so that no writable range goes past it. Called before ranges grow.
+    /// Files below one quota share its room: each may be granted all of it, so
+    /// concurrent writers of several files can overshoot (as in Ceph, quotas are
+    /// enforced against the statistics at the time of the grant).
+    fn refresh_quota_limit(&mut self, ino: Ino) -> Option<u64> {
+        let limit = self.rs.as_ref().and_then(|rs| {
+            let i = rs.cache.inode(ino).filter(|i| !i.is_dir())?;
+            super::quota::quota_room(&rs.cache, ino).map(|room| i.size.saturating_add(room))
+        });
+        self.caps.locker.set_quota_limit(ino, limit);
+        limit
     }
 
     /// The `MClientCaps` a Locker `Caps` command stands for, with the inode's
@@ -326,7 +344,16 @@ impl MdsRank {
             CapOp::Update => {
                 let mut cmds = self.locker().update_wanted(client, m.ino, m.wanted);
                 if m.want_max > 0 {
+                    let limit = self.refresh_quota_limit(m.ino);
                     cmds.extend(self.locker().want_max_size(client, m.ino, m.want_max));
+                    if limit.is_some_and(|l| l < m.want_max) {
+                        // A quota stops the range short of what the client must write:
+                        // say so (seq 0: not a grant), so its write fails with EDQUOT
+                        // rather than waiting for a range that cannot come.
+                        let mut no = ClientCaps::new(CapOp::Grant, m.ino, Caps::NONE, 0);
+                        no.want_max = m.want_max;
+                        let _ = conn.send(Message::MClientCaps(no));
+                    }
                 }
                 cmds
             }

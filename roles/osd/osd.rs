@@ -111,7 +111,12 @@ pub async fn start(cfg: Arc<ClusterConfig>, id: OsdId) -> anyhow::Result<Addr<Os
     let (msgr, rx) = Messenger::bind(&ident, me.addr, true, MsgrOptions::from_options(&cfg.global), faults)?;
     std::fs::create_dir_all(&me.data)?;
     let store = Arc::new(ObjectStore::open(&me.data)?);
-    let worker = StoreWorker::start(store.clone(), &format!("osd.{id}"), cfg.global.osd_debug_inject_commit_error)?;
+    let worker = StoreWorker::start(
+        store.clone(),
+        &format!("osd.{id}"),
+        cfg.global.osd_debug_inject_commit_error,
+        cfg.global.osd_inline_commit_max_bytes,
+    )?;
     let readers = ReadPool::start(&format!("osd.{id}"))?;
     let monc = MonClient::new(msgr.clone(), &cfg);
     monc.start_subscription(MonSubscribe { osdmap: Some(0), auth: Some(0), ..Default::default() });

@@ -408,6 +408,29 @@ impl Osd {
         // (nothing reads a replica's copy until a later peering, which waits for that:
         // `ObjectStore::settle`). A copy that fails to apply after that exits the OSD
         // (the store thread does), so only the first receiver matters here.
+        if self.inflight.is_empty() && self.worker.can_commit_now(&txn) {
+            // The only write at this OSD: commit here, acknowledging from inside the
+            // commit once the record is durable.
+            let ack = |ok: bool| {
+                let _ = conn.send(Message::MOsdPeer(OsdPeerMsg::RepOpReply { pg: id, version, ok }));
+            };
+            let mut acked = false;
+            let r = self.worker.commit_now(id, txn, |r| {
+                if r.is_ok() {
+                    ack(true);
+                    acked = true;
+                }
+            });
+            match r {
+                Ok(()) if !acked => ack(true), // (nothing needed a durable record)
+                Ok(()) => {}
+                Err(e) => {
+                    self.replicated_write_failed(id, interval, version, &e);
+                    ack(false);
+                }
+            }
+            return;
+        }
         let (durable, _applied) = self.worker.submit_durable(id, txn);
         ctx.spawn(actix::fut::wrap_future(durable).map(move |r, act: &mut Osd, _| {
             let ok = match r {
@@ -560,6 +583,8 @@ impl Osd {
             self.send_peer(o, m);
         }
         self.inflight.insert((id, version), Inflight { op, objects_delta, waiting: others, local_done: false, error: None });
+        // Always on the store thread: the replicas' messages leave only once this actor
+        // yields, so a commit here would come before theirs rather than beside them.
         let rx = self.worker.submit(id, txn);
         ctx.spawn(actix::fut::wrap_future(rx).map(move |r, act: &mut Osd, ctx| {
             let err = match r {
