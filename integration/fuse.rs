@@ -329,6 +329,32 @@ fn fallocate_and_quota(m: &Mount) {
     let g = std::fs::File::create(m.path("q/c")).expect("create");
     assert_eq!(unsafe { libc::fallocate(g.as_raw_fd(), 0, 0, 10 << 20) }, -1);
     assert_eq!(std::io::Error::last_os_error().raw_os_error(), Some(libc::EDQUOT), "fallocate past the quota");
+
+    eprintln!("--- two files written at once under one quota: each keeps every acknowledged byte");
+    std::fs::create_dir(m.path("q2")).expect("mkdir q2");
+    set_xattr(&m.path("q2"), "ceph.quota.max_bytes", b"1000000");
+    let mut files: Vec<(std::fs::File, usize, bool)> =
+        ["q2/x", "q2/y"].iter().map(|p| (std::fs::File::create(m.path(p)).expect("create"), 0, false)).collect();
+    for _ in 0..10 {
+        for (f, done, failed) in files.iter_mut().filter(|(_, _, failed)| !*failed) {
+            use std::io::Write;
+            match f.write(&[6u8; 64 << 10]) {
+                Ok(n) => *done += n,
+                Err(e) => {
+                    assert_eq!(e.raw_os_error(), Some(libc::EDQUOT), "{e}");
+                    *failed = true;
+                }
+            }
+        }
+    }
+    let written: Vec<usize> = files.into_iter().map(|(f, done, _)| {
+        f.sync_all().expect("fsync");
+        done
+    }).collect();
+    assert!(written.iter().sum::<usize>() >= 1_000_000 - (128 << 10), "the quota's room was usable: {written:?}");
+    for (p, done) in ["q2/x", "q2/y"].iter().zip(&written) {
+        assert_eq!(std::fs::metadata(m.path(p)).unwrap().len(), *done as u64, "{p}: every acknowledged byte is kept");
+    }
     set_xattr(&m.path("q"), "ceph.quota.max_bytes", b"100000000");
     assert_eq!(write_until_error(&m.path("q/b"), 600_000).1.map(|e| e.to_string()), None, "a raised quota lets it through");
     assert_eq!(std::fs::metadata(m.path("q/b")).unwrap().len(), 600_000);

@@ -88,9 +88,9 @@ pub fn exceeds(i: &Inode, d: &Delta, new: &RStat) -> bool {
 }
 
 /// Brings the rstats of every ancestor of the blob's changed dentries up to date inside
-/// the blob (see the module doc), or fails with EDQUOT (nothing is changed then), or
-/// with `Need` when an ancestor is not cached.
-pub(crate) fn propagate(cache: &MdCache, blob: &mut EMetaBlob) -> Result<(), Fail> {
+/// the blob (see the module doc), or fails with EDQUOT (nothing is changed then; only
+/// with `enforce`), or with `Need` when an ancestor is not cached.
+pub(crate) fn propagate(cache: &MdCache, blob: &mut EMetaBlob, enforce: bool) -> Result<(), Fail> {
     let mut total: BTreeMap<Ino, Delta> = BTreeMap::new();
     for (dir, d) in direct_deltas(cache, blob) {
         let mut cur = dir;
@@ -110,7 +110,7 @@ pub(crate) fn propagate(cache: &MdCache, blob: &mut EMetaBlob) -> Result<(), Fai
     for (ino, d) in total.into_iter().filter(|(_, d)| !d.is_zero()) {
         let mut i = inode_after(cache, blob, ino)?;
         let new = d.apply(i.rstat);
-        if exceeds(&i, &d, &new) {
+        if enforce && exceeds(&i, &d, &new) {
             return Err(Errno::EDQUOT.into());
         }
         i.rstat = new;

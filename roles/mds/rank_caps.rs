@@ -327,7 +327,7 @@ impl MdsRank {
     fn journal_ranges(&mut self, ino: Ino, ranges: BTreeMap<String, u64>, locked: bool) -> (Ino, bool, Option<Durable>) {
         self.maybe_segment();
         let Some(rs) = self.rs.as_mut() else { return (ino, locked, None) };
-        match update_inode(&mut rs.cache, format!("client ranges {ino:#x}"), ino, |i| i.client_ranges = ranges) {
+        match update_inode(&mut rs.cache, format!("client ranges {ino:#x}"), ino, true, |i| i.client_ranges = ranges) {
             Ok(Some(blob)) => (ino, locked, Some(self.journal(LogEvent::Update(blob), false))),
             Ok(None) => (ino, locked, None),
             Err(_) => {
@@ -379,8 +379,13 @@ impl MdsRank {
         self.maybe_segment();
         let now = crate::now_ns();
         let (size, mtime) = (m.size, m.mtime);
+        // A size inside the writable range the client was granted was allowed when the
+        // range was (quota room included): accounted even if other files under the
+        // same quota used the room meanwhile (Ceph's quotas overshoot the same way),
+        // rather than refused after the client acknowledged the writes.
+        let granted = self.caps.locker.ranges(m.ino).get(client).is_some_and(|r| size <= *r);
         let Some(rs) = self.rs.as_mut() else { return };
-        let r = update_inode(&mut rs.cache, format!("cap flush {:#x} {size}", m.ino), m.ino, |i| {
+        let r = update_inode(&mut rs.cache, format!("cap flush {:#x} {size}", m.ino), m.ino, !granted, |i| {
             i.size = i.size.max(size);
             if mtime > i.mtime {
                 i.mtime = mtime;
@@ -408,7 +413,12 @@ impl MdsRank {
                     .into_actor(self),
                 );
             }
-            Ok(None) | Err(_) => {
+            Ok(None) => {
+                let _ = conn.send(Message::MClientCaps(ack));
+            }
+            Err(_) => {
+                // The ack carries the size the MDS kept, which the client adopts.
+                tracing::warn!(%client, ino = format!("{:#x}", m.ino), size, "cap flush refused (a quota, or the inode is not cached)");
                 let _ = conn.send(Message::MClientCaps(ack));
             }
         }

@@ -408,7 +408,13 @@ impl<'a> Tx<'a> {
     pub fn location(&self, ino: Ino) -> Option<(Ino, String)> {
         self.placed.get(&ino).cloned().or_else(|| self.cache.parent_of(ino).map(|(d, n)| (d, n.to_string())))
     }
-    pub fn finish(mut self) -> R<EMetaBlob> {
+    pub fn finish(self) -> R<EMetaBlob> {
+        self.finish_with(true)
+    }
+
+    /// `finish`, with quotas enforced (EDQUOT) or, for a change a client was already
+    /// allowed to make (a size inside its granted writable range), only accounted.
+    pub fn finish_with(mut self, enforce_quota: bool) -> R<EMetaBlob> {
         for (ino, i) in std::mem::take(&mut self.staged) {
             let Some(i) = i else { continue };
             if is_base(ino) {
@@ -418,7 +424,7 @@ impl<'a> Tx<'a> {
                 self.dentry(d, &n, Some(Linkage::Primary(i)));
             }
         }
-        super::quota::propagate(self.cache, &mut self.blob)?;
+        super::quota::propagate(self.cache, &mut self.blob, enforce_quota)?;
         Ok(self.blob)
     }
 }

@@ -9,11 +9,13 @@ use crate::roles::mds::events::EMetaBlob;
 use crate::roles::mds::types::{Ino, Inode};
 
 /// Applies `change` to inode `ino` and returns the blob to journal, or `None` when
-/// nothing changed. `Err` when the inode is not in cache.
+/// nothing changed. `Err` when the inode is not in cache (or, with `enforce_quota`,
+/// when the change would pass a quota; without it a quota is only accounted).
 pub fn update_inode(
     cache: &mut MdCache,
     desc: String,
     ino: Ino,
+    enforce_quota: bool,
     change: impl FnOnce(&mut Inode),
 ) -> Result<Option<EMetaBlob>, Need> {
     let blob = {
@@ -28,7 +30,7 @@ pub fn update_inode(
         let blob = EMetaBlob { desc, version: c.version() + 1, ..Default::default() };
         let mut tx = Tx { cache: c, blob, staged: BTreeMap::new(), placed: BTreeMap::new() };
         tx.put(n);
-        match tx.finish() {
+        match tx.finish_with(enforce_quota) {
             Ok(b) => b,
             Err(Fail::Need(n)) => return Err(n),
             Err(Fail::Errno(_)) => return Err(Need::Inode(ino)),
@@ -54,7 +56,7 @@ mod tests {
             panic!("create")
         };
         let before = fs.cache.clone();
-        let blob = update_inode(&mut fs.cache, "flush".into(), st.ino, |i| {
+        let blob = update_inode(&mut fs.cache, "flush".into(), st.ino, true, |i| {
             i.size = 77;
             i.client_ranges.insert("client.1".into(), 1 << 26);
         })
@@ -65,7 +67,7 @@ mod tests {
         let mut replayed = before;
         replayed.apply(&blob);
         assert_eq!(replayed.inode(st.ino), Some(&now));
-        assert_eq!(update_inode(&mut fs.cache, "same".into(), st.ino, |i| i.size = 77).unwrap(), None);
-        assert_eq!(update_inode(&mut fs.cache, "gone".into(), 0xdead, |_| {}), Err(Need::Inode(0xdead)));
+        assert_eq!(update_inode(&mut fs.cache, "same".into(), st.ino, true, |i| i.size = 77).unwrap(), None);
+        assert_eq!(update_inode(&mut fs.cache, "gone".into(), 0xdead, true, |_| {}), Err(Need::Inode(0xdead)));
     }
 }
