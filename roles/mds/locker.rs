@@ -308,6 +308,8 @@ impl Locker {
         self.wake(ino, out);
         if self.inodes.get(&ino).is_some_and(InodeLocks::is_idle) {
             self.inodes.remove(&ino);
+            // (Set again before the next range grows: `MdsRank::refresh_quota_limit`.)
+            self.quota_limits.remove(&ino);
         }
     }
 

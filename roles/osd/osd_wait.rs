@@ -1,7 +1,8 @@
 //! Client ops that cannot run yet. An op waits either for its PG (no map yet, a map
 //! older than the client's, the PG not active) in `Osd::waiting`, retried on every
-//! new map and when an op of the PG completes, or for its object, busy with an earlier op, in `Osd::obj_waiting`: that
-//! queue moves only when the object is released, one op at a time in arrival order.
+//! new map and when an op of the PG completes, or for its object, busy with an earlier
+//! op, in `Osd::obj_waiting`: that queue moves only when the object is released, one
+//! op at a time in arrival order.
 //!
 //! Before session 16 both kinds waited in the PG's queue and every completion in the
 //! PG re-ran all of it: under a stream of small writes to a few objects (glibc's

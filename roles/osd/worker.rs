@@ -7,9 +7,9 @@
 //! run on a few reader threads ([`ReadPool`]), so disk reads overlap each other and the
 //! actor's network work.
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
