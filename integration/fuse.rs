@@ -202,6 +202,30 @@ fn across_mounts(a: &Mount, b: &Mount) {
     let (ma, mb) = (std::fs::metadata(a.path("stamp")).unwrap(), std::fs::metadata(b.path("stamp")).unwrap());
     assert_eq!((mb.size(), mb.mtime(), mb.mtime_nsec()), (9, ma.mtime(), ma.mtime_nsec()));
 
+    eprintln!("--- attributes A changes under its exclusive caps are what B sees");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let f = std::fs::File::create(a.path("owned")).expect("create owned");
+        (&f).write_all(b"abc").unwrap();
+        f.set_permissions(std::fs::Permissions::from_mode(0o640)).unwrap();
+        std::os::unix::fs::fchown(&f, Some(1234), Some(5678)).unwrap();
+        let past = std::time::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+        f.set_times(std::fs::FileTimes::new().set_modified(past).set_accessed(past)).unwrap();
+        let ma = std::fs::metadata(a.path("owned")).unwrap();
+        assert_eq!((ma.mode() & 0o7777, ma.uid(), ma.gid(), ma.mtime(), ma.len()), (0o640, 1234, 5678, 1_000_000_000, 3));
+        // B asks while A still has the file open: the MDS takes A's caps back, and
+        // A's changes reach it first.
+        let mb = std::fs::metadata(b.path("owned")).unwrap();
+        assert_eq!((mb.mode() & 0o7777, mb.uid(), mb.gid(), mb.mtime(), mb.len()), (0o640, 1234, 5678, 1_000_000_000, 3));
+        // A write after a set mtime moves it on.
+        (&f).write_all(b"d").unwrap();
+        f.set_permissions(std::fs::Permissions::from_mode(0o604)).unwrap();
+        drop(f);
+        let mb = std::fs::metadata(b.path("owned")).unwrap();
+        assert_eq!((mb.mode() & 0o7777, mb.len()), (0o604, 4));
+        assert!(mb.mtime() > 1_000_000_000, "mtime {}", mb.mtime());
+    }
+
     eprintln!("--- rename and unlink in A are visible in B");
     std::fs::create_dir(a.path("d")).unwrap();
     std::fs::rename(a.path("stamp"), a.path("d/renamed")).unwrap();

@@ -19,8 +19,8 @@ use super::file::Invalidate;
 use super::session::{lock, Inner};
 use super::Client;
 use crate::error::{CmdError, Errno};
-use crate::msg::caps::{CapOp, Caps, ClientCaps};
-use crate::msg::mds::{Ino, InodeStat, S_IFDIR, S_IFMT};
+use crate::msg::caps::{CapAttrs, CapOp, Caps, ClientCaps};
+use crate::msg::mds::{Ino, InodeStat, SetAttr, S_IFDIR, S_IFMT, S_ISGID, S_ISUID};
 use crate::msg::Message;
 use crate::now_ns;
 
@@ -125,6 +125,13 @@ pub(super) struct InodeCaps {
     /// The size/mtime of the newest cap flush sent (re-sent after an MDS failover
     /// until acknowledged).
     pub flushing: Option<(u64, i64)>,
+    /// Attributes changed here under `Ax`/`Fx` (`Client::local_setattr`) and not yet
+    /// sent to the MDS.
+    pub attrs: Option<CapAttrs>,
+    /// Attributes sent in cap flushes up to `attrs_tid` and not yet acknowledged
+    /// (laid over cached attributes meanwhile; re-sent after an MDS failover).
+    pub attrs_flushing: Option<CapAttrs>,
+    pub attrs_tid: u64,
 }
 
 impl InodeCaps {
@@ -236,6 +243,44 @@ impl InodeCaps {
     pub fn wrote(&mut self, off: u64, end: u64) {
         self.drop_pages(off, end);
         self.dirty = Some((self.dirty.map_or(end, |(e, _)| e.max(end)), now_ns()));
+        // A write after a set mtime moves it on: the write's own mtime wins.
+        for a in [&mut self.attrs, &mut self.attrs_flushing].into_iter().flatten() {
+            a.mtime = None;
+        }
+    }
+
+    /// Attribute changes of this client the MDS has not acknowledged, oldest first.
+    pub fn attrs_unacked(&self) -> Option<CapAttrs> {
+        let flushing = self.attrs_flushing.filter(|_| self.flush_acked < self.attrs_tid);
+        match (flushing, self.attrs) {
+            (Some(f), Some(d)) => Some(f.then(d)),
+            (f, d) => f.or(d),
+        }
+    }
+
+    /// A cap flush of what is dirty (the size and mtime of writes only `with_size`:
+    /// their data must have landed first), recorded as flushing; `None` if nothing is.
+    pub fn take_flush(&mut self, ino: Ino, with_size: bool) -> Option<ClientCaps> {
+        let size = if with_size { self.dirty.take() } else { None };
+        let attrs = self.attrs.take();
+        if size.is_none() && attrs.is_none() {
+            return None;
+        }
+        self.flush_tid += 1;
+        let mut m = ClientCaps::new(CapOp::Flush, ino, self.caps, self.seq);
+        (m.wanted, m.flush_tid) = (self.wanted(), self.flush_tid);
+        if let Some((size, mtime)) = size {
+            self.flushing = Some((size, mtime));
+            (m.dirty, m.size, m.mtime) = (Caps::FILE_WR, size, mtime);
+        }
+        if let Some(a) = attrs {
+            let earlier = self.attrs_flushing.filter(|_| self.flush_acked < self.attrs_tid);
+            self.attrs_flushing = Some(earlier.map_or(a, |e| e.then(a)));
+            self.attrs_tid = self.flush_tid;
+            m.dirty |= a.needs();
+            m.attrs = Some(a);
+        }
+        Some(m)
     }
 
     /// Drops cached pages that a write of `off..end` makes stale.
@@ -252,6 +297,19 @@ impl InodeCaps {
         self.spans.clear();
         self.page_gen += 1;
         self.ahead = 0;
+    }
+}
+
+/// Lays this client's unreported size/mtime (`dirty`, from writes) and then its
+/// unacknowledged attribute changes over attributes from the MDS.
+fn overlay_attrs(st: &mut InodeStat, dirty: Option<(u64, i64)>, attrs: Option<CapAttrs>) {
+    if let Some((end, mtime)) = dirty {
+        st.size = st.size.max(end);
+        st.mtime = st.mtime.max(mtime);
+        st.blocks = st.size.div_ceil(512);
+    }
+    if let Some(a) = attrs {
+        a.apply(st);
     }
 }
 
@@ -376,16 +434,79 @@ impl Client {
     /// Attributes served from the cache while the caps allow it (with this client's
     /// unreported size/mtime on top).
     pub(super) fn cached_attrs(&self, ino: Ino) -> Option<InodeStat> {
-        let (caps, dirty) = lock(&self.inner.caps.map).get(&ino).map(|c| (c.caps, c.unreported()))?;
+        let (caps, dirty, attrs) = lock(&self.inner.caps.map).get(&ino).map(|c| (c.caps, c.unreported(), c.attrs_unacked()))?;
         if !caps.contains(attr_caps()) {
             return None;
         }
         let mut st = lock(&self.inner.dcache).attrs_of(ino)?;
-        if let Some((end, mtime)) = dirty {
-            st.size = st.size.max(end);
-            st.mtime = st.mtime.max(mtime);
-            st.blocks = st.size.div_ceil(512);
+        overlay_attrs(&mut st, dirty, attrs);
+        Some(st)
+    }
+
+    /// setattr without the MDS, when this client holds the exclusive caps covering
+    /// every change (`Ax` for mode/uid/gid, `Fx` for times) and the caller is the
+    /// owner (or root) with a change the MDS would allow (Ceph's client does the
+    /// same). The change is applied to the cached attributes and reaches the MDS in
+    /// a cap flush: before any request of this client, on fsync and close, and when
+    /// the MDS revokes the caps (so every other client sees it). `None`: ask the MDS
+    /// (a size change, caps not held, or a change needing its permission checks).
+    pub(super) fn local_setattr(&self, ino: Ino, set: &SetAttr) -> Option<InodeStat> {
+        if set.size.is_some() {
+            return None;
         }
+        let base = lock(&self.inner.dcache).attrs_of(ino)?;
+        let c = self.inner.current_caller();
+        let now = now_ns();
+        let mut map = lock(&self.inner.caps.map);
+        let ic = map.get_mut(&ino).filter(|ic| ic.seq > 0)?;
+        let mut change = CapAttrs { atime: set.atime, mtime: set.mtime, ctime: now, ..Default::default() };
+        if set.mode.is_some() || set.uid.is_some() || set.gid.is_some() {
+            change.mode = Some(0);
+        }
+        if !ic.caps.contains(attr_caps() | change.needs()) {
+            return None;
+        }
+        let mut st = base;
+        overlay_attrs(&mut st, ic.unreported(), ic.attrs_unacked());
+        if !(c.uid == 0 || c.uid == st.uid) {
+            return None;
+        }
+        let uid_change = set.uid.is_some_and(|u| u != st.uid);
+        let gid_change = set.gid.is_some_and(|g| g != st.gid);
+        let may_chgrp = c.uid == 0 || set.gid.is_some_and(|g| c.in_group(g));
+        if (uid_change && c.uid != 0) || (gid_change && !may_chgrp) {
+            return None;
+        }
+        if change.mode.is_some() {
+            // As the MDS's setattr: a new owner or group drops set-id bits of a
+            // non-directory; a mode set by a non-member of the group drops set-gid.
+            let (uid, gid) = (set.uid.unwrap_or(st.uid), set.gid.unwrap_or(st.gid));
+            let mut mode = st.mode;
+            if (uid_change || gid_change) && st.mode & S_IFMT != S_IFDIR {
+                mode &= !S_ISUID;
+                if mode & 0o010 != 0 {
+                    mode &= !S_ISGID;
+                }
+            }
+            if let Some(m) = set.mode {
+                let mut m = m & 0o7777;
+                if c.uid != 0 && !c.in_group(gid) {
+                    m &= !S_ISGID;
+                }
+                mode = (st.mode & S_IFMT) | m;
+            }
+            (change.mode, change.uid, change.gid) = (Some(mode & 0o7777), Some(uid), Some(gid));
+        }
+        if change.mtime.is_some() {
+            // The set mtime replaces the one of earlier writes (here and at the MDS).
+            if let Some(d) = ic.dirty.as_mut() {
+                d.1 = 0;
+            }
+        }
+        ic.attrs = Some(ic.attrs.map_or(change, |a| a.then(change)));
+        change.apply(&mut st);
+        drop(map);
+        lock(&self.inner.attrs_dirty).insert(ino);
         Some(st)
     }
 
@@ -416,7 +537,7 @@ impl Client {
     pub fn is_clean(&self, ino: Ino) -> bool {
         lock(&self.inner.caps.map)
             .get(&ino)
-            .is_none_or(|c| c.nothing_buffered() && c.dirty.is_none() && c.flush_acked >= c.flush_tid)
+            .is_none_or(|c| c.nothing_buffered() && c.dirty.is_none() && c.attrs.is_none() && c.flush_acked >= c.flush_tid)
     }
 
     /// Whether the directory's entries may be served from the dentry cache.
@@ -529,17 +650,8 @@ impl Client {
         let (m, tid) = {
             let mut map = lock(&self.inner.caps.map);
             let Some(c) = map.get_mut(&ino) else { return Ok(()) };
-            match c.dirty.take() {
-                Some((size, mtime)) => {
-                    c.flush_tid += 1;
-                    c.flushing = Some((size, mtime));
-                    let mut m = ClientCaps::new(CapOp::Flush, ino, c.caps, c.seq);
-                    (m.wanted, m.dirty, m.flush_tid, m.size, m.mtime) = (c.wanted(), Caps::FILE_WR, c.flush_tid, size, mtime);
-                    (Some(m), c.flush_tid)
-                }
-                // Nothing new; an earlier flush may still be on its way.
-                None => (None, c.flush_tid),
-            }
+            // Nothing new (`None`): an earlier flush may still be on its way.
+            (c.take_flush(ino, true), c.flush_tid)
         };
         if let Some(m) = m {
             self.send_caps(m);
@@ -551,7 +663,7 @@ impl Client {
     }
 
     /// Waits until cap flush `tid` of `ino` is acknowledged.
-    async fn wait_flushed(&self, ino: Ino, tid: u64) -> Result<(), CmdError> {
+    pub(super) async fn wait_flushed(&self, ino: Ino, tid: u64) -> Result<(), CmdError> {
         let deadline = tokio::time::Instant::now() + self.inner.timeout;
         loop {
             let notified = self.inner.caps.changed.notified();
@@ -580,6 +692,9 @@ impl Client {
                 }
                 if let Some(c) = lock(&self.inner.caps.map).get_mut(&m.ino) {
                     c.flush_acked = c.flush_acked.max(m.flush_tid);
+                    if c.flush_acked >= c.attrs_tid {
+                        c.attrs_flushing = None;
+                    }
                 }
                 self.inner.caps.changed.notify_waiters();
             }
@@ -645,7 +760,7 @@ impl Client {
                 break;
             }
         }
-        if lost.intersects(Caps::FILE_BUFFER | Caps::FILE_WR | Caps::FILE_EXCL) {
+        if lost.intersects(Caps::FILE_BUFFER | Caps::FILE_WR | Caps::FILE_EXCL | Caps::AUTH_EXCL) {
             if let Err(e) = self.flush_buffer(ino).await {
                 tracing::warn!(ino = format!("{ino:#x}"), "flushing buffered data on revoke: {e}");
             }
@@ -748,6 +863,34 @@ mod tests {
         assert!(c.span_slice(base + 2 * PAGE, PAGE).is_none(), "a dropped page");
         c.clear_pages();
         assert!(c.spans.is_empty());
+    }
+
+    /// That attributes changed under exclusive caps are laid over the MDS's, go out
+    /// in one flush with the written size (or alone, without it), stay laid over
+    /// until that flush is acknowledged, and that a later write's mtime wins over a
+    /// set one.
+    #[test]
+    fn attrs_flush_and_overlay() {
+        let mut c = InodeCaps { caps: Caps::parse("pAsxLsXsxFsxcrwb").unwrap(), seq: 3, ..Default::default() };
+        let mds = crate::msg::caps::tests::stat(0o100600, 100, 100);
+        c.wrote(0, 10);
+        c.attrs = Some(CapAttrs { mode: Some(0o644), mtime: Some(50), ctime: 200, ..Default::default() });
+        c.dirty.as_mut().unwrap().1 = 0;
+        let mut st = mds.clone();
+        overlay_attrs(&mut st, c.unreported(), c.attrs_unacked());
+        assert_eq!((st.mode, st.size, st.mtime, st.ctime), (0o100644, 10, 50, 200));
+        // Without the size: only the attributes go (the data may not have landed).
+        let m = c.take_flush(7, false).expect("a flush");
+        assert_eq!((m.dirty, m.size, m.attrs.unwrap().mode), (Caps::AUTH_EXCL | Caps::FILE_EXCL, 0, Some(0o644)));
+        assert!(c.attrs.is_none() && c.dirty.is_some());
+        assert_eq!(c.attrs_unacked().unwrap().mtime, Some(50), "still laid over until acknowledged");
+        let m2 = c.take_flush(7, true).expect("the size");
+        assert_eq!((m2.dirty, m2.size, m2.attrs), (Caps::FILE_WR, 10, None));
+        assert!(c.take_flush(7, true).is_none(), "nothing left");
+        c.wrote(10, 12);
+        assert_eq!(c.attrs_unacked().unwrap().mtime, None, "a write moves mtime on");
+        c.flush_acked = m.flush_tid;
+        assert!(c.attrs_unacked().is_none());
     }
 
     /// That writes drop exactly the cached pages they overlap, and that open modes

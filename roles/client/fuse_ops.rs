@@ -150,6 +150,11 @@ impl Shared {
 
     /// Attributes including this mount's writes not yet reported.
     pub async fn attr(&self, ino: Ino) -> Result<InodeStat, CmdError> {
+        // Caps covering the attributes: the cache, with this mount's unreported writes
+        // laid over it, is what a flush would make the MDS say.
+        if let Some(st) = self.client.cached_attrs(ino) {
+            return Ok(st);
+        }
         self.flush_ino(ino).await?;
         self.client.getattr(ino).await
     }

@@ -132,6 +132,9 @@ impl Client {
 
     /// Changes attributes; a smaller size also cuts the data objects past the new end.
     pub async fn setattr(&self, ino: Ino, set: SetAttr) -> Result<InodeStat, CmdError> {
+        if let Some(st) = self.local_setattr(ino, &set) {
+            return Ok(st);
+        }
         let old = match set.size {
             Some(_) => {
                 // A size change: buffered writes and unreported sizes go first, and the

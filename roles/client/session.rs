@@ -2,7 +2,7 @@
 //! the request path (tid-matched `MClientReply`s; an op returns on its first reply, the
 //! request is kept until its safe reply), renewals, and reconnection when the FSMap
 //! names another rank-0 daemon (pending and unsafe requests are re-sent to it).
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -19,6 +19,7 @@ use crate::error::{CmdError, Errno};
 use crate::ids::{EntityName, Gid, PoolId};
 use crate::maps::{FsMap, MdsState};
 use crate::monc::MonClient;
+use crate::msg::caps::ClientCaps;
 use crate::msg::mds::{Caller, ClientRequest, Ino, MdsOp, MdsReply, ReplyBody, SessionOp, SessionReply};
 use crate::msg::{Message, MonSubscribe};
 use crate::net::{ConnHandle, FaultRules, Incoming, Messenger, MsgrOptions};
@@ -73,6 +74,9 @@ pub(super) struct Inner {
     /// The MDS daemon (gid) our session is with: a new one for the rank is sent a
     /// reconnect instead of a session open (`session_faults.rs`).
     session_gid: Mutex<Option<Gid>>,
+    /// Inodes with attribute changes made under exclusive caps and not yet sent
+    /// (`Client::local_setattr`); sent before the next request.
+    pub(super) attrs_dirty: Mutex<HashSet<Ino>>,
 }
 
 #[path = "session_faults.rs"]
@@ -218,6 +222,7 @@ impl Client {
             caps: Default::default(),
             asyncops: Default::default(),
             session_gid: Mutex::new(None),
+            attrs_dirty: Mutex::new(HashSet::new()),
         });
         // A map can name an instance that is gone (all daemons restarted, the monitors not
         // yet past the beacon grace): the daemon now at that address says EAGAIN (or
@@ -283,6 +288,14 @@ impl Client {
 
     /// Waits until every request issued so far has its safe (journaled) reply.
     pub async fn sync(&self) -> Result<(), CmdError> {
+        // Cap flushes (sizes of closed files, attributes changed under exclusive
+        // caps) are journaled too.
+        self.inner.flush_dirty_attrs();
+        let flushes: Vec<(Ino, u64)> =
+            lock(&self.inner.caps.map).iter().filter(|(_, c)| c.flush_acked < c.flush_tid).map(|(ino, c)| (*ino, c.flush_tid)).collect();
+        for (ino, tid) in flushes {
+            self.wait_flushed(ino, tid).await?;
+        }
         let upto = self.inner.next_tid.load(Ordering::Relaxed);
         let deadline = tokio::time::Instant::now() + self.inner.timeout;
         loop {
@@ -383,6 +396,9 @@ impl Inner {
     /// Sends request `tid` without waiting; the receiver gets its first reply. It stays
     /// pending (re-sent after a reconnect) until its safe reply.
     pub(super) fn submit(&self, tid: u64, op: MdsOp) -> oneshot::Receiver<Result<ReplyBody, Errno>> {
+        // The MDS judges requests by the attributes it has: this client's own
+        // changes under exclusive caps reach it first (the same ordered connection).
+        self.flush_dirty_attrs();
         let (tx, rx) = oneshot::channel();
         let mut pending = lock(&self.pending);
         // Every request below the oldest one pending has had its safe reply.
@@ -395,6 +411,27 @@ impl Inner {
             self.kick.notify_one();
         }
         rx
+    }
+
+    /// Sends the attribute changes made under exclusive caps as cap flushes (not the
+    /// size of writes, whose data may not have landed).
+    pub(super) fn flush_dirty_attrs(&self) {
+        let inos: Vec<Ino> = {
+            let mut d = lock(&self.attrs_dirty);
+            if d.is_empty() {
+                return;
+            }
+            d.drain().collect()
+        };
+        let msgs: Vec<ClientCaps> = {
+            let mut map = lock(&self.caps.map);
+            inos.iter().filter_map(|ino| map.get_mut(ino).and_then(|c| c.take_flush(*ino, false))).collect()
+        };
+        if let Some((_, conn)) = lock(&self.conn).as_ref() {
+            for m in msgs {
+                let _ = conn.send(Message::MClientCaps(m));
+            }
+        }
     }
 
     /// Forgets a request that will not be waited for any more (timed out).

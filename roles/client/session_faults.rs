@@ -196,9 +196,19 @@ impl Inner {
             .iter()
             .filter(|(_, c)| c.flush_acked < c.flush_tid)
             .filter_map(|(ino, c)| {
-                let (size, mtime) = c.flushing?;
+                let attrs = c.attrs_flushing.filter(|_| c.flush_acked < c.attrs_tid);
+                if c.flushing.is_none() && attrs.is_none() {
+                    return None;
+                }
                 let mut m = ClientCaps::new(CapOp::Flush, *ino, c.caps, c.seq);
-                (m.wanted, m.dirty, m.flush_tid, m.size, m.mtime) = (c.wanted(), Caps::FILE_WR, c.flush_tid, size, mtime);
+                (m.wanted, m.flush_tid) = (c.wanted(), c.flush_tid);
+                if let Some((size, mtime)) = c.flushing {
+                    (m.dirty, m.size, m.mtime) = (Caps::FILE_WR, size, mtime);
+                }
+                if let Some(a) = attrs {
+                    m.dirty |= a.needs();
+                    m.attrs = Some(a);
+                }
                 Some(m)
             })
             .collect();
@@ -231,7 +241,7 @@ impl Client {
     pub(crate) fn forget_if_idle(&self, ino: Ino) {
         let mut map = lock(&self.inner.caps.map);
         let idle = map.get(&ino).is_some_and(|c| {
-            c.caps.is_empty() && c.opens == (0, 0) && c.users == 0 && c.nothing_buffered() && c.dirty.is_none()
+            c.caps.is_empty() && c.opens == (0, 0) && c.users == 0 && c.nothing_buffered() && c.dirty.is_none() && c.attrs.is_none()
         });
         if idle {
             map.remove(&ino);
@@ -271,6 +281,7 @@ pub(super) fn recall_victims(caps: &HashMap<Ino, InodeCaps>, stamps: &HashMap<In
                 && c.users == 0
                 && c.nothing_buffered()
                 && c.dirty.is_none()
+                && c.attrs.is_none()
                 && c.flush_acked >= c.flush_tid
         })
         .map(|(ino, _)| (stamps.get(ino).copied().unwrap_or(0), *ino))

@@ -88,7 +88,14 @@ pub fn op_locks(op: &MdsOp, cache: &MdCache) -> Vec<(Ino, LockKind, LockMode)> {
         }
         MdsOp::Readdir { ino, .. } => vec![(*ino, File, Rd)],
         MdsOp::Getxattr { ino, .. } | MdsOp::Listxattr { ino } => vec![(*ino, Xattr, Rd)],
-        MdsOp::Setxattr { ino, .. } | MdsOp::Removexattr { ino, .. } => vec![(*ino, Xattr, X)],
+        MdsOp::Setxattr { ino, .. } => vec![(*ino, Xattr, X)],
+        // Removing a name the inode does not have changes nothing (ENODATA): the
+        // kernel asks that of every chown (`security.capability`), which should not
+        // take the xattr caps back from every client.
+        MdsOp::Removexattr { ino, name } => {
+            let has = cache.inode(*ino).is_some_and(|i| i.xattrs.contains_key(name.as_str()));
+            vec![(*ino, Xattr, if has { X } else { Rd })]
+        }
         MdsOp::SetSize { ino, .. } => vec![(*ino, File, Wr)],
     };
     v.sort();
@@ -367,18 +374,25 @@ impl MdsRank {
         self.exec_caps(cmds, ctx);
     }
 
-    /// A cap flush: the size (only grows) and mtime a writer produced, journaled;
-    /// answered with `FlushAck` once durable. Only a holder of `Fw`/`Fx` may flush.
+    /// A cap flush: the size (only grows) and mtime a writer produced, and attributes
+    /// the client changed under its exclusive caps, journaled; answered with
+    /// `FlushAck` once durable. Size and mtime need `Fw`/`Fx`, mode/uid/gid `Ax`,
+    /// explicit times `Fx`; what the client does not hold the caps for is ignored.
     fn cap_flush(&mut self, client: &str, conn: &ConnHandle, m: &ClientCaps, ctx: &mut Context<Self>) {
         let held = self.caps.locker.cap(client, m.ino).map_or(Caps::NONE, |c| c.issued);
-        if !held.intersects(Caps::FILE_WR | Caps::FILE_EXCL) {
+        let size_ok = held.intersects(Caps::FILE_WR | Caps::FILE_EXCL);
+        let attrs = m.attrs.map(|a| a.covered_by(held)).filter(|a| !a.needs().is_empty());
+        if m.attrs.is_some_and(|a| a.covered_by(held) != a) {
+            tracing::warn!(%client, ino = format!("{:#x}", m.ino), "cap flush of attributes without the caps for them ({held}); those ignored");
+        }
+        if !size_ok && attrs.is_none() {
             tracing::warn!(%client, ino = format!("{:#x}", m.ino), "cap flush without Fw/Fx ({held}); ignored");
             let _ = conn.send(Message::MClientCaps(ClientCaps { op: CapOp::FlushAck, ..m.clone() }));
             return;
         }
         self.maybe_segment();
         let now = crate::now_ns();
-        let (size, mtime) = (m.size, m.mtime);
+        let (size, mtime) = if size_ok { (m.size, m.mtime) } else { (0, 0) };
         // A size inside the writable range the client was granted was allowed when the
         // range was (quota room included): accounted even if other files under the
         // same quota used the room meanwhile (Ceph's quotas overshoot the same way),
@@ -390,6 +404,18 @@ impl MdsRank {
             if mtime > i.mtime {
                 i.mtime = mtime;
                 i.ctime = now.max(mtime);
+            }
+            // The client's own changes come after its writes (it drops a write's
+            // mtime when it sets one, and an explicit mtime when it writes again).
+            if let Some(a) = attrs {
+                if let Some(mode) = a.mode {
+                    i.mode = (i.mode & S_IFMT) | (mode & 0o7777);
+                }
+                i.uid = a.uid.unwrap_or(i.uid);
+                i.gid = a.gid.unwrap_or(i.gid);
+                i.atime = a.atime.unwrap_or(i.atime);
+                i.mtime = a.mtime.unwrap_or(i.mtime);
+                i.ctime = i.ctime.max(a.ctime);
             }
         });
         let now_stat = rs.cache.inode(m.ino).map(|i| i.stat());
@@ -479,5 +505,10 @@ mod tests {
         assert_eq!(op_locks(&ren, c), vec![(ROOT_INO, File, Wr), (f, Link, X)]);
         assert_eq!(op_locks(&MdsOp::Open { ino: f, flags: 0 }, c), vec![]);
         assert_eq!(op_locks(&MdsOp::Open { ino: f, flags: O_TRUNC | 1 }, c), vec![(f, File, X)]);
+        let rm = MdsOp::Removexattr { ino: f, name: "security.capability".into() };
+        assert_eq!(op_locks(&rm, c), vec![(f, Xattr, Rd)], "nothing to remove: a read");
+        let v = serde_bytes::ByteBuf::from(b"1".to_vec());
+        fs.run(MdsOp::Setxattr { ino: f, name: "security.capability".into(), value: v, flags: 0 }).unwrap();
+        assert_eq!(op_locks(&rm, &fs.cache), vec![(f, Xattr, X)]);
     }
 }

@@ -13,6 +13,11 @@ use crate::roles::mds::types::{Ino, Inode};
 
 /// Largest xattr value (Linux XATTR_SIZE_MAX).
 pub const XATTR_SIZE_MAX: usize = 65536;
+/// Most bytes of names and values one inode's xattrs may hold together (Ceph's
+/// `mds_max_xattr_pairs_size`, 64 KiB): a set that would pass it is refused with
+/// ENOSPC, as on Ceph and on ext4 (whose xattrs share one block). Every change of an
+/// inode journals all of them, so without a bound each grows the next.
+pub const XATTR_PAIRS_MAX: usize = 65536;
 
 impl<'a> Cx<'a> {
     /// Journals `n` as the new state of its inode, and answers with its attributes.
@@ -201,6 +206,11 @@ impl<'a> Cx<'a> {
         }
         if flags & XATTR_REPLACE != 0 && !exists {
             return Err(Errno::ENODATA.into());
+        }
+        let total: usize = i.xattrs.iter().map(|(k, v)| k.len() + v.len()).sum();
+        let after = total - i.xattrs.get(name).map_or(0, |v| name.len() + v.len()) + name.len() + value.len();
+        if after > XATTR_PAIRS_MAX && after > total {
+            return Err(Errno::ENOSPC.into());
         }
         let mut n = i.clone();
         n.xattrs.insert(name.to_string(), value.clone());

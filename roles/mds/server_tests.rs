@@ -436,6 +436,14 @@ fn xattrs() {
     let t = fs.now;
     assert_eq!(fs.stat(f).ctime, t);
     assert_eq!(fs.err(MdsOp::Removexattr { ino: f, name: n("user.a") }), Errno::ENODATA);
+    // Names and values together stay within XATTR_PAIRS_MAX (ENOSPC past it); a
+    // replacement that does not grow them, and removals, still work past it.
+    fs.run(set("user.big", &vec![1; 40000], 0)).unwrap();
+    assert_eq!(fs.err(set("user.big2", &vec![2; 30000], 0)), Errno::ENOSPC);
+    fs.run(set("user.big2", &vec![2; 20000], 0)).unwrap();
+    fs.run(set("user.big", &vec![3; 40000], XATTR_REPLACE)).unwrap();
+    fs.run(MdsOp::Removexattr { ino: f, name: n("user.big") }).unwrap();
+    fs.run(set("user.big3", &vec![4; 40000], 0)).unwrap();
 }
 
 /// That a session confined to a sub-directory cannot climb out of it.

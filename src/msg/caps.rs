@@ -259,6 +259,75 @@ pub struct ClientCaps {
     /// them under `As`/`Fs`; `version` orders them against replies).
     #[serde(default)]
     pub stat: Option<InodeStat>,
+    /// Flush: attributes the client changed under its exclusive caps.
+    #[serde(default)]
+    pub attrs: Option<CapAttrs>,
+}
+
+/// Attributes a client changed itself while it held the exclusive cap covering them
+/// (Ceph's client does the same): `Ax` covers mode, uid and gid, `Fx` atime and mtime.
+/// They reach the MDS in a cap `Flush`. `None` leaves a field alone; `ctime` is the
+/// client's stamp of its last change.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CapAttrs {
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub atime: Option<i64>,
+    pub mtime: Option<i64>,
+    pub ctime: i64,
+}
+
+impl CapAttrs {
+    /// The exclusive caps the changed fields need.
+    pub fn needs(&self) -> Caps {
+        let mut c = Caps::NONE;
+        if self.mode.is_some() || self.uid.is_some() || self.gid.is_some() {
+            c |= Caps::AUTH_EXCL;
+        }
+        if self.atime.is_some() || self.mtime.is_some() {
+            c |= Caps::FILE_EXCL;
+        }
+        c
+    }
+
+    /// `later`'s changes over these.
+    pub fn then(self, later: CapAttrs) -> CapAttrs {
+        CapAttrs {
+            mode: later.mode.or(self.mode),
+            uid: later.uid.or(self.uid),
+            gid: later.gid.or(self.gid),
+            atime: later.atime.or(self.atime),
+            mtime: later.mtime.or(self.mtime),
+            ctime: later.ctime.max(self.ctime),
+        }
+    }
+
+    /// Only the fields `held` covers (the rest stay `None`).
+    pub fn covered_by(self, held: Caps) -> CapAttrs {
+        let a = held.contains(Caps::AUTH_EXCL);
+        let f = held.contains(Caps::FILE_EXCL);
+        CapAttrs {
+            mode: self.mode.filter(|_| a),
+            uid: self.uid.filter(|_| a),
+            gid: self.gid.filter(|_| a),
+            atime: self.atime.filter(|_| f),
+            mtime: self.mtime.filter(|_| f),
+            ctime: self.ctime,
+        }
+    }
+
+    /// Lays the changes over `st` (the type bits of `mode` stay).
+    pub fn apply(&self, st: &mut InodeStat) {
+        if let Some(m) = self.mode {
+            st.mode = (st.mode & super::mds::S_IFMT) | (m & 0o7777);
+        }
+        st.uid = self.uid.unwrap_or(st.uid);
+        st.gid = self.gid.unwrap_or(st.gid);
+        st.atime = self.atime.unwrap_or(st.atime);
+        st.mtime = self.mtime.unwrap_or(st.mtime);
+        st.ctime = st.ctime.max(self.ctime);
+    }
 }
 
 impl ClientCaps {
@@ -278,6 +347,7 @@ impl ClientCaps {
             mtime: 0,
             atime: 0,
             stat: None,
+            attrs: None,
         }
     }
 }
@@ -311,9 +381,48 @@ pub struct ClientReconnect {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::msg::mds::{O_RDWR, O_WRONLY};
+
+    /// Attributes of inode 7 of `mode`, mtime and ctime (the rest zero).
+    pub(crate) fn stat(mode: u32, mtime: i64, ctime: i64) -> InodeStat {
+        let layout = crate::msg::mds::FileLayout::default_for(1);
+        InodeStat {
+            ino: 7,
+            mode,
+            uid: 0,
+            gid: 0,
+            size: 0,
+            nlink: 1,
+            atime: 0,
+            mtime,
+            ctime,
+            rdev: 0,
+            blocks: 0,
+            layout,
+            symlink: None,
+            version: 1,
+        }
+    }
+
+    /// That attribute changes name the caps they need, later ones win, only what
+    /// the held caps cover survives, and applying keeps the type bits.
+    #[test]
+    fn cap_attrs() {
+        let a = CapAttrs { mode: Some(0o640), ctime: 5, ..Default::default() };
+        let b = CapAttrs { mode: Some(0o600), mtime: Some(9), ctime: 7, ..Default::default() };
+        assert_eq!(a.needs(), Caps::AUTH_EXCL);
+        assert_eq!(b.needs(), Caps::AUTH_EXCL | Caps::FILE_EXCL);
+        let ab = a.then(b);
+        assert_eq!((ab.mode, ab.mtime, ab.ctime), (Some(0o600), Some(9), 7));
+        let only_a = ab.covered_by(Caps::parse("pAsxFs").unwrap());
+        assert_eq!((only_a.mode, only_a.mtime), (Some(0o600), None));
+        assert_eq!(ab.covered_by(Caps::PIN).needs(), Caps::NONE);
+        let mut st = stat(0o100644, 1, 6);
+        ab.apply(&mut st);
+        assert_eq!((st.mode, st.mtime, st.ctime), (0o100600, 9, 7));
+    }
 
     /// That caps render and parse the way Ceph prints them.
     #[test]
