@@ -293,9 +293,16 @@ impl Client {
         self.inner.flush_dirty_attrs();
         let flushes: Vec<(Ino, u64)> =
             lock(&self.inner.caps.map).iter().filter(|(_, c)| c.flush_acked < c.flush_tid).map(|(ino, c)| (*ino, c.flush_tid)).collect();
-        for (ino, tid) in flushes {
-            self.wait_flushed(ino, tid).await?;
-        }
+        // One deadline for all of them (each wait has its own as well).
+        let all = async {
+            for (ino, tid) in flushes {
+                self.wait_flushed(ino, tid).await?;
+            }
+            Ok::<(), CmdError>(())
+        };
+        tokio::time::timeout(self.inner.timeout, all).await.map_err(|_| {
+            CmdError::new(Errno::ETIMEDOUT, format!("cap flushes not acknowledged within {:.0} s", self.inner.timeout.as_secs_f64()))
+        })??;
         let upto = self.inner.next_tid.load(Ordering::Relaxed);
         let deadline = tokio::time::Instant::now() + self.inner.timeout;
         loop {
