@@ -443,6 +443,17 @@ impl Client {
         Some(st)
     }
 
+    /// `st` (cached attributes) with this client's unreported size/mtime and its
+    /// unacknowledged attribute changes laid over, as `cached_attrs` gives them: a
+    /// lookup answered from the dentry cache must not tell the kernel older ones.
+    pub(super) fn with_own_changes(&self, mut st: InodeStat) -> InodeStat {
+        let own = lock(&self.inner.caps.map).get(&st.ino).map(|c| (c.unreported(), c.attrs_unacked()));
+        if let Some((dirty, attrs)) = own {
+            overlay_attrs(&mut st, dirty, attrs);
+        }
+        st
+    }
+
     /// setattr without the MDS, when this client holds the exclusive caps covering
     /// every change (`Ax` for mode/uid/gid, `Fx` for times) and the caller is the
     /// owner (or root) with a change the MDS would allow (Ceph's client does the

@@ -52,7 +52,8 @@ impl Client {
         if name != "." && name != ".." && self.dir_cached(parent) {
             let d = lock(&self.inner.dcache);
             if let Some(st) = d.get(parent, name) {
-                return Ok(st);
+                drop(d);
+                return Ok(self.with_own_changes(st));
             }
             if d.known_absent(parent, name) {
                 // A name the MDS would refuse gets its error, not ENOENT.
