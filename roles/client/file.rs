@@ -480,8 +480,8 @@ impl Client {
 
     /// close(2): buffered data to the OSDs, then size, mtime and attributes changed
     /// under caps to the MDS (journaled). (Not waiting for the journal, as Ceph's
-    /// client does, left another stat of the closing mount seeing size 0 at times:
-    /// session 19, not understood yet.)
+    /// client does, needs `Client::with_own_changes` in cached lookups; see
+    /// docs/design.md.)
     pub async fn fh_flush(&self, fh: Fh) -> Result<(), CmdError> {
         let ino = self.handle(fh)?.ino;
         self.flush_ino(ino).await
