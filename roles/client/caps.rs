@@ -267,20 +267,29 @@ impl InodeCaps {
             return None;
         }
         self.flush_tid += 1;
-        let mut m = ClientCaps::new(CapOp::Flush, ino, self.caps, self.seq);
-        (m.wanted, m.flush_tid) = (self.wanted(), self.flush_tid);
-        if let Some((size, mtime)) = size {
-            self.flushing = Some((size, mtime));
-            (m.dirty, m.size, m.mtime) = (Caps::FILE_WR, size, mtime);
+        if size.is_some() {
+            self.flushing = size;
         }
         if let Some(a) = attrs {
             let earlier = self.attrs_flushing.filter(|_| self.flush_acked < self.attrs_tid);
             self.attrs_flushing = Some(earlier.map_or(a, |e| e.then(a)));
             self.attrs_tid = self.flush_tid;
+        }
+        Some(self.flush_message(ino, size, attrs))
+    }
+
+    /// The cap `Flush` (tid `flush_tid`) of a written size/mtime and attribute changes.
+    pub fn flush_message(&self, ino: Ino, size: Option<(u64, i64)>, attrs: Option<CapAttrs>) -> ClientCaps {
+        let mut m = ClientCaps::new(CapOp::Flush, ino, self.caps, self.seq);
+        (m.wanted, m.flush_tid) = (self.wanted(), self.flush_tid);
+        if let Some((size, mtime)) = size {
+            (m.dirty, m.size, m.mtime) = (Caps::FILE_WR, size, mtime);
+        }
+        if let Some(a) = attrs {
             m.dirty |= a.needs();
             m.attrs = Some(a);
         }
-        Some(m)
+        m
     }
 
     /// Drops cached pages that a write of `off..end` makes stale.
@@ -470,11 +479,10 @@ impl Client {
         let now = now_ns();
         let mut map = lock(&self.inner.caps.map);
         let ic = map.get_mut(&ino).filter(|ic| ic.seq > 0)?;
+        let auth = set.mode.is_some() || set.uid.is_some() || set.gid.is_some();
         let mut change = CapAttrs { atime: set.atime, mtime: set.mtime, ctime: now, ..Default::default() };
-        if set.mode.is_some() || set.uid.is_some() || set.gid.is_some() {
-            change.mode = Some(0);
-        }
-        if !ic.caps.contains(attr_caps() | change.needs()) {
+        let need = if auth { Caps::AUTH_EXCL } else { Caps::NONE } | change.needs();
+        if !ic.caps.contains(attr_caps() | need) {
             return None;
         }
         let mut st = base;
@@ -488,7 +496,7 @@ impl Client {
         if (uid_change && c.uid != 0) || (gid_change && !may_chgrp) {
             return None;
         }
-        if change.mode.is_some() {
+        if auth {
             // As the MDS's setattr: a new owner or group drops set-id bits of a
             // non-directory; a mode set by a non-member of the group drops set-gid.
             let (uid, gid) = (set.uid.unwrap_or(st.uid), set.gid.unwrap_or(st.gid));

@@ -200,16 +200,7 @@ impl Inner {
                 if c.flushing.is_none() && attrs.is_none() {
                     return None;
                 }
-                let mut m = ClientCaps::new(CapOp::Flush, *ino, c.caps, c.seq);
-                (m.wanted, m.flush_tid) = (c.wanted(), c.flush_tid);
-                if let Some((size, mtime)) = c.flushing {
-                    (m.dirty, m.size, m.mtime) = (Caps::FILE_WR, size, mtime);
-                }
-                if let Some(a) = attrs {
-                    m.dirty |= a.needs();
-                    m.attrs = Some(a);
-                }
-                Some(m)
+                Some(c.flush_message(*ino, c.flushing, attrs))
             })
             .collect();
         if let Some((_, conn)) = lock(&self.conn).as_ref() {
