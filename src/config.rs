@@ -94,6 +94,10 @@ options! {
     mon_osd_blocklist_default_expire: f64 = 3600.0, 3600.0;
     /// Seconds between client session renewals.
     client_renew_interval: f64 = 20.0, 1.0;
+    /// Directory entries (with their inodes' attributes) a client keeps cached; past
+    /// it the oldest are dropped, and a directory that loses an entry is no longer
+    /// complete (its creates and negative lookups go to the MDS again).
+    client_cache_size: u64 = 131_072, 131_072;
     /// Seconds between OSD heartbeats to peers.
     osd_heartbeat_interval: f64 = 6.0, 0.2;
     /// Seconds without a peer heartbeat before an OSD reports it failed.
@@ -226,6 +230,9 @@ impl Options {
                 "ms_idle_timeout ({}) must be larger than ms_keepalive_interval ({})",
                 self.ms_idle_timeout, self.ms_keepalive_interval
             ));
+        }
+        if self.client_cache_size == 0 {
+            errs.push("client_cache_size must be at least 1 (directory entries)".into());
         }
         if self.ms_reconnect_backoff_max < self.ms_reconnect_backoff_min {
             errs.push("ms_reconnect_backoff_max must be at least ms_reconnect_backoff_min".into());

@@ -1,8 +1,9 @@
 //! Async creates, mkdirs and unlinks (Ceph's async dirops). When the client holds `As Fs Fx` on
-//! a directory whose listing it has whole (`DentryCache` complete), nobody else can
-//! change that directory without revoking those caps first, so the client knows the
-//! outcome of a create or unlink there: it answers at once and sends the request
-//! pipelined, without waiting for the MDS.
+//! a directory, nobody else can change that directory without revoking those caps
+//! first, so where the client knows the name's state — a cached entry to unlink, a name
+//! known absent to create (the listing is whole, `DentryCache` complete, or the MDS said
+//! "no such entry" under those caps, a negative entry) — it knows the outcome of the
+//! op: it answers at once and sends the request pipelined, without waiting for the MDS.
 //!
 //! - Creates use inode numbers the MDS delegated to the session (`MdsReply::deleg`,
 //!   journaled by the MDS before the safe reply that announces them; `Deleg`).
@@ -273,19 +274,14 @@ impl Client {
     }
 
     /// The directory's attributes when an async op may run in it: async ops on, `As Fs
-    /// Fx` held, the listing complete; plus a reference on its caps.
+    /// Fx` held; plus a reference on its caps. (The caller knows the name's state: a
+    /// cached entry to unlink, or `known_absent` to create.)
     fn async_dir(&self, dir: Ino) -> Option<(InodeStat, CapRef)> {
         if !self.inner.asyncops.enabled.load(Ordering::Relaxed) {
             return None;
         }
         let need = Caps::AUTH_SHARED | Caps::FILE_SHARED | Caps::FILE_EXCL;
-        let st = {
-            let d = lock(&self.inner.dcache);
-            if !d.is_complete(dir) {
-                return None;
-            }
-            d.perm_attrs_of(dir).filter(|s| s.mode & S_IFMT == S_IFDIR)?
-        };
+        let st = lock(&self.inner.dcache).perm_attrs_of(dir).filter(|s| s.mode & S_IFMT == S_IFDIR)?;
         let r = self.cap_ref(dir, need)?;
         let caller = self.inner.current_caller();
         super::fuse_map::access_ok(&st, &caller, 3).ok()?;

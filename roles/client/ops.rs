@@ -61,9 +61,21 @@ impl Client {
                 return Err(CmdError::new(Errno::ENOENT, errno_text(Errno::ENOENT)));
             }
         }
-        let st = inode("lookup", self.request(MdsOp::Lookup { parent, name: name.to_string() }).await?)?;
+        let generation = lock(&self.inner.dcache).generation();
+        let reply = match self.request(MdsOp::Lookup { parent, name: name.to_string() }).await {
+            Err(e) if e.errno == Errno::ENOENT && name != "." && name != ".." => {
+                // Absent at the MDS while this client holds `Fs` on the directory: it
+                // stays absent until that cap is revoked (which drops the record).
+                if self.dir_cached(parent) {
+                    lock(&self.inner.dcache).set_negative(parent, name, generation);
+                }
+                return Err(e);
+            }
+            r => r?,
+        };
+        let st = inode("lookup", reply)?;
         if name != "." && name != ".." {
-            lock(&self.inner.dcache).insert(parent, name, &st);
+            lock(&self.inner.dcache).insert_since(parent, name, &st, generation);
         }
         Ok(st)
     }
@@ -191,7 +203,7 @@ impl Client {
             return r.inspect(|st| self.send_wanted_later(st.ino));
         }
         let op = MdsOp::Create { parent, name: name.to_string(), mode, excl };
-        let st = self.op_inode("create", op).await?;
+        let st = self.op_inode("create", op).await.inspect_err(|e| self.unsure_of(parent, name, e.errno))?;
         self.remember(parent, name, &st);
         // The MDS takes a create as a read-write open: unless a handle is opened on it
         // meanwhile, the write caps go back shortly.
@@ -200,7 +212,7 @@ impl Client {
     }
 
     pub async fn mknod(&self, parent: Ino, name: &str, mode: u32, rdev: u64) -> Result<InodeStat, CmdError> {
-        let st = self.op_inode("mknod", MdsOp::Mknod { parent, name: name.to_string(), mode, rdev }).await?;
+        let st = self.op_inode("mknod", MdsOp::Mknod { parent, name: name.to_string(), mode, rdev }).await.inspect_err(|e| self.unsure_of(parent, name, e.errno))?;
         self.remember(parent, name, &st);
         Ok(st)
     }
@@ -212,7 +224,7 @@ impl Client {
             return r;
         }
         let gen = lock(&self.inner.dcache).generation();
-        let st = self.op_inode("mkdir", MdsOp::Mkdir { parent, name: name.to_string(), mode }).await?;
+        let st = self.op_inode("mkdir", MdsOp::Mkdir { parent, name: name.to_string(), mode }).await.inspect_err(|e| self.unsure_of(parent, name, e.errno))?;
         self.remember(parent, name, &st);
         if self.dir_cached(st.ino) {
             lock(&self.inner.dcache).set_complete(st.ino, gen);
@@ -222,7 +234,7 @@ impl Client {
 
     pub async fn symlink(&self, parent: Ino, name: &str, target: &str) -> Result<InodeStat, CmdError> {
         let op = MdsOp::Symlink { parent, name: name.to_string(), target: target.to_string() };
-        let st = self.op_inode("symlink", op).await?;
+        let st = self.op_inode("symlink", op).await.inspect_err(|e| self.unsure_of(parent, name, e.errno))?;
         self.remember(parent, name, &st);
         Ok(st)
     }
@@ -238,7 +250,7 @@ impl Client {
     pub async fn link(&self, ino: Ino, new_parent: Ino, new_name: &str) -> Result<InodeStat, CmdError> {
         let op = MdsOp::Link { ino, new_parent, new_name: new_name.to_string() };
         lock(&self.inner.dcache).forget_attrs(ino);
-        let st = self.op_inode("link", op).await?;
+        let st = self.op_inode("link", op).await.inspect_err(|e| self.unsure_of(new_parent, new_name, e.errno))?;
         self.remember(new_parent, new_name, &st);
         Ok(st)
     }
@@ -252,6 +264,22 @@ impl Client {
         let r = self.request(MdsOp::Unlink { parent, name: name.to_string() }).await;
         self.after_removal(parent, name, r.is_err());
         r.map(|_| ())
+    }
+
+    /// After a failed create, mknod, mkdir, symlink or link of `dir/name`: unless the
+    /// MDS refused it for a reason that made nothing, the cache no longer claims to know
+    /// which names `dir` holds (the MDS may have made the entry before a timeout or a
+    /// lost connection, or an EEXIST names an entry the cache did not know of).
+    fn unsure_of(&self, dir: Ino, name: &str, errno: Errno) {
+        let mut d = lock(&self.inner.dcache);
+        let refused = match errno {
+            Errno::EEXIST => d.get(dir, name).is_some(),
+            Errno::ETIMEDOUT | Errno::EIO | Errno::ENOTCONN | Errno::EAGAIN | Errno::ESTALE | Errno::EBLOCKLISTED => false,
+            _ => true,
+        };
+        if !refused {
+            d.set_incomplete(dir);
+        }
     }
 
     /// After an unlink/rmdir: the entry is gone from the cache, and if the MDS refused
@@ -313,7 +341,7 @@ impl Client {
                         let mut c = lock(&self.inner.dcache);
                         for e in &entries {
                             if let Some(st) = &e.stat {
-                                c.insert(ino, &e.name, st);
+                                c.insert_since(ino, &e.name, st, gen);
                             }
                         }
                     }

@@ -3,10 +3,10 @@
 //! Paths are interpreted relative to the mount root: `/a/b` and `a/b` name the same
 //! entry. Normalization is lexical (`.` dropped, `..` pops a component, never above
 //! the root); symbolic links met in the middle of a walk are followed by the walker.
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use crate::error::{CmdError, Errno};
-use crate::msg::mds::{check_name, Ino, InodeStat};
+use crate::msg::mds::{check_name, Ino, InodeStat, S_IFDIR, S_IFMT};
 
 /// The components of `path` after lexical normalization; empty for the root.
 pub fn normalize(path: &str) -> Result<Vec<String>, CmdError> {
@@ -42,38 +42,57 @@ pub fn join(comps: &[String]) -> String {
 
 /// (parent, name) → child ino, plus the newest attributes seen per ino. Whether an
 /// entry may be used is the caps' call (the parent directory's `Fs`, see `caps.rs`):
-/// entries stay until that cap is revoked (`invalidate_dir`) or the client's own
-/// unlink/rmdir/rename makes them wrong.
+/// entries stay until that cap is revoked (`invalidate_dir`), the client's own
+/// unlink/rmdir/rename makes them wrong, or the cache is full and they are the oldest.
 ///
 /// A directory is *complete* (Ceph's `I_COMPLETE`) when every one of its entries is
 /// cached: the client listed it whole, or made it itself. While it also holds `Fs` on
 /// the directory, a name not cached there does not exist (a negative lookup answered
-/// locally). Anything that may have dropped an entry clears it: `invalidate_dir` (the
-/// `Fs` revoke), trimming, the overflow reset, `set_incomplete` after an error.
+/// locally). Anything that drops an entry of a directory clears it for that directory:
+/// `invalidate_dir` (the `Fs` revoke), trimming the oldest entries when the cache is
+/// over `client_cache_size` or a recall asks, `set_incomplete` after an error.
 pub struct DentryCache {
     max: usize,
-    /// Child ino and an insertion stamp (for trimming oldest first).
-    dentries: HashMap<(Ino, String), (Ino, u64)>,
+    /// Child ino and an insertion stamp, ordered by directory (a directory's entries
+    /// are one range).
+    dentries: BTreeMap<(Ino, String), (Ino, u64)>,
+    /// Insertion stamp → entry, oldest first: what trimming drops first.
+    by_age: BTreeMap<u64, (Ino, String)>,
+    /// How many entries name each ino (hard links).
+    named: HashMap<Ino, u32>,
     stamp: u64,
     attrs: HashMap<Ino, InodeStat>,
     /// Attributes kept only for permission checks (`forget_attrs`).
     stale: HashSet<Ino>,
     complete: HashSet<Ino>,
-    /// Bumped whenever entries may have been dropped wholesale (a listing that started
-    /// before cannot make its directory complete).
+    /// Names the MDS answered "no such entry" for while this client held `Fs` on the
+    /// directory (Ceph's negative dentries): absent like names missing from a complete
+    /// directory, in directories that are not complete.
+    negative: BTreeSet<(Ino, String)>,
+    /// Bumped whenever entries are dropped; a listing that started at an older
+    /// generation cannot make its directory complete if that directory lost an entry
+    /// since (`lost`), or if entries were dropped wholesale since (`wholesale`).
     generation: u64,
+    /// Directory → the generation at which it last lost an entry.
+    lost: HashMap<Ino, u64>,
+    wholesale: u64,
 }
 
 impl DentryCache {
     pub fn new(max: usize) -> Self {
         DentryCache {
             max: max.max(1),
-            dentries: HashMap::new(),
+            dentries: BTreeMap::new(),
+            by_age: BTreeMap::new(),
+            named: HashMap::new(),
             stamp: 0,
             attrs: HashMap::new(),
             stale: HashSet::new(),
             complete: HashSet::new(),
+            negative: BTreeSet::new(),
             generation: 0,
+            lost: HashMap::new(),
+            wholesale: 0,
         }
     }
 
@@ -82,15 +101,44 @@ impl DentryCache {
         self.generation
     }
 
-    /// Every entry of `dir` is cached now (if nothing was dropped since `generation`).
+    /// Every entry of `dir` is cached now (if none of its entries was dropped since
+    /// `generation`).
     pub fn set_complete(&mut self, dir: Ino, generation: u64) {
-        if generation == self.generation {
+        if self.lost_at(dir) <= generation {
             self.complete.insert(dir);
         }
     }
 
+    /// The generation at which `dir` last lost entries (a revoke of its `Fs`, a trim).
+    fn lost_at(&self, dir: Ino) -> u64 {
+        self.lost.get(&dir).copied().unwrap_or(0).max(self.wholesale)
+    }
+
     pub fn set_incomplete(&mut self, dir: Ino) {
         self.complete.remove(&dir);
+        self.drop_negatives(dir);
+    }
+
+    /// Records that `dir` has no entry `name` (the MDS said so while this client held
+    /// `Fs` on it), unless `dir` lost entries since `generation` (its `Fs` may have
+    /// been revoked in between) or the name was cached since.
+    pub fn set_negative(&mut self, dir: Ino, name: &str, generation: u64) {
+        let key = (dir, name.to_string());
+        if self.lost_at(dir) > generation || self.dentries.contains_key(&key) {
+            return;
+        }
+        if self.negative.len() >= self.max {
+            self.negative.clear();
+        }
+        self.negative.insert(key);
+    }
+
+    fn drop_negatives(&mut self, dir: Ino) {
+        let keys: Vec<(Ino, String)> =
+            self.negative.range((dir, String::new())..).take_while(|(p, _)| *p == dir).cloned().collect();
+        for k in keys {
+            self.negative.remove(&k);
+        }
     }
 
     pub fn is_complete(&self, dir: Ino) -> bool {
@@ -100,7 +148,8 @@ impl DentryCache {
     /// Whether `dir` is complete and has no entry `name` (it does not exist, as far as
     /// the cache knows; the caller checks the caps).
     pub fn known_absent(&self, dir: Ino, name: &str) -> bool {
-        self.complete.contains(&dir) && !self.dentries.contains_key(&(dir, name.to_string()))
+        let key = (dir, name.to_string());
+        (self.complete.contains(&dir) && !self.dentries.contains_key(&key)) || self.negative.contains(&key)
     }
 
     /// The cached child of `parent` named `name` with its attributes.
@@ -112,23 +161,106 @@ impl DentryCache {
         self.attrs.get(ino).cloned()
     }
 
+    /// The keys of directory `dir`'s cached entries.
+    fn keys_in(&self, dir: Ino) -> impl Iterator<Item = &(Ino, String)> {
+        self.dentries.range((dir, String::new())..).map(|(k, _)| k).take_while(move |(p, _)| *p == dir)
+    }
+
     /// The names cached under directory `dir`.
     pub fn names_in(&self, dir: Ino) -> Vec<String> {
-        self.dentries.keys().filter(|(p, _)| *p == dir).map(|(_, n)| n.clone()).collect()
+        self.keys_in(dir).map(|(_, n)| n.clone()).collect()
     }
 
     pub fn insert(&mut self, parent: Ino, name: &str, st: &InodeStat) {
-        if self.dentries.len() >= self.max {
-            // Crude but bounded: start over rather than track recency.
-            self.dentries.clear();
-            self.attrs.clear();
-            self.stale.clear();
-            self.complete.clear();
-            self.generation += 1;
-        }
+        let key = (parent, name.to_string());
+        self.remove_entry(&key);
+        self.negative.remove(&key);
         self.stamp += 1;
-        self.dentries.insert((parent, name.to_string()), (st.ino, self.stamp));
+        self.by_age.insert(self.stamp, key.clone());
+        self.dentries.insert(key, (st.ino, self.stamp));
+        *self.named.entry(st.ino).or_default() += 1;
         self.update_attrs(st);
+        while self.dentries.len() > self.max {
+            self.drop_oldest();
+        }
+        if self.attrs.len() > self.max.saturating_mul(2) {
+            // Attributes of inodes no entry names (getattr by inode number, directories
+            // whose entries went) are bounded too: directories' stay while they fit
+            // (permission checks and async creates in them need them).
+            self.drop_unnamed_attrs(true);
+            if self.attrs.len() > self.max.saturating_mul(2) {
+                self.drop_unnamed_attrs(false);
+            }
+        }
+    }
+
+    /// `insert` of an entry the MDS sent in answer to a request sent at `generation`:
+    /// if `parent` lost entries since (its `Fs` was revoked meanwhile, so the entry may
+    /// already be out of date), only the attributes are kept.
+    pub fn insert_since(&mut self, parent: Ino, name: &str, st: &InodeStat, generation: u64) {
+        if self.lost_at(parent) > generation {
+            self.update_attrs(st);
+        } else {
+            self.insert(parent, name, st);
+        }
+    }
+
+    /// Removes one entry and returns the ino it named and whether nothing else names it.
+    fn remove_entry(&mut self, key: &(Ino, String)) -> Option<(Ino, bool)> {
+        let (ino, at) = self.dentries.remove(key)?;
+        self.by_age.remove(&at);
+        let last = match self.named.get_mut(&ino) {
+            Some(n) if *n > 1 => {
+                *n -= 1;
+                false
+            }
+            _ => {
+                self.named.remove(&ino);
+                true
+            }
+        };
+        Some((ino, last))
+    }
+
+    /// Records that `dir` lost an entry: it is no longer complete, and a listing of it
+    /// that started before cannot make it so.
+    fn note_lost(&mut self, dir: Ino) {
+        self.complete.remove(&dir);
+        self.drop_negatives(dir);
+        self.generation += 1;
+        if self.lost.len() >= self.max {
+            self.lost.clear();
+            self.wholesale = self.generation;
+        } else {
+            self.lost.insert(dir, self.generation);
+        }
+    }
+
+    /// Drops the oldest entry, and its inode's attributes when nothing else names it
+    /// and it is not a directory (a directory's attributes serve permission checks and
+    /// async creates in it, and its own entry is often the oldest of those in use).
+    fn drop_oldest(&mut self) {
+        let Some((_, key)) = self.by_age.pop_first() else { return };
+        let Some((ino, _)) = self.dentries.remove(&key) else { return };
+        match self.named.get_mut(&ino) {
+            Some(n) if *n > 1 => *n -= 1,
+            _ => {
+                self.named.remove(&ino);
+                if self.attrs.get(&ino).is_some_and(|a| a.mode & S_IFMT != S_IFDIR) {
+                    self.attrs.remove(&ino);
+                    self.stale.remove(&ino);
+                }
+            }
+        }
+        self.note_lost(key.0);
+    }
+
+    /// Drops attributes of inodes no entry names (`keep_dirs`: except directories').
+    fn drop_unnamed_attrs(&mut self, keep_dirs: bool) {
+        let named = &self.named;
+        self.attrs.retain(|ino, a| named.contains_key(ino) || (keep_dirs && a.mode & S_IFMT == S_IFDIR));
+        let attrs = &self.attrs;
+        self.stale.retain(|ino| attrs.contains_key(ino));
     }
 
     /// Records newer attributes of an inode (older versions are ignored).
@@ -144,7 +276,9 @@ impl DentryCache {
 
     /// Forgets one entry (after unlink, rmdir, or as a rename's source or target).
     pub fn invalidate(&mut self, parent: Ino, name: &str) {
-        if let Some((ino, _)) = self.dentries.remove(&(parent, name.to_string())) {
+        let key = (parent, name.to_string());
+        self.negative.remove(&key);
+        if let Some((ino, _)) = self.remove_entry(&key) {
             // Hard links may still name it; attributes (nlink) changed anyway.
             self.attrs.remove(&ino);
             self.stale.remove(&ino);
@@ -154,9 +288,11 @@ impl DentryCache {
     /// Forgets every entry under directory `dir` (after renaming a directory the
     /// entries stay valid, but a removed directory's children must not be found).
     pub fn invalidate_dir(&mut self, dir: Ino) {
-        self.dentries.retain(|(p, _), _| *p != dir);
-        self.complete.remove(&dir);
-        self.generation += 1;
+        let keys: Vec<(Ino, String)> = self.keys_in(dir).cloned().collect();
+        for k in &keys {
+            self.remove_entry(k);
+        }
+        self.note_lost(dir);
     }
 
     /// For each cached inode, when its newest entry was cached (a larger stamp is
@@ -209,19 +345,13 @@ impl DentryCache {
     /// Trims to at most `max` entries, oldest first, and drops attributes no entry
     /// names any more (a cache-pressure recall); returns the entries left.
     pub fn trim_to(&mut self, max: usize) -> usize {
-        if self.dentries.len() > max {
-            let mut ages: Vec<((Ino, String), u64)> = self.dentries.iter().map(|(k, (_, at))| (k.clone(), *at)).collect();
-            ages.sort_by_key(|(_, at)| *at);
-            let excess = self.dentries.len() - max;
-            for (k, _) in ages.into_iter().take(excess) {
-                self.dentries.remove(&k);
-            }
-            self.complete.clear();
-            self.generation += 1;
+        while self.dentries.len() > max {
+            self.drop_oldest();
         }
-        let named: std::collections::HashSet<Ino> = self.dentries.values().map(|(i, _)| *i).collect();
-        self.attrs.retain(|ino, _| named.contains(ino));
-        self.stale.retain(|ino| named.contains(ino));
+        self.drop_unnamed_attrs(false);
+        if max == 0 {
+            self.negative.clear();
+        }
         self.dentries.len()
     }
 }
@@ -292,8 +422,8 @@ mod tests {
     }
 
     /// That a complete directory answers "absent" only for names it does not hold, and
-    /// that a revoke, a trim, the overflow reset or a listing overtaken by an
-    /// invalidation leave it incomplete.
+    /// that a revoke, a trim, an entry dropped from a full cache or a listing overtaken
+    /// by an invalidation of the same directory leave it incomplete.
     #[test]
     fn complete_directories() {
         let mut c = DentryCache::new(100);
@@ -307,9 +437,13 @@ mod tests {
         c.invalidate_dir(1);
         assert!(!c.is_complete(1));
         let g = c.generation();
-        c.invalidate_dir(7);
+        c.invalidate_dir(1);
         c.set_complete(1, g);
         assert!(!c.is_complete(1), "a listing overtaken by an invalidation");
+        let g = c.generation();
+        c.invalidate_dir(7);
+        c.set_complete(1, g);
+        assert!(c.is_complete(1), "another directory's invalidation does not matter");
         c.set_complete(1, c.generation());
         c.set_incomplete(1);
         assert!(!c.is_complete(1));
@@ -323,7 +457,79 @@ mod tests {
         small.set_complete(1, small.generation());
         small.insert(1, "x", &st(5, 1));
         small.insert(1, "y", &st(6, 1));
-        assert!(!small.is_complete(1), "the overflow reset");
+        assert!(!small.is_complete(1), "an entry dropped when the cache is full");
+    }
+
+    /// That a full cache drops its oldest entries one by one, and only the directories
+    /// that lost one stop being complete: a listing of another directory that started
+    /// before still completes, one of a directory that lost an entry does not.
+    #[test]
+    fn full_cache_drops_oldest() {
+        let mut c = DentryCache::new(4);
+        let g = c.generation();
+        c.insert(1, "a", &st(10, 1));
+        c.insert(2, "b", &st(20, 1));
+        c.insert(2, "c", &st(21, 1));
+        c.set_complete(1, g);
+        c.set_complete(2, g);
+        let listing = c.generation();
+        c.insert(3, "d", &st(30, 1));
+        c.insert(3, "e", &st(31, 1));
+        assert!(c.get(1, "a").is_none() && c.attrs_of(10).is_none(), "the oldest went, with its attributes");
+        assert!(!c.is_complete(1), "it lost an entry");
+        assert!(c.is_complete(2) && c.known_absent(2, "zz"), "untouched, still complete");
+        assert_eq!(c.len(), 4);
+        c.set_complete(3, listing);
+        assert!(c.is_complete(3), "a listing of a directory that lost nothing completes");
+        c.set_complete(1, listing);
+        assert!(!c.is_complete(1), "a listing overtaken by a drop in its directory does not");
+        c.set_complete(1, c.generation());
+        assert!(c.is_complete(1));
+        // Re-inserting refreshes an entry: it is no longer the oldest.
+        c.insert(2, "b", &st(20, 2));
+        c.insert(4, "f", &st(40, 1));
+        assert!(c.get(2, "b").is_some() && c.get(2, "c").is_none());
+        assert_eq!(c.names_in(2), vec!["b".to_string()]);
+        // A hard link keeps the attributes while another entry names the inode.
+        let mut h = DentryCache::new(2);
+        h.insert(1, "x", &st(9, 1));
+        h.insert(1, "y", &st(9, 1));
+        h.insert(1, "z", &st(8, 1));
+        assert!(h.attrs_of(9).is_some() && h.get(1, "y").is_some());
+        h.insert(1, "w", &st(7, 1));
+        assert!(h.attrs_of(9).is_none(), "the last name of it went");
+    }
+
+    /// That a name the MDS said is absent is known absent in an incomplete directory
+    /// until the name is cached, the directory loses entries (a revoke) or is marked
+    /// incomplete; and that a record from a lookup overtaken by a revoke is not kept.
+    #[test]
+    fn negative_entries() {
+        let mut c = DentryCache::new(100);
+        let g = c.generation();
+        c.set_negative(1, "n", g);
+        assert!(!c.is_complete(1) && c.known_absent(1, "n") && !c.known_absent(1, "m"));
+        c.insert(1, "n", &st(10, 1));
+        assert!(!c.known_absent(1, "n"), "made since");
+        c.invalidate(1, "n");
+        assert!(!c.known_absent(1, "n"), "an incomplete directory's own unlink proves nothing");
+        c.set_negative(1, "n", c.generation());
+        c.set_negative(2, "n", c.generation());
+        c.invalidate_dir(1);
+        assert!(!c.known_absent(1, "n") && c.known_absent(2, "n"), "the revoke drops its directory's records");
+        let before = c.generation();
+        c.invalidate_dir(1);
+        c.set_negative(1, "x", before);
+        assert!(!c.known_absent(1, "x"), "the lookup started before the revoke");
+        c.set_incomplete(2);
+        assert!(!c.known_absent(2, "n"));
+        // Entries answered to a request overtaken by a revoke are not cached either.
+        let before = c.generation();
+        c.invalidate_dir(5);
+        c.insert_since(5, "old", &st(50, 3), before);
+        assert!(c.get(5, "old").is_none() && c.attrs_of(50).map(|a| a.version) == Some(3));
+        c.insert_since(5, "new", &st(51, 1), c.generation());
+        assert!(c.get(5, "new").is_some());
     }
 
     /// That a recall trims the oldest entries first and forgets attributes no entry

@@ -25,8 +25,6 @@ use crate::msg::{Message, MonSubscribe};
 use crate::net::{ConnHandle, FaultRules, Incoming, Messenger, MsgrOptions};
 use crate::objecter::Objecter;
 
-const DENTRY_MAX: usize = 16_384;
-
 tokio::task_local! {
     /// Credentials of the request being served, when they differ per request (a FUSE
     /// mount serves many users through one session); see `Client::with_caller`.
@@ -216,7 +214,7 @@ impl Client {
             conn: Mutex::new(None),
             kick: Notify::new(),
             closed: AtomicBool::new(false),
-            dcache: Mutex::new(DentryCache::new(DENTRY_MAX)),
+            dcache: Mutex::new(DentryCache::new(usize::try_from(cfg.global.client_cache_size).unwrap_or(usize::MAX))),
             files: Default::default(),
             blocklisted: Mutex::new(None),
             caps: Default::default(),

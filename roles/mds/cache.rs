@@ -32,11 +32,17 @@ pub struct DirFrag {
     pub complete: bool,
     /// Version of the last change applied to it.
     pub version: u64,
+    /// Names changed (added, replaced or removed) since they were last written back,
+    /// each with the version of its newest change: what the next write-back sends. A
+    /// large directory is never rewritten whole for a few changes, and no write-back
+    /// grows with the directory.
+    pub dirty_names: BTreeMap<String, u64>,
 }
 
 impl DirFrag {
     fn mem_estimate(&self) -> usize {
         128 + self.dentries.iter().map(|(k, l)| 64 + k.len() + l.mem_estimate()).sum::<usize>()
+            + self.dirty_names.keys().map(|k| 48 + k.len()).sum::<usize>()
     }
 }
 
@@ -59,8 +65,10 @@ pub enum FlushTarget {
 /// What to write for a flush target.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FlushPayload {
-    /// Replace the fragment object's omap with this (`OmapClear` + `OmapSet`).
-    Dir(BTreeMap<String, Vec<u8>>),
+    /// Set these omap entries of the fragment object (the changed dentries and the
+    /// fragment header) and remove these keys (removed dentries); the object is created
+    /// if missing.
+    Dir { set: BTreeMap<String, Vec<u8>>, rm: Vec<String> },
     /// Delete the fragment object.
     DeleteDir,
     BaseInode(Vec<u8>),
@@ -201,7 +209,7 @@ impl MdCache {
     pub fn apply(&mut self, blob: &EMetaBlob) {
         let (v, seg) = (blob.version, self.segment);
         for &d in &blob.new_dirs {
-            self.dirs.entry(d).or_insert_with(|| DirFrag { dentries: BTreeMap::new(), complete: true, version: v });
+            self.dirs.entry(d).or_insert_with(|| DirFrag { complete: true, version: v, ..Default::default() });
             self.mark_dirty(FlushTarget::Dir(d), seg, v);
             self.touch(d);
         }
@@ -212,6 +220,8 @@ impl MdCache {
                 Some(l) => frag.dentries.insert(u.name.clone(), l.clone()),
                 None => frag.dentries.remove(&u.name),
             };
+            let dv = frag.dirty_names.entry(u.name.clone()).or_insert(v);
+            *dv = (*dv).max(v);
             if let Some(Linkage::Primary(i)) = old {
                 if self.parent.get(&i.ino).is_some_and(|(d, n)| *d == u.dir && *n == u.name) {
                     self.parent.remove(&i.ino);
@@ -281,8 +291,19 @@ impl MdCache {
     pub fn flush_payload(&self, t: &FlushTarget) -> (FlushPayload, u64) {
         let v = self.dirty.get(t).and_then(|s| s.values().max().copied()).unwrap_or(self.version);
         let p = match t {
-            FlushTarget::Dir(d) => match self.dir_object_omap(*d) {
-                Some(m) => FlushPayload::Dir(m),
+            FlushTarget::Dir(d) => match self.dirs.get(d) {
+                Some(frag) => {
+                    let mut set = BTreeMap::new();
+                    let mut rm = Vec::new();
+                    for name in frag.dirty_names.keys() {
+                        match frag.dentries.get(name) {
+                            Some(l) => drop(set.insert(name.clone(), encode(l))),
+                            None => rm.push(name.clone()),
+                        }
+                    }
+                    set.insert(FNODE_KEY.to_string(), encode(&Fnode { version: frag.version }));
+                    FlushPayload::Dir { set, rm }
+                }
                 None => FlushPayload::DeleteDir,
             },
             FlushTarget::BaseInode(i) => FlushPayload::BaseInode(self.base.get(i).map(encode).unwrap_or_default()),
@@ -293,6 +314,11 @@ impl MdCache {
 
     /// `t` was written as of `version`: segments dirtied only up to it are clean now.
     pub fn mark_flushed(&mut self, t: &FlushTarget, version: u64) {
+        if let FlushTarget::Dir(d) = t {
+            if let Some(frag) = self.dirs.get_mut(d) {
+                frag.dirty_names.retain(|_, v| *v > version);
+            }
+        }
         if let Some(s) = self.dirty.get_mut(t) {
             s.retain(|_, v| *v > version);
             if s.is_empty() {

@@ -25,12 +25,27 @@ pub(crate) fn flush_all(c: &mut MdCache, store: &mut BTreeMap<FlushTarget, Flush
     for seg in segs {
         for t in c.dirty_for_segment(seg) {
             let (p, v) = c.flush_payload(&t);
-            match p {
-                FlushPayload::DeleteDir => store.remove(&t),
-                p => store.insert(t.clone(), p),
-            };
+            write_payload(store, &t, p);
             c.mark_flushed(&t, v);
         }
+    }
+}
+
+/// Writes one payload into the map standing in for RADOS (a fragment object holds its
+/// whole omap: removals, then the changed entries, as the OSD applies them).
+fn write_payload(store: &mut BTreeMap<FlushTarget, FlushPayload>, t: &FlushTarget, p: FlushPayload) {
+    match p {
+        FlushPayload::DeleteDir => drop(store.remove(t)),
+        FlushPayload::Dir { set, rm } => {
+            let obj = store.entry(t.clone()).or_insert(FlushPayload::Dir { set: BTreeMap::new(), rm: vec![] });
+            if let FlushPayload::Dir { set: whole, .. } = obj {
+                for k in rm {
+                    whole.remove(&k);
+                }
+                whole.extend(set);
+            }
+        }
+        p => drop(store.insert(t.clone(), p)),
     }
 }
 
@@ -45,7 +60,7 @@ pub(crate) fn load_all(rank: Rank, store: &BTreeMap<FlushTarget, FlushPayload>) 
         }
     }
     for (t, p) in store {
-        if let (FlushTarget::Dir(d), FlushPayload::Dir(m)) = (t, p) {
+        if let (FlushTarget::Dir(d), FlushPayload::Dir { set: m, .. }) = (t, p) {
             c.load_dir(*d, m).unwrap();
         }
     }
@@ -145,4 +160,38 @@ fn load_dir_merges_under_replayed_dentries() {
     assert!(frag.complete);
     assert_eq!(frag.dentries["f"], f_linkage);
     assert_eq!(frag.dentries.len(), fs.cache.dir(dino).unwrap().dentries.len());
+}
+
+/// That a directory's write-back carries only the entries changed since the last one
+/// (removals as removals), that a change made while a write-back is in flight stays
+/// dirty for the next, and that the object built from successive write-backs loads
+/// back as the cache.
+#[test]
+fn dir_writeback_is_incremental() {
+    let mut fs = sample();
+    let mut store = BTreeMap::new();
+    let d = fs.lookup(ROOT_INO, "d").unwrap().ino;
+    fs.create(d, "x1");
+    flush_all(&mut fs.cache, &mut store);
+    assert!(fs.cache.dir(d).unwrap().dentries.len() >= 3);
+    fs.create(d, "new");
+    let gone = "x1".to_string();
+    fs.run(MdsOp::Unlink { parent: d, name: gone.clone() }).unwrap();
+    let t = FlushTarget::Dir(d);
+    let (p, v) = fs.cache.flush_payload(&t);
+    let FlushPayload::Dir { set, rm } = p.clone() else { panic!("a directory payload") };
+    assert_eq!(set.keys().filter(|k| k.as_str() != FNODE_KEY).cloned().collect::<Vec<_>>(), vec!["new".to_string()]);
+    assert!(set.contains_key(FNODE_KEY));
+    assert_eq!(rm, vec![gone.clone()]);
+    // A change after the payload was taken stays dirty once that payload is written.
+    fs.create(d, "later");
+    write_payload(&mut store, &t, p);
+    fs.cache.mark_flushed(&t, v);
+    let (p2, _) = fs.cache.flush_payload(&t);
+    let FlushPayload::Dir { set, rm } = p2 else { panic!("a directory payload") };
+    assert!(set.contains_key("later") && !set.contains_key("new") && rm.is_empty());
+    flush_all(&mut fs.cache, &mut store);
+    assert_eq!(fs.cache.dir(d).unwrap().dirty_names.len(), 0);
+    let back = load_all(0, &store);
+    assert_eq!(back.view(), fs.cache.view());
 }

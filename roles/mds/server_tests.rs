@@ -489,7 +489,7 @@ fn need_dir_then_retry() {
     fs.cache.load_dir(d, &saved).unwrap();
     assert_eq!(fs.lookup(d, "f").unwrap().ino, f);
     assert_eq!(fs.lookup(d, "g2").unwrap().ino, g);
-    assert!(matches!(fs.cache.flush_payload(&crate::roles::mds::cache::FlushTarget::Dir(d)).0, FlushPayload::Dir(_)));
+    assert!(matches!(fs.cache.flush_payload(&crate::roles::mds::cache::FlushTarget::Dir(d)).0, FlushPayload::Dir { .. }));
 }
 
 /// That statfs counts handed-out inode numbers.

@@ -47,6 +47,55 @@ pub struct Loaded {
     pub events: usize,
 }
 
+/// Bytes of omap changes per op of a directory write-back: a directory with many
+/// changes goes in several ops, each far below a frame and an OSD's batch limit.
+const DIR_FLUSH_PART_BYTES: usize = 4 << 20;
+
+/// The ops that write a fragment's changes: removals, then the changed entries, the
+/// fragment header last; each list at most about `DIR_FLUSH_PART_BYTES`, the first
+/// creating the object if it is missing. Not atomic as a whole, and it need not be:
+/// the journal keeps every change until all parts are written, and writing the same
+/// changes again gives the same object.
+fn dir_flush_ops(mut set: BTreeMap<String, Vec<u8>>, rm: Vec<String>) -> Vec<Vec<OsdOp>> {
+    let header = set.remove(super::cache::FNODE_KEY);
+    let mut out: Vec<Vec<OsdOp>> = Vec::new();
+    let mut cur: Vec<OsdOp> = vec![OsdOp::Create { exclusive: false }];
+    let mut bytes = 0usize;
+    let mut keys: Vec<String> = Vec::new();
+    for k in rm {
+        bytes += k.len() + 16;
+        keys.push(k);
+        if bytes >= DIR_FLUSH_PART_BYTES {
+            cur.push(OsdOp::OmapRm { keys: std::mem::take(&mut keys) });
+            out.push(std::mem::take(&mut cur));
+            bytes = 0;
+        }
+    }
+    if !keys.is_empty() {
+        cur.push(OsdOp::OmapRm { keys });
+    }
+    let mut entries: Vec<(String, ByteBuf)> = Vec::new();
+    for (k, v) in set {
+        bytes += k.len() + v.len() + 16;
+        entries.push((k, ByteBuf::from(v)));
+        if bytes >= DIR_FLUSH_PART_BYTES {
+            cur.push(OsdOp::OmapSet { entries: std::mem::take(&mut entries) });
+            out.push(std::mem::take(&mut cur));
+            bytes = 0;
+        }
+    }
+    if let Some(h) = header {
+        entries.push((super::cache::FNODE_KEY.to_string(), ByteBuf::from(h)));
+    }
+    if !entries.is_empty() {
+        cur.push(OsdOp::OmapSet { entries });
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
 fn enoent(e: &ObjError) -> bool {
     e.errno() == Errno::ENOENT
 }
@@ -102,10 +151,12 @@ impl MetaStore {
     /// Writes one flush target's payload.
     pub async fn flush(&self, t: &FlushTarget, p: FlushPayload) -> Result<(), ObjError> {
         match (t, p) {
-            (FlushTarget::Dir(d), FlushPayload::Dir(m)) => {
-                let entries = m.into_iter().map(|(k, v)| (k, ByteBuf::from(v))).collect();
-                let ops = vec![OsdOp::Create { exclusive: false }, OsdOp::OmapClear, OsdOp::OmapSet { entries }];
-                self.obj.op(&self.pool, &dirfrag_object(*d, 0), ops).await.map(|_| ())
+            (FlushTarget::Dir(d), FlushPayload::Dir { set, rm }) => {
+                let oid = dirfrag_object(*d, 0);
+                for ops in dir_flush_ops(set, rm) {
+                    self.obj.op(&self.pool, &oid, ops).await?;
+                }
+                Ok(())
             }
             (FlushTarget::Dir(d), _) => self.remove(&dirfrag_object(*d, 0)).await,
             (FlushTarget::BaseInode(i), FlushPayload::BaseInode(b)) => self.write_full(&base_inode_object(*i), b).await,
@@ -239,5 +290,51 @@ impl MetaStore {
         let next_seq = read.entries.last().map_or(1, |e| e.seq + 1);
         let cursor = JournalCursor { pos: read.end, next_seq };
         Ok(Loaded { state, header, cursor, segments, events: read.entries.len() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::roles::mds::cache::FNODE_KEY;
+
+    /// That a large write-back is split into ops of about `DIR_FLUSH_PART_BYTES`, the
+    /// first creating the object and the header going last, with every removal and
+    /// entry sent exactly once; and that a small one is a single op list.
+    #[test]
+    fn dir_flush_parts() {
+        let small = dir_flush_ops(BTreeMap::from([("a".to_string(), vec![1]), (FNODE_KEY.to_string(), vec![9])]), vec!["b".into()]);
+        assert_eq!(small.len(), 1);
+        assert!(matches!(small[0][0], OsdOp::Create { exclusive: false }));
+        let mut set: BTreeMap<String, Vec<u8>> = (0..30_000).map(|i| (format!("name-{i:06}"), vec![7u8; 300])).collect();
+        set.insert(FNODE_KEY.to_string(), vec![9]);
+        let rm: Vec<String> = (0..50_000).map(|i| format!("gone-{i:06}")).collect();
+        let parts = dir_flush_ops(set, rm);
+        assert!(parts.len() >= 3, "{} parts", parts.len());
+        assert!(matches!(parts[0][0], OsdOp::Create { exclusive: false }));
+        let (mut sets, mut rms) = (Vec::new(), Vec::new());
+        for (i, ops) in parts.iter().enumerate() {
+            let mut bytes = 0;
+            for op in ops {
+                match op {
+                    OsdOp::OmapSet { entries } => {
+                        bytes += entries.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+                        sets.extend(entries.iter().map(|(k, _)| k.clone()));
+                    }
+                    OsdOp::OmapRm { keys } => {
+                        bytes += keys.iter().map(String::len).sum::<usize>();
+                        rms.extend(keys.iter().cloned());
+                    }
+                    OsdOp::Create { .. } => assert_eq!(i, 0, "only the first part creates"),
+                    other => panic!("unexpected op {other:?}"),
+                }
+            }
+            assert!(bytes <= DIR_FLUSH_PART_BYTES + 1024, "part {i}: {bytes} bytes");
+        }
+        assert_eq!(sets.len(), 30_001);
+        assert_eq!(sets.last().map(String::as_str), Some(FNODE_KEY), "the header last");
+        assert_eq!(rms.len(), 50_000);
+        let unique: std::collections::BTreeSet<&String> = sets.iter().chain(rms.iter()).collect();
+        assert_eq!(unique.len(), 80_001);
     }
 }
