@@ -114,9 +114,11 @@ impl DentryCache {
         self.lost.get(&dir).copied().unwrap_or(0).max(self.wholesale)
     }
 
+    /// The cache no longer claims to know which names `dir` holds (a rename into it,
+    /// an error): as if it had lost an entry, so a listing or lookup already under way
+    /// does not vouch for it either.
     pub fn set_incomplete(&mut self, dir: Ino) {
-        self.complete.remove(&dir);
-        self.drop_negatives(dir);
+        self.note_lost(dir);
     }
 
     /// Records that `dir` has no entry `name` (the MDS said so while this client held
