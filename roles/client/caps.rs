@@ -18,9 +18,13 @@ use tokio::sync::Notify;
 use super::file::Invalidate;
 use super::session::{lock, Inner};
 use super::Client;
+
+/// Attributes under caps: the cache with this client's own changes, setattr under `Ax`/`Fx`.
+#[path = "caps_attrs.rs"]
+mod attrs;
 use crate::error::{CmdError, Errno};
 use crate::msg::caps::{CapAttrs, CapOp, Caps, ClientCaps};
-use crate::msg::mds::{Ino, InodeStat, SetAttr, S_IFDIR, S_IFMT, S_ISGID, S_ISUID};
+use crate::msg::mds::{Ino, InodeStat, S_IFDIR, S_IFMT};
 use crate::msg::Message;
 use crate::now_ns;
 
@@ -209,6 +213,17 @@ impl InodeCaps {
         self.buffer.is_empty() && !self.behind
     }
 
+    /// Nothing of this inode waits to be sent: no data, no written size, no
+    /// attribute change (what was sent may still wait for its acknowledgement).
+    pub fn nothing_unsent(&self) -> bool {
+        self.nothing_buffered() && self.dirty.is_none() && self.attrs.is_none()
+    }
+
+    /// Attribute changes sent in a cap flush the MDS has not acknowledged yet.
+    pub fn attrs_in_flight(&self) -> Option<CapAttrs> {
+        self.attrs_flushing.filter(|_| self.flush_acked < self.attrs_tid)
+    }
+
     /// The end of the size/mtime this client wrote and the MDS may not have
     /// journaled yet: unreported, or in a cap flush not yet acknowledged.
     pub fn unreported(&self) -> Option<(u64, i64)> {
@@ -251,8 +266,7 @@ impl InodeCaps {
 
     /// Attribute changes of this client the MDS has not acknowledged, oldest first.
     pub fn attrs_unacked(&self) -> Option<CapAttrs> {
-        let flushing = self.attrs_flushing.filter(|_| self.flush_acked < self.attrs_tid);
-        match (flushing, self.attrs) {
+        match (self.attrs_in_flight(), self.attrs) {
             (Some(f), Some(d)) => Some(f.then(d)),
             (f, d) => f.or(d),
         }
@@ -271,8 +285,7 @@ impl InodeCaps {
             self.flushing = size;
         }
         if let Some(a) = attrs {
-            let earlier = self.attrs_flushing.filter(|_| self.flush_acked < self.attrs_tid);
-            self.attrs_flushing = Some(earlier.map_or(a, |e| e.then(a)));
+            self.attrs_flushing = Some(self.attrs_in_flight().map_or(a, |e| e.then(a)));
             self.attrs_tid = self.flush_tid;
         }
         Some(self.flush_message(ino, size, attrs))
@@ -306,19 +319,6 @@ impl InodeCaps {
         self.spans.clear();
         self.page_gen += 1;
         self.ahead = 0;
-    }
-}
-
-/// Lays this client's unreported size/mtime (`dirty`, from writes) and then its
-/// unacknowledged attribute changes over attributes from the MDS.
-fn overlay_attrs(st: &mut InodeStat, dirty: Option<(u64, i64)>, attrs: Option<CapAttrs>) {
-    if let Some((end, mtime)) = dirty {
-        st.size = st.size.max(end);
-        st.mtime = st.mtime.max(mtime);
-        st.blocks = st.size.div_ceil(512);
-    }
-    if let Some(a) = attrs {
-        a.apply(st);
     }
 }
 
@@ -440,95 +440,6 @@ impl Client {
         Some(CapRef { inner: self.inner.clone(), ino })
     }
 
-    /// Attributes served from the cache while the caps allow it (with this client's
-    /// unreported size/mtime on top).
-    pub(super) fn cached_attrs(&self, ino: Ino) -> Option<InodeStat> {
-        let (caps, dirty, attrs) = lock(&self.inner.caps.map).get(&ino).map(|c| (c.caps, c.unreported(), c.attrs_unacked()))?;
-        if !caps.contains(attr_caps()) {
-            return None;
-        }
-        let mut st = lock(&self.inner.dcache).attrs_of(ino)?;
-        overlay_attrs(&mut st, dirty, attrs);
-        Some(st)
-    }
-
-    /// `st` (cached attributes) with this client's unreported size/mtime and its
-    /// unacknowledged attribute changes laid over, as `cached_attrs` gives them: a
-    /// lookup answered from the dentry cache must not tell the kernel older ones.
-    pub(super) fn with_own_changes(&self, mut st: InodeStat) -> InodeStat {
-        let own = lock(&self.inner.caps.map).get(&st.ino).map(|c| (c.unreported(), c.attrs_unacked()));
-        if let Some((dirty, attrs)) = own {
-            overlay_attrs(&mut st, dirty, attrs);
-        }
-        st
-    }
-
-    /// setattr without the MDS, when this client holds the exclusive caps covering
-    /// every change (`Ax` for mode/uid/gid, `Fx` for times) and the caller is the
-    /// owner (or root) with a change the MDS would allow (Ceph's client does the
-    /// same). The change is applied to the cached attributes and reaches the MDS in
-    /// a cap flush: before any request of this client, on fsync and close, and when
-    /// the MDS revokes the caps (so every other client sees it). `None`: ask the MDS
-    /// (a size change, caps not held, or a change needing its permission checks).
-    pub(super) fn local_setattr(&self, ino: Ino, set: &SetAttr) -> Option<InodeStat> {
-        if set.size.is_some() {
-            return None;
-        }
-        let base = lock(&self.inner.dcache).attrs_of(ino)?;
-        let c = self.inner.current_caller();
-        let now = now_ns();
-        let mut map = lock(&self.inner.caps.map);
-        let ic = map.get_mut(&ino).filter(|ic| ic.seq > 0)?;
-        let auth = set.mode.is_some() || set.uid.is_some() || set.gid.is_some();
-        let mut change = CapAttrs { atime: set.atime, mtime: set.mtime, ctime: now, ..Default::default() };
-        let need = if auth { Caps::AUTH_EXCL } else { Caps::NONE } | change.needs();
-        if !ic.caps.contains(attr_caps() | need) {
-            return None;
-        }
-        let mut st = base;
-        overlay_attrs(&mut st, ic.unreported(), ic.attrs_unacked());
-        if !(c.uid == 0 || c.uid == st.uid) {
-            return None;
-        }
-        let uid_change = set.uid.is_some_and(|u| u != st.uid);
-        let gid_change = set.gid.is_some_and(|g| g != st.gid);
-        let may_chgrp = c.uid == 0 || set.gid.is_some_and(|g| c.in_group(g));
-        if (uid_change && c.uid != 0) || (gid_change && !may_chgrp) {
-            return None;
-        }
-        if auth {
-            // As the MDS's setattr: a new owner or group drops set-id bits of a
-            // non-directory; a mode set by a non-member of the group drops set-gid.
-            let (uid, gid) = (set.uid.unwrap_or(st.uid), set.gid.unwrap_or(st.gid));
-            let mut mode = st.mode;
-            if (uid_change || gid_change) && st.mode & S_IFMT != S_IFDIR {
-                mode &= !S_ISUID;
-                if mode & 0o010 != 0 {
-                    mode &= !S_ISGID;
-                }
-            }
-            if let Some(m) = set.mode {
-                let mut m = m & 0o7777;
-                if c.uid != 0 && !c.in_group(gid) {
-                    m &= !S_ISGID;
-                }
-                mode = (st.mode & S_IFMT) | m;
-            }
-            (change.mode, change.uid, change.gid) = (Some(mode & 0o7777), Some(uid), Some(gid));
-        }
-        if change.mtime.is_some() {
-            // The set mtime replaces the one of earlier writes (here and at the MDS).
-            if let Some(d) = ic.dirty.as_mut() {
-                d.1 = 0;
-            }
-        }
-        ic.attrs = Some(ic.attrs.map_or(change, |a| a.then(change)));
-        change.apply(&mut st);
-        drop(map);
-        lock(&self.inner.attrs_dirty).insert(ino);
-        Some(st)
-    }
-
     /// The child `name` of `dir` from the dentry cache while the directory's caps
     /// allow serving its entries (what `lookup` answers without the MDS).
     pub(super) fn cached_entry(&self, dir: Ino, name: &str) -> Option<InodeStat> {
@@ -556,7 +467,7 @@ impl Client {
     pub fn is_clean(&self, ino: Ino) -> bool {
         lock(&self.inner.caps.map)
             .get(&ino)
-            .is_none_or(|c| c.nothing_buffered() && c.dirty.is_none() && c.attrs.is_none() && c.flush_acked >= c.flush_tid)
+            .is_none_or(|c| c.nothing_unsent() && c.flush_acked >= c.flush_tid)
     }
 
     /// Whether the directory's entries may be served from the dentry cache.
@@ -824,6 +735,7 @@ impl Client {
 
 #[cfg(test)]
 mod tests {
+    use super::attrs::overlay_attrs;
     use super::*;
 
     /// That the write-back buffer keeps the newest bytes of overlapping writes and

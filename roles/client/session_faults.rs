@@ -196,7 +196,7 @@ impl Inner {
             .iter()
             .filter(|(_, c)| c.flush_acked < c.flush_tid)
             .filter_map(|(ino, c)| {
-                let attrs = c.attrs_flushing.filter(|_| c.flush_acked < c.attrs_tid);
+                let attrs = c.attrs_in_flight();
                 if c.flushing.is_none() && attrs.is_none() {
                     return None;
                 }
@@ -232,7 +232,7 @@ impl Client {
     pub(crate) fn forget_if_idle(&self, ino: Ino) {
         let mut map = lock(&self.inner.caps.map);
         let idle = map.get(&ino).is_some_and(|c| {
-            c.caps.is_empty() && c.opens == (0, 0) && c.users == 0 && c.nothing_buffered() && c.dirty.is_none() && c.attrs.is_none()
+            c.caps.is_empty() && c.opens == (0, 0) && c.users == 0 && c.nothing_unsent()
         });
         if idle {
             map.remove(&ino);
@@ -270,9 +270,7 @@ pub(super) fn recall_victims(caps: &HashMap<Ino, InodeCaps>, stamps: &HashMap<In
                 && !c.caps.is_empty()
                 && c.opens == (0, 0)
                 && c.users == 0
-                && c.nothing_buffered()
-                && c.dirty.is_none()
-                && c.attrs.is_none()
+                && c.nothing_unsent()
                 && c.flush_acked >= c.flush_tid
         })
         .map(|(ino, _)| (stamps.get(ino).copied().unwrap_or(0), *ino))

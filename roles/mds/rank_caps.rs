@@ -408,14 +408,7 @@ impl MdsRank {
             // The client's own changes come after its writes (it drops a write's
             // mtime when it sets one, and an explicit mtime when it writes again).
             if let Some(a) = attrs {
-                if let Some(mode) = a.mode {
-                    i.mode = (i.mode & S_IFMT) | (mode & 0o7777);
-                }
-                i.uid = a.uid.unwrap_or(i.uid);
-                i.gid = a.gid.unwrap_or(i.gid);
-                i.atime = a.atime.unwrap_or(i.atime);
-                i.mtime = a.mtime.unwrap_or(i.mtime);
-                i.ctime = i.ctime.max(a.ctime);
+                a.apply_to(&mut i.mode, [&mut i.uid, &mut i.gid], [&mut i.atime, &mut i.mtime, &mut i.ctime]);
             }
         });
         let now_stat = rs.cache.inode(m.ino).map(|i| i.stat());

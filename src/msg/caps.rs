@@ -319,14 +319,20 @@ impl CapAttrs {
 
     /// Lays the changes over `st` (the type bits of `mode` stay).
     pub fn apply(&self, st: &mut InodeStat) {
+        self.apply_to(&mut st.mode, [&mut st.uid, &mut st.gid], [&mut st.atime, &mut st.mtime, &mut st.ctime]);
+    }
+
+    /// Lays the changes over an inode's mode, `[uid, gid]` and `[atime, mtime,
+    /// ctime]` (the client's attributes and the MDS's inode alike).
+    pub fn apply_to(&self, mode: &mut u32, [uid, gid]: [&mut u32; 2], [atime, mtime, ctime]: [&mut i64; 3]) {
         if let Some(m) = self.mode {
-            st.mode = (st.mode & super::mds::S_IFMT) | (m & 0o7777);
+            *mode = (*mode & super::mds::S_IFMT) | (m & 0o7777);
         }
-        st.uid = self.uid.unwrap_or(st.uid);
-        st.gid = self.gid.unwrap_or(st.gid);
-        st.atime = self.atime.unwrap_or(st.atime);
-        st.mtime = self.mtime.unwrap_or(st.mtime);
-        st.ctime = st.ctime.max(self.ctime);
+        *uid = self.uid.unwrap_or(*uid);
+        *gid = self.gid.unwrap_or(*gid);
+        *atime = self.atime.unwrap_or(*atime);
+        *mtime = self.mtime.unwrap_or(*mtime);
+        *ctime = (*ctime).max(self.ctime);
     }
 }
 
