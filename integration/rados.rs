@@ -435,7 +435,9 @@ fn t60_backfill_through_pg_temp() {
 
 /// That recovery moves more data than one message may carry (`ms_max_frame_bytes`):
 /// log-based recovery of a returning OSD and a whole-PG backfill of a new one, each of
-/// one PG holding 80 MiB, finish active+clean with identical copies.
+/// one PG holding 80 MiB in 4 MiB objects, one object of 72 MiB data (stored and read
+/// back by `rados put`/`get`, which split it into 4 MiB ops) and one of 66 MiB omap,
+/// finish active+clean with identical copies.
 #[test]
 fn t65_recovery_larger_than_a_frame() {
     let mut c = Cluster::start_with(&["a"], 3);
@@ -454,8 +456,24 @@ fn t65_recovery_larger_than_a_frame() {
         for i in 0..20u32 {
             cl.obj.write_full("p", &format!("o{i}"), obj(i)).await.expect("write");
         }
+        for i in 0..66u32 {
+            let entries = (0..1024u32).map(|k| (format!("k{i:03}-{k:04}"), serde_bytes::ByteBuf::from(vec![k as u8; 1000]))).collect();
+            cl.obj.op("p", "omap", vec![cephr::msg::osd::OsdOp::OmapSet { entries }]).await.expect("omap set");
+        }
     });
-    eprintln!("--- osd.{replica} returns: log-based recovery of 80 MiB");
+    let big = harness::bytes(99, 72 << 20);
+    let (big_in, big_out) = (c.path().join("big.in"), c.path().join("big.out"));
+    std::fs::write(&big_in, &big).expect("write big.in");
+    let put = c.cli(&["rados", "-p", "p", "put", "big", big_in.to_str().expect("path")]);
+    assert_eq!(put.code, 0, "rados put of 72 MiB: {}", put.stderr);
+    // One op or one reply larger than a message fails with a clear error, not a timeout.
+    cl.rt.block_on(async {
+        let r = cl.obj.write_full("p", "huge", vec![0u8; 65 << 20]).await;
+        assert!(matches!(r, Err(cephr::objecter::ObjError::TooLarge(_))), "a 65 MiB op: {r:?}");
+        let r = cl.obj.read("p", "big", 0, None).await;
+        assert!(matches!(&r, Err(e) if e.errno() == cephr::error::Errno::EMSGSIZE), "a 72 MiB read: {:?}", r.map(|b| b.len()));
+    });
+    eprintln!("--- osd.{replica} returns: log-based recovery of 80 + 72 + 66 MiB");
     c.start_daemon(&format!("osd.{replica}"));
     c.wait_for(Duration::from_secs(60), "active+clean after recovery", |c| {
         c.osds_up().contains(&replica) && c.cli(&["pg", "stat"]).stdout.contains("1 active+clean")
@@ -472,11 +490,16 @@ fn t65_recovery_larger_than_a_frame() {
             assert!(cl.obj.read("p", &format!("o{i}"), 0, None).await.expect("read") == obj(i), "o{i}");
         }
     });
+    let get = c.cli(&["rados", "-p", "p", "get", "big", big_out.to_str().expect("path")]);
+    assert_eq!(get.code, 0, "rados get of 72 MiB: {}", get.stderr);
+    assert!(std::fs::read(&big_out).expect("big.out") == big, "the 72 MiB object read back differs");
+    let keys = c.cli(&["rados", "-p", "p", "listomapkeys", "omap"]);
+    assert_eq!(keys.stdout.lines().count(), 66 * 1024, "omap keys after backfill");
     for i in 0..3 {
         c.kill9(&format!("osd.{i}"));
     }
     let d = c.osd_digests(primary);
-    assert_eq!(d.iter().map(|(_, d)| d.len()).sum::<usize>(), 20);
+    assert_eq!(d.iter().map(|(_, d)| d.len()).sum::<usize>(), 22);
     assert_eq!(c.osd_digests(spare), d, "the backfilled copy");
 }
 

@@ -49,6 +49,8 @@ pub enum Errno {
     EBLOCKLISTED,
     /// File too large.
     EFBIG,
+    /// A message (request or reply) larger than the messenger may carry.
+    EMSGSIZE,
 }
 
 impl Errno {
@@ -78,6 +80,7 @@ impl Errno {
             Errno::EMLINK => 31,
             Errno::EBLOCKLISTED => 108,
             Errno::EFBIG => 27,
+            Errno::EMSGSIZE => 90,
         }
     }
 }

@@ -25,6 +25,9 @@ pub enum ObjError {
     Osd { errno: Errno, message: String },
     #[error("timed out after {secs:.0} s: {last}")]
     Timeout { secs: f64, last: String },
+    /// The request cannot be sent at all (larger than a message may be).
+    #[error("{0}")]
+    TooLarge(String),
 }
 
 impl ObjError {
@@ -33,6 +36,7 @@ impl ObjError {
             ObjError::NoPool(_) => Errno::ENOENT,
             ObjError::Osd { errno, .. } => *errno,
             ObjError::Timeout { .. } => Errno::ETIMEDOUT,
+            ObjError::TooLarge(_) => Errno::EMSGSIZE,
         }
     }
 }
@@ -118,6 +122,9 @@ impl Objecter {
                     self.osdmap(epoch.max(map.epoch), retry_wait).await;
                 }
                 Ok(other) => last = format!("osd.{osd} answered {}", other.name()),
+                Err(crate::net::NetError::Encode(why)) => {
+                    return Err(ObjError::TooLarge(format!("{why}: split the op into smaller ones")))
+                }
                 Err(e) => {
                     last = e.to_string();
                     self.osdmap(map.epoch, retry_wait).await;

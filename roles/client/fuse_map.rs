@@ -40,8 +40,9 @@ impl InoMap {
 /// The errno the kernel gets for a library error.
 pub fn errno(e: &CmdError) -> fuser::Errno {
     match e.errno {
-        // ESHUTDOWN means nothing to an application: its I/O failed.
-        Errno::EBLOCKLISTED => fuser::Errno::EIO,
+        // ESHUTDOWN means nothing to an application: its I/O failed. So does a
+        // message too large for the messenger (the client splits its I/O below it).
+        Errno::EBLOCKLISTED | Errno::EMSGSIZE => fuser::Errno::EIO,
         other => fuser::Errno::from_i32(other.code()),
     }
 }

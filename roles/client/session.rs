@@ -111,6 +111,7 @@ pub fn errno_text(e: Errno) -> &'static str {
         Errno::EMLINK => "too many links",
         Errno::EBLOCKLISTED => "client is blocklisted",
         Errno::EFBIG => "file too large",
+        Errno::EMSGSIZE => "message too long",
     }
 }
 

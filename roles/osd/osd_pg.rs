@@ -30,8 +30,14 @@ fn is_bulk_read(store: &ObjectStore, pg: PgId, oid: &str, ops: &[OsdOp]) -> bool
     })
 }
 
+/// Answers a client op. A reply too large for a message (a read of more than
+/// `ms_max_frame_bytes`) becomes an error naming the limit, so the client learns at
+/// once instead of waiting out its timeout.
 fn reply(op: &ClientOp, r: OsdOpResult) {
-    let _ = op.conn.reply(op.tid, Message::MOsdOpReply(r));
+    if let Err(crate::net::NetError::Encode(why)) = op.conn.reply(op.tid, Message::MOsdOpReply(r)) {
+        let message = format!("the reply cannot be sent ({why}): read in smaller pieces");
+        let _ = op.conn.reply(op.tid, Message::MOsdOpReply(OsdOpResult::Err(OsdError { errno: crate::error::Errno::EMSGSIZE, message })));
+    }
 }
 
 

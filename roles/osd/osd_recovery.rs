@@ -5,7 +5,7 @@
 use std::collections::{BTreeSet, VecDeque};
 
 use super::osd::Osd;
-use super::pg::{changed_in, copy_object, install_copy, object_names, Pg, Phase};
+use super::pg::{changed_in, copy_piece, install_copy, object_names, CopyAt, Pg, Phase};
 use super::store::{Transaction, TxOp};
 use crate::ids::OsdId;
 use crate::maps::PgId;
@@ -13,21 +13,28 @@ use crate::msg::osd::{Eversion, ObjectCopy, OsdPeerMsg, PgInfo, PgLogEntry};
 use crate::msg::Message;
 use crate::net::ConnHandle;
 
-/// Object bytes per part of a recovery push (a part holds at least one object).
-/// Parts keep each message far below `ms_max_frame_bytes` (64 MiB) and bound what
-/// either side holds in memory at once.
+/// Object bytes per part of a recovery push. Parts keep each message far below
+/// `ms_max_frame_bytes` (64 MiB) and bound what either side holds in memory at once;
+/// an object larger than a part goes in pieces over several parts.
 const PUSH_PART_BYTES: usize = 16 << 20;
 
-/// Bytes of an object copy (data, xattrs and omap).
+/// The smallest piece of an object a part takes (so a nearly full part does not end
+/// with a sliver of the next object).
+const PIECE_MIN: usize = 1 << 20;
+
+/// Bytes of an object copy (data, xattrs and omap, plus its name and a little for the
+/// rest, so that a part of many deletions stays bounded too).
 fn copy_bytes(c: &ObjectCopy) -> usize {
     let pairs = |v: &[(String, serde_bytes::ByteBuf)]| v.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
-    c.data.as_ref().map_or(0, |d| d.len()) + pairs(&c.xattrs) + pairs(&c.omap)
+    c.data.as_ref().map_or(0, |d| d.len()) + pairs(&c.xattrs) + pairs(&c.omap) + c.oid.len() + 64
 }
 
-/// A push being sent in parts: the objects still to read and send.
+/// A push being sent in parts: the objects still to read and send, and how far the
+/// first of them has gone.
 pub(super) struct PushCursor {
     epoch: u64,
     names: VecDeque<(String, Eversion)>,
+    at: CopyAt,
     part: u32,
     complete: bool,
     info: PgInfo,
@@ -39,7 +46,7 @@ pub(super) struct PushCursor {
 
 impl PushCursor {
     pub(super) fn new(epoch: u64, names: VecDeque<(String, Eversion)>, info: PgInfo, log: Vec<PgLogEntry>, complete: bool) -> Self {
-        PushCursor { epoch, names, part: 0, complete, info, log, via: None }
+        PushCursor { epoch, names, at: CopyAt::default(), part: 0, complete, info, log, via: None }
     }
 }
 
@@ -62,19 +69,25 @@ impl Osd {
         self.send_next_part(id, osd);
     }
 
-    /// Sends the next part of the push to `osd`: objects up to [`PUSH_PART_BYTES`]
-    /// (at least one), read only now, so neither side holds more than a part of a PG
-    /// however large it is, and each part fits a frame. The cursor is dropped with the
-    /// last part; the last part's reply is the recovery's answer.
+    /// Sends the next part of the push to `osd`: objects, or pieces of a large one, up
+    /// to about [`PUSH_PART_BYTES`], read only now, so neither side holds more than a
+    /// part of a PG however large it or one of its objects is, and each part fits a
+    /// frame. The cursor is dropped with the last part; the last part's reply is the
+    /// recovery's answer.
     pub(super) fn send_next_part(&mut self, id: PgId, osd: OsdId) {
         let Some(c) = self.pushes.get_mut(&(id, osd)) else { return };
         let (mut objects, mut bytes) = (Vec::new(), 0usize);
         while bytes < PUSH_PART_BYTES {
-            let Some((oid, v)) = c.names.pop_front() else { break };
-            match copy_object(&self.store, id, &oid, v) {
-                Ok(o) => {
+            let Some((oid, v)) = c.names.front().cloned() else { break };
+            let budget = (PUSH_PART_BYTES - bytes).max(PIECE_MIN);
+            match copy_piece(&self.store, id, &oid, v, &mut c.at, budget) {
+                Ok((o, whole)) => {
                     bytes += copy_bytes(&o);
                     objects.push(o);
+                    if whole {
+                        c.names.pop_front();
+                        c.at = CopyAt::default();
+                    }
                 }
                 Err(e) => {
                     tracing::error!(pg = %id, osd, "cannot read objects for recovery: {e}");

@@ -249,34 +249,97 @@ pub fn changed_in(log: &[PgLogEntry], since: Eversion) -> Vec<(String, Eversion,
     newest.into_iter().map(|(o, (v, d))| (o.to_string(), v, d)).collect()
 }
 
-/// A full copy of one object from the local store (None data: it does not exist).
-pub fn copy_object(store: &ObjectStore, pg: PgId, oid: &str, version: Eversion) -> Result<ObjectCopy, StoreError> {
+/// How far the copy of one object has gone: an object larger than a push part goes
+/// in pieces (data first, from offset 0, then the omap in key order).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CopyAt {
+    /// Data bytes copied so far.
+    pub off: u64,
+    /// Whether all of the data is copied (the omap is next).
+    pub data_done: bool,
+    /// The last omap key copied.
+    pub omap_after: Option<String>,
+}
+
+/// Omap entries read at a time for a copy.
+const COPY_OMAP_PAGE: usize = 4096;
+
+/// The next piece of a copy of `oid` from the local store, from where `at` stands: at
+/// most about `budget` bytes of data and omap (at least one omap page when the omap is
+/// next). The first piece has the xattrs and replaces the object (None data: the object
+/// does not exist); the later ones add to it. Returns the piece and whether the object
+/// is now copied whole. The caller keeps the PG from changing between pieces (a PG
+/// being recovered serves no writes).
+pub fn copy_piece(store: &ObjectStore, pg: PgId, oid: &str, version: Eversion, at: &mut CopyAt, budget: usize) -> Result<(ObjectCopy, bool), StoreError> {
+    let first = *at == CopyAt::default();
     let stat = match store.stat(pg, oid) {
         Ok(s) => s,
-        Err(StoreError::NoObject(_)) => {
-            return Ok(ObjectCopy { oid: oid.into(), version, data: None, mtime_ms: 0, xattrs: vec![], omap: vec![] })
+        Err(StoreError::NoObject(_)) if first => {
+            let gone = ObjectCopy { oid: oid.into(), version, data: None, mtime_ms: 0, xattrs: vec![], omap: vec![], data_off: 0, cont: false };
+            return Ok((gone, true));
         }
         Err(e) => return Err(e),
     };
-    let data = store.read_bytes(pg, oid, 0, None)?;
-    let xattrs = store.xattrs(pg, oid)?.into_iter().map(|(k, v)| (k, ByteBuf::from(v))).collect();
+    let data_off = at.off;
+    let mut left = budget;
+    let mut data = bytes::Bytes::new();
+    if !at.data_done {
+        let len = stat.size.saturating_sub(at.off).min(left as u64);
+        if len > 0 {
+            data = store.read_bytes(pg, oid, at.off, Some(len))?;
+        }
+        at.off += data.len() as u64;
+        left = left.saturating_sub(data.len());
+        // A short read (the object shrank) would end the copy early, not loop.
+        at.data_done = at.off >= stat.size || (data.len() as u64) < len;
+    }
+    let xattrs = if first { store.xattrs(pg, oid)?.into_iter().map(|(k, v)| (k, ByteBuf::from(v))).collect() } else { vec![] };
     let mut omap = Vec::new();
-    let mut after: Option<String> = None;
-    loop {
-        let page = store.omap_list(pg, oid, after.as_deref(), 4096)?;
-        let done = page.len() < 4096;
-        after = page.last().map(|(k, _)| k.clone());
-        omap.extend(page.into_iter().map(|(k, v)| (k, ByteBuf::from(v))));
-        if done {
-            break;
+    let mut done = false;
+    if at.data_done {
+        loop {
+            let page = store.omap_list(pg, oid, at.omap_after.as_deref(), COPY_OMAP_PAGE)?;
+            let last = page.len() < COPY_OMAP_PAGE;
+            if let Some((k, _)) = page.last() {
+                at.omap_after = Some(k.clone());
+            }
+            for (k, v) in page {
+                left = left.saturating_sub(k.len() + v.len());
+                omap.push((k, ByteBuf::from(v)));
+            }
+            if last {
+                done = true;
+                break;
+            }
+            if left == 0 {
+                break;
+            }
         }
     }
-    Ok(ObjectCopy { oid: oid.into(), version, data: Some(Payload::from(data)), mtime_ms: stat.mtime_ms, xattrs, omap })
+    let copy = ObjectCopy { oid: oid.into(), version, data: Some(Payload::from(data)), mtime_ms: stat.mtime_ms, xattrs, omap, data_off, cont: !first };
+    Ok((copy, done))
+}
+
+/// A whole copy of one object from the local store, in one piece (None data: it does
+/// not exist).
+pub fn copy_object(store: &ObjectStore, pg: PgId, oid: &str, version: Eversion) -> Result<ObjectCopy, StoreError> {
+    Ok(copy_piece(store, pg, oid, version, &mut CopyAt::default(), usize::MAX)?.0)
 }
 
 /// Store ops that make the local object equal to `c` (`exists`: it exists now).
 pub fn install_copy(c: &ObjectCopy, exists: bool, txn: &mut Transaction) {
     let oid = c.oid.clone();
+    if c.cont {
+        // A later piece: more data and omap for the object its first piece made.
+        if let Some(data) = c.data.as_ref().filter(|d| !d.is_empty()) {
+            txn.ops.push(TxOp::Write { oid: oid.clone(), off: c.data_off, data: data.clone() });
+        }
+        if !c.omap.is_empty() {
+            txn.ops.push(TxOp::OmapSet { oid: oid.clone(), entries: c.omap.clone() });
+        }
+        txn.ops.push(TxOp::SetMtime { oid, mtime_ms: c.mtime_ms });
+        return;
+    }
     if exists {
         txn.ops.push(TxOp::Remove { oid: oid.clone() });
     }
@@ -378,5 +441,70 @@ mod tests {
         b.apply(id, &t2).unwrap();
         assert_eq!(a.pg_digest(id).unwrap(), b.pg_digest(id).unwrap());
         assert_eq!(b.stat(id, "x").unwrap().mtime_ms, 42);
+    }
+
+    /// That objects larger than a piece (data, omap, or both) copy in bounded pieces,
+    /// each installed in its own transaction as push parts are, and come out equal;
+    /// an empty object and a deleted one take one piece each.
+    #[test]
+    fn large_copies_go_in_pieces() {
+        let d = tempfile::tempdir().unwrap();
+        let (a, b) = (ObjectStore::open(&d.path().join("a")).unwrap(), ObjectStore::open(&d.path().join("b")).unwrap());
+        let id = PgId { pool: 1, seed: 0 };
+        let data: Vec<u8> = (0..3 * (1 << 20) + 123).map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+        let omap: Vec<(String, ByteBuf)> = (0..10_000).map(|i| (format!("key-{i:06}"), ByteBuf::from(vec![i as u8; 90]))).collect();
+        let t = Transaction {
+            ops: vec![
+                TxOp::WriteFull { oid: "data".into(), data: data.clone().into() },
+                TxOp::SetXattr { oid: "data".into(), name: "n".into(), value: b"v".to_vec() },
+                TxOp::OmapSet { oid: "omap".into(), entries: omap.clone() },
+                TxOp::WriteFull { oid: "both".into(), data: data[..700_000].to_vec().into() },
+                TxOp::OmapSet { oid: "both".into(), entries: omap.clone() },
+                TxOp::Create { oid: "empty".into(), exclusive: true },
+            ],
+            mtime_ms: 42,
+        };
+        a.apply(id, &t).unwrap();
+        // The receiver has older, different versions, and an object the source deleted.
+        let old = Transaction {
+            ops: vec![
+                TxOp::WriteFull { oid: "data".into(), data: vec![1; 5 << 20].into() },
+                TxOp::SetXattr { oid: "data".into(), name: "stale".into(), value: b"x".to_vec() },
+                TxOp::OmapSet { oid: "both".into(), entries: vec![("zzz".into(), ByteBuf::from(b"old".to_vec()))] },
+                TxOp::WriteFull { oid: "gone".into(), data: vec![2; 10].into() },
+            ],
+            mtime_ms: 1,
+        };
+        b.apply(id, &old).unwrap();
+        let budget = 256 << 10;
+        for oid in ["data", "omap", "both", "empty", "gone"] {
+            let (mut at, mut pieces) = (CopyAt::default(), 0);
+            loop {
+                let exists = b.stat(id, oid).is_ok();
+                let (c, whole) = copy_piece(&a, id, oid, Eversion::default(), &mut at, budget).unwrap();
+                let bytes = c.data.as_ref().map_or(0, |d| d.len()) + c.omap.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+                assert!(bytes <= budget + COPY_OMAP_PAGE * 100, "{oid}: a piece of {bytes} bytes");
+                assert_eq!(c.cont, pieces > 0);
+                let mut t = Transaction::default();
+                install_copy(&c, exists, &mut t);
+                b.apply(id, &t).unwrap();
+                pieces += 1;
+                if whole {
+                    break;
+                }
+                assert!(pieces < 100, "{oid}: the copy does not end");
+            }
+            let want = match oid {
+                "data" => 13,
+                "omap" => 3,
+                "both" => 5,
+                _ => 1,
+            };
+            assert_eq!(pieces, want, "{oid}");
+        }
+        assert_eq!(a.pg_digest(id).unwrap(), b.pg_digest(id).unwrap());
+        assert_eq!(b.read(id, "data", 0, None).unwrap(), data);
+        assert_eq!(b.omap_list(id, "both", None, 20_000).unwrap().len(), 10_000);
+        assert!(b.stat(id, "gone").is_err());
     }
 }

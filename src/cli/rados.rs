@@ -14,6 +14,7 @@ use cephr::msg::payload::Payload;
 use cephr::msg::MonSubscribe;
 use cephr::net::Messenger;
 use cephr::objecter::{ObjError, Objecter};
+use cephr::roles::osd::store::MAX_OBJECT_SIZE;
 
 fn input(path: &str) -> anyhow::Result<Vec<u8>> {
     let mut v = Vec::new();
@@ -37,6 +38,21 @@ fn output(path: &str, data: &[u8]) -> anyhow::Result<()> {
     } else {
         Ok(std::fs::write(path, data)?)
     }
+}
+
+/// Bytes per op of a put, get or append (Ceph's `rados` op size): a large object goes
+/// as several ops, each far below the messenger's frame limit.
+const OP_SIZE: usize = 4 << 20;
+
+/// Omap pairs per listing op.
+const OMAP_PAGE: u32 = 1000;
+
+fn too_big(len: usize) -> anyhow::Result<()> {
+    if len as u64 > MAX_OBJECT_SIZE {
+        let m = format!("{len} bytes exceed the largest object size ({MAX_OBJECT_SIZE} bytes)");
+        return Err(CmdError::new(Errno::EFBIG, m).into());
+    }
+    Ok(())
 }
 
 fn obj_err(e: ObjError) -> anyhow::Error {
@@ -80,12 +96,36 @@ async fn execute(obj: &Objecter, pool: &str, cmd: &RadosCmd) -> anyhow::Result<(
     };
     match cmd {
         RadosCmd::Put { object, file } => {
-            obj.write_full(pool, object, input(file)?).await.map_err(obj_err)?;
+            // Like Ceph's `rados put`: the first op replaces the object, the rest write
+            // at their offsets.
+            let data = bytes::Bytes::from(input(file)?);
+            too_big(data.len())?;
+            let first = Payload::from(data.slice(0..data.len().min(OP_SIZE)));
+            obj.write_full(pool, object, first).await.map_err(obj_err)?;
+            for off in (OP_SIZE..data.len()).step_by(OP_SIZE) {
+                let part = Payload::from(data.slice(off..data.len().min(off + OP_SIZE)));
+                one(object, vec![OsdOp::Write { off: off as u64, data: part }]).await?;
+            }
         }
         RadosCmd::Append { object, file } => {
-            one(object, vec![OsdOp::Append { data: Payload::from(input(file)?) }]).await?;
+            let data = bytes::Bytes::from(input(file)?);
+            too_big(data.len())?;
+            for off in (0..data.len()).step_by(OP_SIZE) {
+                let part = Payload::from(data.slice(off..data.len().min(off + OP_SIZE)));
+                one(object, vec![OsdOp::Append { data: part }]).await?;
+            }
         }
-        RadosCmd::Get { object, file } => output(file, &obj.read(pool, object, 0, None).await.map_err(obj_err)?)?,
+        RadosCmd::Get { object, file } => {
+            let mut data = Vec::new();
+            loop {
+                let got = obj.read(pool, object, data.len() as u64, Some(OP_SIZE as u64)).await.map_err(obj_err)?;
+                data.extend_from_slice(&got);
+                if got.len() < OP_SIZE {
+                    break;
+                }
+            }
+            output(file, &data)?
+        }
         RadosCmd::Rm { object } => {
             one(object, vec![OsdOp::Remove]).await?;
         }
@@ -105,10 +145,19 @@ async fn execute(obj: &Objecter, pool: &str, cmd: &RadosCmd) -> anyhow::Result<(
             output("-", out.as_bytes())?;
         }
         RadosCmd::Listomapkeys { object } => {
-            if let Some(OpOut::Pairs(p)) = one(object, vec![OsdOp::OmapList { after: None, max: 100_000 }]).await?.pop() {
-                let keys: String = p.iter().map(|(k, _)| format!("{k}\n")).collect();
-                output("-", keys.as_bytes())?;
+            let (mut keys, mut after) = (String::new(), None);
+            loop {
+                let Some(OpOut::Pairs(p)) = one(object, vec![OsdOp::OmapList { after, max: OMAP_PAGE }]).await?.pop() else { break };
+                p.iter().for_each(|(k, _)| {
+                    keys.push_str(k);
+                    keys.push('\n');
+                });
+                after = p.last().map(|(k, _)| k.clone());
+                if p.len() < OMAP_PAGE as usize {
+                    break;
+                }
             }
+            output("-", keys.as_bytes())?;
         }
         RadosCmd::Getomapval { object, key } => {
             match one(object, vec![OsdOp::OmapGet { keys: vec![key.clone()] }]).await?.pop() {

@@ -121,7 +121,8 @@ pub struct PgInfo {
     pub last_epoch_started: Epoch,
 }
 
-/// A whole object copy, for recovery and backfill.
+/// An object copy, for recovery and backfill: the whole object, or one piece of an
+/// object too large for one push part.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ObjectCopy {
     pub oid: String,
@@ -131,6 +132,13 @@ pub struct ObjectCopy {
     pub mtime_ms: u64,
     pub xattrs: Vec<(String, ByteBuf)>,
     pub omap: Vec<(String, ByteBuf)>,
+    /// Where `data` starts in the object (0 unless `cont`).
+    #[serde(default)]
+    pub data_off: u64,
+    /// A later piece: it adds its data at `data_off` and its omap pairs to what the
+    /// earlier pieces made (the first piece replaces the object and has the xattrs).
+    #[serde(default)]
+    pub cont: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -367,7 +367,8 @@ impl Messenger {
             };
             match tokio::time::timeout(left, attempt).await {
                 Ok(Ok(m)) => return Ok(m),
-                Ok(Err(e @ NetError::Timeout { .. })) => return Err(e),
+                // Neither waiting nor another connection helps these.
+                Ok(Err(e @ (NetError::Timeout { .. } | NetError::Encode(_)))) => return Err(e),
                 Ok(Err(e)) => last = e,
                 Err(_) => return Err(last),
             }
