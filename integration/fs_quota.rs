@@ -12,6 +12,7 @@ use std::time::Duration;
 const EDQUOT: i32 = 122;
 const EINVAL: i32 = 22;
 const ENODATA: i32 = 61;
+const EFBIG: i32 = 27;
 
 fn ok(c: &Cluster, args: &[&str]) -> String {
     let r = c.cli(args);
@@ -100,4 +101,12 @@ fn quotas_through_the_cli() {
     ok(&c, &["fs", "mkdir", "/q/f"]);
     let all = ok(&c, &["fs", "getfattr", "/q"]);
     assert!(!all.contains("ceph."), "virtual xattrs are not listed: {all}");
+
+    eprintln!("--- max_file_size: a file may not grow past it");
+    fails(&c, EINVAL, &["fs", "set", "cephfs", "max_file_size", "lots"]);
+    fails(&c, EINVAL, &["fs", "set", "cephfs", "max_file_size", "100"]);
+    ok(&c, &["fs", "set", "cephfs", "max_file_size", "524288"]);
+    let err = fails(&c, EFBIG, &["fs", "put", &big, "/toobig"]);
+    assert!(err.contains("EFBIG"), "{err}");
+    ok(&c, &["fs", "put", &small, "/fits"]);
 }

@@ -90,6 +90,7 @@ impl Client {
 
     /// Writes `data` at `off` of file `ino` and reports the new end to the MDS.
     pub async fn write(&self, ino: Ino, off: u64, data: &[u8]) -> Result<InodeStat, CmdError> {
+        self.inner.check_file_end(off.saturating_add(data.len() as u64))?;
         let st = self.layout_of(ino).await?;
         self.write_data(&st, off, Bytes::copy_from_slice(data)).await?;
         self.set_size(ino, off + data.len() as u64, now_ns()).await

@@ -387,7 +387,8 @@ impl Client {
         let ino = h.ino;
         let caps = self.get_caps(ino, Caps::FILE_WR, Caps::FILE_BUFFER).await?;
         let off = if h.flags & O_APPEND != 0 { self.size_view(ino).await?.size } else { off };
-        let end = off + data.len() as u64;
+        let end = off.saturating_add(data.len() as u64);
+        self.inner.check_file_end(end)?;
         self.ensure_max_size(ino, end).await?;
         let Some(_r) = self.cap_ref(ino, Caps::FILE_WR) else {
             return Box::pin(self.fh_write(fh, off, data)).await;

@@ -206,6 +206,9 @@ impl Shared {
         if mode & keep != 0 && mode & punch == 0 {
             return Ok(());
         }
+        if mode & punch == 0 {
+            self.client.inner.check_file_end(end)?;
+        }
         let size = self.attr(ino).await?.size;
         if mode & punch == 0 {
             if end > size {

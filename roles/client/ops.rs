@@ -145,6 +145,9 @@ impl Client {
 
     /// Changes attributes; a smaller size also cuts the data objects past the new end.
     pub async fn setattr(&self, ino: Ino, set: SetAttr) -> Result<InodeStat, CmdError> {
+        if let Some(size) = set.size {
+            self.inner.check_file_end(size)?;
+        }
         if let Some(st) = self.local_setattr(ino, &set) {
             return Ok(st);
         }

@@ -106,6 +106,23 @@ impl Inner {
         }
     }
 
+    /// The file system's `max_file_size` (Ceph's default until the FSMap shows it).
+    pub(crate) fn max_file_size(&self) -> u64 {
+        let map = self.monc.current().fsmap;
+        map.and_then(|m| m.by_name(&self.fs_name).map(|f| f.mdsmap.max_file_size))
+            .unwrap_or(crate::maps::fsmap::DEFAULT_MAX_FILE_SIZE)
+    }
+
+    /// EFBIG when a file would end at `end`, past `max_file_size` (what Ceph's client
+    /// checks before a write, a truncate or an fallocate).
+    pub(crate) fn check_file_end(&self, end: u64) -> Result<(), CmdError> {
+        let max = self.max_file_size();
+        if end > max {
+            return Err(CmdError::new(Errno::EFBIG, format!("{end} bytes is past the file system's max_file_size ({max})")));
+        }
+        Ok(())
+    }
+
     /// Where our session should be: rank 0's active daemon, or a new daemon taking
     /// over our rank that is in reconnect or later (it waits for our reconnect).
     pub(super) fn session_target(&self, map: &FsMap) -> Option<MdsTarget> {

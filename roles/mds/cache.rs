@@ -101,6 +101,9 @@ pub struct MdCache {
     last_used: HashMap<Ino, u64>,
     pins: HashMap<Ino, u32>,
     budget: usize,
+    /// The file system's `max_file_size` (from the MDSMap, set by the rank before it
+    /// runs a request): sizes past it are refused with EFBIG.
+    pub max_file_size: u64,
 }
 
 impl MdCache {
@@ -120,6 +123,7 @@ impl MdCache {
             last_used: HashMap::new(),
             pins: HashMap::new(),
             budget: DEFAULT_BUDGET,
+            max_file_size: crate::maps::fsmap::DEFAULT_MAX_FILE_SIZE,
         }
     }
 

@@ -274,6 +274,9 @@ impl MdsRank {
             self.maybe_segment();
         }
         let rs = self.rs.as_mut()?;
+        if let Some(m) = &self.mdsmap {
+            rs.cache.max_file_size = m.max_file_size;
+        }
         let out = match server::handle(&mut rs.cache, &mut rs.inotable, &info, req, now_ns()) {
             Err(n) => {
                 self.release_held(held, ctx);

@@ -51,6 +51,9 @@ impl<'a> Cx<'a> {
                 return Err(Errno::EINVAL.into());
             }
             may(i, c, MAY_WRITE)?;
+            if size > self.cache.max_file_size {
+                return Err(Errno::EFBIG.into());
+            }
             if size < i.size {
                 trunc = Some(Truncate { ino, old_size: i.size, new_size: size, layout: i.layout });
             }
@@ -131,6 +134,9 @@ impl<'a> Cx<'a> {
             return Err(Errno::EINVAL.into());
         }
         may(i, self.caller, MAY_WRITE)?;
+        if size > self.cache.max_file_size {
+            return Err(Errno::EFBIG.into());
+        }
         if size <= i.size && mtime <= i.mtime {
             return Ok(Plan::Read(ReplyBody::Inode(i.stat())));
         }

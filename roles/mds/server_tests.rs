@@ -387,6 +387,14 @@ fn open_and_setsize() {
     assert_eq!(s.size, 0);
     assert_eq!(fs.blobs.last().unwrap().truncate[0].old_size, 50);
     assert_eq!(fs.err(MdsOp::SetSize { ino: ROOT_INO, size: 1, mtime: 1 }), Errno::EISDIR);
+    // Past max_file_size (1 TiB by default, like Ceph's), a size is refused.
+    let max = fs.cache.max_file_size;
+    assert_eq!(max, 1 << 40);
+    assert_eq!(fs.err(MdsOp::SetSize { ino: f, size: max + 1, mtime: 8000 }), Errno::EFBIG);
+    assert_eq!(fs.err(MdsOp::Setattr { ino: f, set: SetAttr { size: Some(max + 1), ..Default::default() } }), Errno::EFBIG);
+    fs.run(MdsOp::Setattr { ino: f, set: SetAttr { size: Some(max), ..Default::default() } }).unwrap();
+    fs.cache.max_file_size = 1 << 20;
+    assert_eq!(fs.err(MdsOp::SetSize { ino: f, size: (1 << 20) + 1, mtime: 9000 }), Errno::EFBIG);
 }
 
 /// That readdir pages in name order after the cookie and flags the end.

@@ -167,9 +167,17 @@ fn fs_set(st: &mut MonState, name: &str, var: &str, val: &str) -> Result<Command
         "joinable" => m.joinable = parse_bool(val)?,
         "session_timeout" => m.session_timeout = parse_num(var, val, 1, 86400)?,
         "session_autoclose" => m.session_autoclose = parse_num(var, val, 1, 86400 * 7)?,
+        "max_file_size" => {
+            // Up to 1 PiB: a truncate or purge visits every object up to the old size.
+            const MAX: u64 = 1 << 50;
+            m.max_file_size = match val.parse::<u64>() {
+                Ok(n) if (65536..=MAX).contains(&n) => n,
+                _ => return Err(CmdError::einval(format!("max_file_size must be a whole number of bytes in 65536..={MAX} (got '{val}')"))),
+            }
+        }
         _ => {
             return Err(CmdError::einval(format!(
-                "unknown variable '{var}' (max_mds, allow_standby_replay, joinable, session_timeout, session_autoclose)"
+                "unknown variable '{var}' (max_mds, allow_standby_replay, joinable, session_timeout, session_autoclose, max_file_size)"
             )))
         }
     }

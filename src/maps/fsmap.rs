@@ -48,6 +48,17 @@ pub struct MdsMap {
     pub session_autoclose: u32,
     /// Milliseconds since the epoch when the file system was made.
     pub created_ms: u64,
+    /// Largest file size (Ceph's `max_file_size`): writes, truncates and fallocates
+    /// past it fail with EFBIG. It bounds what truncating or purging a file visits.
+    #[serde(default = "default_max_file_size")]
+    pub max_file_size: u64,
+}
+
+/// Ceph's default `max_file_size`: 1 TiB.
+pub const DEFAULT_MAX_FILE_SIZE: u64 = 1 << 40;
+
+fn default_max_file_size() -> u64 {
+    DEFAULT_MAX_FILE_SIZE
 }
 
 impl MdsMap {
@@ -69,6 +80,7 @@ impl MdsMap {
             session_timeout: 60,
             session_autoclose: 300,
             created_ms: now_ms,
+            max_file_size: DEFAULT_MAX_FILE_SIZE,
         }
     }
 
