@@ -107,25 +107,35 @@ pub fn op_inos(op: &MdsOp) -> Vec<Ino> {
 /// Async ops sent and not yet answered, by tid.
 #[derive(Debug, Default)]
 pub struct InFlight {
-    ops: HashMap<u64, (Ino, Option<Ino>)>,
+    ops: HashMap<u64, (Ino, String, Option<Ino>)>,
     dirs: HashMap<Ino, u32>,
+    /// Ops in flight per entry (directory, name).
+    names: HashMap<(Ino, String), u32>,
     created: HashSet<Ino>,
 }
 
 impl InFlight {
-    /// Op `tid` in directory `dir`; `created`: the inode a create makes.
-    pub fn add(&mut self, tid: u64, dir: Ino, created: Option<Ino>) {
-        self.ops.insert(tid, (dir, created));
+    /// Op `tid` on entry `name` of directory `dir`; `created`: the inode a create makes.
+    pub fn add(&mut self, tid: u64, dir: Ino, name: &str, created: Option<Ino>) {
+        self.ops.insert(tid, (dir, name.to_string(), created));
         *self.dirs.entry(dir).or_default() += 1;
+        *self.names.entry((dir, name.to_string())).or_default() += 1;
         self.created.extend(created);
     }
 
     pub fn finish(&mut self, tid: u64) {
-        let Some((dir, created)) = self.ops.remove(&tid) else { return };
+        let Some((dir, name, created)) = self.ops.remove(&tid) else { return };
         if let Some(n) = self.dirs.get_mut(&dir) {
             *n -= 1;
             if *n == 0 {
                 self.dirs.remove(&dir);
+            }
+        }
+        let key = (dir, name);
+        if let Some(n) = self.names.get_mut(&key) {
+            *n -= 1;
+            if *n == 0 {
+                self.names.remove(&key);
             }
         }
         if let Some(c) = created {
@@ -137,6 +147,14 @@ impl InFlight {
     /// with async ops in flight.
     pub fn blocks(&self, op: &MdsOp) -> bool {
         !self.ops.is_empty() && op_inos(op).iter().any(|i| self.dirs.contains_key(i) || self.created.contains(i))
+    }
+
+    /// Whether an async op on entry `name` of `dir` is in flight: a new async op on it
+    /// could reach the MDS's turn first (an unlink waiting there for a cap revoke, then
+    /// a create of the name answered EEXIST after the caller was told it succeeded),
+    /// so the next op on the entry goes through the MDS, after the ones in flight.
+    pub fn busy(&self, dir: Ino, name: &str) -> bool {
+        !self.names.is_empty() && self.names.contains_key(&(dir, name.to_string()))
     }
 
     pub fn is_created(&self, ino: Ino) -> bool {
@@ -304,7 +322,7 @@ impl Client {
     /// with a delegated inode number and sent to the MDS without waiting.
     fn try_async_new(&self, parent: Ino, name: &str, mut mode: u32) -> Option<InodeStat> {
         check_name(name).ok()?;
-        if !lock(&self.inner.dcache).known_absent(parent, name) {
+        if !lock(&self.inner.dcache).known_absent(parent, name) || lock(&self.inner.asyncops.inflight).busy(parent, name) {
             return None;
         }
         let (pst, cap) = self.async_dir(parent)?;
@@ -371,7 +389,7 @@ impl Client {
     /// Sends an async op and watches for its first reply in a task of its own.
     fn send_async(&self, dir: Ino, name: &str, created: Option<Ino>, op: MdsOp, cap: CapRef) {
         let tid = self.inner.next_tid();
-        lock(&self.inner.asyncops.inflight).add(tid, dir, created);
+        lock(&self.inner.asyncops.inflight).add(tid, dir, name, created);
         let rx = self.inner.submit(tid, op);
         let (me, name) = (self.clone(), name.to_string());
         tokio::spawn(async move { me.async_answered(tid, (dir, name), created, rx, cap).await });
@@ -442,15 +460,17 @@ mod tests {
         let mut f = InFlight::default();
         let get = |ino| MdsOp::Getattr { ino };
         assert!(!f.blocks(&get(1)));
-        f.add(7, 1, Some(50));
-        f.add(8, 1, None);
+        f.add(7, 1, "a", Some(50));
+        f.add(8, 1, "b", None);
         assert!(f.blocks(&get(50)) && f.blocks(&get(1)));
+        assert!(f.busy(1, "a") && f.busy(1, "b") && !f.busy(1, "c") && !f.busy(2, "a"));
         assert!(f.blocks(&MdsOp::Rename { src_parent: 9, src_name: "a".into(), dst_parent: 1, dst_name: "b".into() }));
         assert!(!f.blocks(&get(2)) && !f.blocks(&MdsOp::Statfs));
         f.finish(7);
         assert!(!f.blocks(&get(50)) && f.blocks(&get(1)) && !f.is_created(50));
+        assert!(!f.busy(1, "a") && f.busy(1, "b"));
         f.finish(8);
         f.finish(8);
-        assert!(!f.blocks(&get(1)) && f.is_empty());
+        assert!(!f.blocks(&get(1)) && f.is_empty() && !f.busy(1, "b"));
     }
 }
