@@ -320,12 +320,6 @@ pub fn copy_piece(store: &ObjectStore, pg: PgId, oid: &str, version: Eversion, a
     Ok((copy, done))
 }
 
-/// A whole copy of one object from the local store, in one piece (None data: it does
-/// not exist).
-pub fn copy_object(store: &ObjectStore, pg: PgId, oid: &str, version: Eversion) -> Result<ObjectCopy, StoreError> {
-    Ok(copy_piece(store, pg, oid, version, &mut CopyAt::default(), usize::MAX)?.0)
-}
-
 /// Store ops that make the local object equal to `c` (`exists`: it exists now).
 pub fn install_copy(c: &ObjectCopy, exists: bool, txn: &mut Transaction) {
     let oid = c.oid.clone();
@@ -435,7 +429,7 @@ mod tests {
         };
         a.apply(id, &t).unwrap();
         b.apply(id, &Transaction { ops: vec![TxOp::WriteFull { oid: "x".into(), data: vec![1].into() }], mtime_ms: 1 }).unwrap();
-        let c = copy_object(&a, id, "x", Eversion::default()).unwrap();
+        let c = copy_piece(&a, id, "x", Eversion::default(), &mut CopyAt::default(), usize::MAX).unwrap().0;
         let mut t2 = Transaction::default();
         install_copy(&c, true, &mut t2);
         b.apply(id, &t2).unwrap();
