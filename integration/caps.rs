@@ -44,7 +44,8 @@ fn c(s: &str) -> Caps {
 
 /// That two clients stay coherent under caps: seed 004's second writer (the loner's
 /// buffered data is flushed and both end with Frw, each seeing the other's bytes), a
-/// stat seeing the other client's size after its close, and an unlink seen at once.
+/// stat seeing the other client's size after its close, an unlink seen at once, and
+/// xattrs cached under Xs while each client's changes reach the other at once.
 #[test]
 fn t10_two_clients_are_coherent() {
     let (_cl, cfg) = start_fs();
@@ -99,6 +100,64 @@ fn t10_two_clients_are_coherent() {
             dropped |= inv == Invalidate::Entry { parent: root, name: "gone".into() };
         }
         assert!(dropped, "client two told its mount to drop the entry");
+
+        eprintln!("--- xattrs are cached under Xs, and another client's change is seen at once");
+        let (sx, fx) = one.create_open(root, "attrs", S_IFREG | 0o644, O_RDWR, true).await.expect("create attrs");
+        let x = sx.ino;
+        one.setxattr(x, "user.k", b"1", 0).await.expect("set one");
+        until(LIMIT, "client one holds Xs", || one.held_caps(x).contains(Caps::XATTR_SHARED)).await;
+        assert_eq!(one.getxattr(x, "user.k").await.expect("get one"), b"1");
+        assert!(one.xattrs_cached(x), "the loner caches the xattrs under Xs");
+        let none = one.getxattr(x, "security.capability").await.expect_err("no such xattr");
+        assert_eq!(none.errno, cephr::error::Errno::ENODATA);
+        // Client two has no Xs while one is the loner (it asks the MDS).
+        assert_eq!(two.lookup(root, "attrs").await.expect("two looks").ino, x);
+        assert_eq!(two.getxattr(x, "user.k").await.expect("get two"), b"1");
+        two.setxattr(x, "user.k", b"2", 0).await.expect("set two");
+        assert!(!one.xattrs_cached(x), "the MDS took Xs from client one before the change");
+        assert_eq!(one.getxattr(x, "user.k").await.expect("get one"), b"2");
+        // Two writers: no loner, the xattr lock is shared and both cache.
+        let (_, fy) = two.open(x, O_RDWR).await.expect("open two");
+        for (name, cl) in [("one", &one), ("two", &two)] {
+            until(LIMIT, &format!("client {name} holds Xs"), || cl.held_caps(x).contains(Caps::XATTR_SHARED)).await;
+            assert_eq!(cl.getxattr(x, "user.k").await.expect("get"), b"2", "client {name}");
+            assert!(cl.xattrs_cached(x), "client {name} caches the xattrs under Xs");
+        }
+        for i in 0..20u32 {
+            let (setter, other) = if i % 2 == 0 { (&two, &one) } else { (&one, &two) };
+            let v = i.to_string().into_bytes();
+            setter.setxattr(x, "user.k", &v, 0).await.expect("set");
+            assert_eq!(other.getxattr(x, "user.k").await.expect("get other"), v, "round {i}: the other client");
+            assert_eq!(setter.getxattr(x, "user.k").await.expect("get setter"), v, "round {i}: the setter");
+            one.fh_write(fx, u64::from(i) * 10, b"0123456789").await.expect("write under cached xattrs");
+        }
+        eprintln!("--- cached xattrs keep the namespace rules");
+        one.setxattr(x, "trusted.t", b"t", 0).await.expect("set trusted");
+        until(LIMIT, "client one holds As and Xs", || one.held_caps(x).contains(c("AsXs"))).await;
+        assert_eq!(one.getxattr(x, "user.k").await.expect("get"), b"19");
+        assert!(one.xattrs_cached(x));
+        let user = cephr::msg::mds::Caller { uid: 1000, gid: 1000, gids: vec![] };
+        let errno = |r: Result<Vec<u8>, cephr::error::CmdError>| r.expect_err("refused").errno;
+        let (k, t) = Client::with_caller(user.clone(), async {
+            (one.getxattr(x, "user.k").await.expect("0644: others read"), one.listxattr(x).await.expect("list"))
+        })
+        .await;
+        assert_eq!((k, t), (b"19".to_vec(), vec!["user.k".to_string()]), "no trusted. names for a user");
+        assert_eq!(errno(Client::with_caller(user.clone(), one.getxattr(x, "trusted.t")).await), cephr::error::Errno::ENODATA);
+        assert_eq!(errno(one.getxattr(x, "other.x").await), cephr::error::Errno::ENOTSUP);
+        one.setattr(x, cephr::msg::mds::SetAttr { mode: Some(0o600), ..Default::default() }).await.expect("chmod");
+        assert!(one.xattrs_cached(x), "a chmod leaves the xattrs cached");
+        assert_eq!(errno(Client::with_caller(user, one.getxattr(x, "user.k")).await), cephr::error::Errno::EACCES);
+        until(LIMIT, "client one holds As again", || one.held_caps(x).contains(c("AsXs"))).await;
+        let absent = one.removexattr(x, "security.capability").await.expect_err("absent");
+        assert_eq!(absent.errno, cephr::error::Errno::ENODATA);
+        assert!(one.xattrs_cached(x), "refused locally");
+        one.removexattr(x, "trusted.t").await.expect("remove trusted");
+        two.removexattr(x, "user.k").await.expect("remove");
+        assert!(one.listxattr(x).await.expect("list").is_empty(), "client one sees the removal");
+        assert_eq!(one.getxattr(x, "user.k").await.expect_err("removed").errno, cephr::error::Errno::ENODATA);
+        one.fh_release(fx).await.expect("close attrs one");
+        two.fh_release(fy).await.expect("close attrs two");
 
         let _ = one.unmount().await;
         let _ = two.unmount().await;

@@ -96,6 +96,7 @@ pub fn op_inos(op: &MdsOp) -> Vec<Ino> {
         | MdsOp::Getxattr { ino, .. }
         | MdsOp::Setxattr { ino, .. }
         | MdsOp::Listxattr { ino }
+        | MdsOp::Getxattrs { ino }
         | MdsOp::Removexattr { ino, .. }
         | MdsOp::SetSize { ino, .. } => vec![*ino],
         MdsOp::Link { ino, new_parent, .. } => vec![*ino, *new_parent],

@@ -9,6 +9,7 @@
 //! its `Fs` goes (telling the mount through `Files::invalidate`), and acks. It never
 //! waits for the MDS, so the MDS's revoke cannot deadlock with this client's requests.
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -136,6 +137,8 @@ pub(super) struct InodeCaps {
     /// (laid over cached attributes meanwhile; re-sent after an MDS failover).
     pub attrs_flushing: Option<CapAttrs>,
     pub attrs_tid: u64,
+    /// Under `Xs`: the inode's xattrs (`xattrs.rs`), dropped when `Xs` goes.
+    pub xattrs: Option<super::xattrs::Xattrs>,
 }
 
 impl InodeCaps {
@@ -327,6 +330,10 @@ impl InodeCaps {
 pub(super) struct CapTable {
     pub map: Mutex<HashMap<Ino, InodeCaps>>,
     pub changed: Notify,
+    /// Counts the times any inode's `Xs` came or went (or this client changed
+    /// xattrs), changed under `map`'s lock: xattrs fetched across a change are
+    /// not cached.
+    pub xattr_gen: AtomicU64,
 }
 
 /// An in-flight I/O reference: a revoke waits until it is dropped.
@@ -655,6 +662,10 @@ impl Client {
             let lost = c.caps.minus(m.caps);
             if m.caps.contains(Caps::FILE_CACHE) && !c.caps.contains(Caps::FILE_CACHE) {
                 c.cache_epoch += 1;
+            }
+            if (lost | m.caps.minus(c.caps)).intersects(Caps::XATTR_SHARED) {
+                c.xattrs = None;
+                self.inner.caps.xattr_gen.fetch_add(1, Ordering::Relaxed);
             }
             (c.caps, c.seq) = (m.caps, m.seq);
             if m.max_size > 0 {

@@ -32,6 +32,15 @@ impl Client {
         Some(st)
     }
 
+    /// Mode, owner and group from the cache while `As` allows it (with this client's
+    /// unacknowledged changes laid over): what permission checks need.
+    pub(in crate::roles::client) fn cached_auth(&self, ino: Ino) -> Option<(u32, u32, u32)> {
+        let attrs = lock(&self.inner.caps.map).get(&ino).filter(|c| c.caps.contains(Caps::AUTH_SHARED)).map(|c| c.attrs_unacked())?;
+        let mut st = lock(&self.inner.dcache).attrs_of(ino)?;
+        overlay_attrs(&mut st, None, attrs);
+        Some((st.mode, st.uid, st.gid))
+    }
+
     /// `st` (cached attributes) with this client's unreported size/mtime and its
     /// unacknowledged attribute changes laid over, as `cached_attrs` gives them: a
     /// lookup answered from the dentry cache must not tell the kernel older ones.

@@ -5,7 +5,8 @@
 //! Consistency model: caps (`caps.rs`). Attributes and dentries are served from the
 //! cache while the MDS's caps allow it (`As`/`Fs`/`Ls` on the inode, `Fs` on the
 //! parent directory) and dropped when they are revoked; file data is cached under
-//! `Fc` and buffered under `Fb`; size and mtime reach the MDS in cap flushes.
+//! `Fc` and buffered under `Fb`; size and mtime reach the MDS in cap flushes; an inode's
+//! xattrs are cached under `Xs` (`xattrs.rs`).
 pub mod async_ops;
 pub mod behind;
 pub mod caps;
@@ -19,6 +20,7 @@ pub mod ops;
 pub mod path;
 pub mod session;
 pub mod striping;
+pub mod xattrs;
 
 pub use session::errno_text;
 

@@ -1,7 +1,5 @@
 //! Namespace and attribute operations: path walk by lookups (through the dentry
 //! cache, following symbolic links met mid-path), and one method per MDS op.
-use serde_bytes::ByteBuf;
-
 use super::path::{join, normalize, split_parent};
 use super::session::{errno_text, lock};
 use super::Client;
@@ -15,7 +13,7 @@ const MAX_SYMLINKS: usize = 40;
 /// Entries asked for per readdir request.
 const READDIR_PAGE: u32 = 1024;
 
-fn unexpected(what: &str, body: &ReplyBody) -> CmdError {
+pub(super) fn unexpected(what: &str, body: &ReplyBody) -> CmdError {
     CmdError::new(Errno::EIO, format!("{what}: unexpected reply {body:?}"))
 }
 
@@ -360,30 +358,6 @@ impl Client {
                 other => return Err(unexpected("readdir", &other)),
             }
         }
-    }
-
-    pub async fn getxattr(&self, ino: Ino, name: &str) -> Result<Vec<u8>, CmdError> {
-        match self.request(MdsOp::Getxattr { ino, name: name.to_string() }).await? {
-            ReplyBody::Xattr(v) => Ok(v.into_vec()),
-            other => Err(unexpected("getxattr", &other)),
-        }
-    }
-
-    /// `flags`: 0, `XATTR_CREATE` or `XATTR_REPLACE`.
-    pub async fn setxattr(&self, ino: Ino, name: &str, value: &[u8], flags: u32) -> Result<(), CmdError> {
-        let op = MdsOp::Setxattr { ino, name: name.to_string(), value: ByteBuf::from(value.to_vec()), flags };
-        self.request(op).await.map(|_| ())
-    }
-
-    pub async fn listxattr(&self, ino: Ino) -> Result<Vec<String>, CmdError> {
-        match self.request(MdsOp::Listxattr { ino }).await? {
-            ReplyBody::XattrNames(v) => Ok(v),
-            other => Err(unexpected("listxattr", &other)),
-        }
-    }
-
-    pub async fn removexattr(&self, ino: Ino, name: &str) -> Result<(), CmdError> {
-        self.request(MdsOp::Removexattr { ino, name: name.to_string() }).await.map(|_| ())
     }
 
     pub async fn statfs(&self) -> Result<StatfsReply, CmdError> {

@@ -229,10 +229,14 @@ impl Inner {
 
     /// A refused reconnect: the MDS knows none of our caps; cached data goes.
     fn forget_all_caps(&self) {
-        for c in lock(&self.caps.map).values_mut() {
+        let mut map = lock(&self.caps.map);
+        self.caps.xattr_gen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        for c in map.values_mut() {
             c.caps = Caps::NONE;
+            c.xattrs = None;
             c.clear_pages();
         }
+        drop(map);
         lock(&self.dcache).trim_to(0);
         self.caps.changed.notify_waiters();
     }
@@ -260,6 +264,7 @@ impl Client {
     /// it covered and tells the MDS.
     pub(super) fn release_cap(&self, ino: Ino) {
         let Some(c) = lock(&self.inner.caps.map).remove(&ino) else { return };
+        self.inner.caps.xattr_gen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.inner.caps.changed.notify_waiters();
         lock(&self.inner.dcache).forget_attrs(ino);
         if c.is_dir && c.caps.contains(Caps::FILE_SHARED) {

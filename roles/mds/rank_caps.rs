@@ -87,7 +87,7 @@ pub fn op_locks(op: &MdsOp, cache: &MdCache) -> Vec<(Ino, LockKind, LockMode)> {
             v
         }
         MdsOp::Readdir { ino, .. } => vec![(*ino, File, Rd)],
-        MdsOp::Getxattr { ino, .. } | MdsOp::Listxattr { ino } => vec![(*ino, Xattr, Rd)],
+        MdsOp::Getxattr { ino, .. } | MdsOp::Listxattr { ino } | MdsOp::Getxattrs { ino } => vec![(*ino, Xattr, Rd)],
         MdsOp::Setxattr { ino, .. } => vec![(*ino, Xattr, X)],
         // Removing a name the inode does not have changes nothing (ENODATA): the
         // kernel asks that of every chown (`security.capability`), which should not

@@ -212,6 +212,7 @@ impl<'a> Cx<'a> {
             MdsOp::Getxattr { ino, name } => self.getxattr(*ino, name),
             MdsOp::Setxattr { ino, name, value, flags } => self.setxattr(*ino, name, value, *flags),
             MdsOp::Listxattr { ino } => self.listxattr(*ino),
+            MdsOp::Getxattrs { ino } => self.getxattrs(*ino),
             MdsOp::Removexattr { ino, name } => self.removexattr(*ino, name),
             MdsOp::SetSize { ino, size, mtime } => self.setsize(*ino, *size, *mtime),
             MdsOp::Statfs => Ok(Plan::Read(ReplyBody::Statfs(self.statfs()))),

@@ -147,34 +147,8 @@ impl<'a> Cx<'a> {
         self.write_inode(format!("setsize {ino:#x} {size}"), n, None)
     }
 
-    /// Namespace rules: `user.` needs the file's read/write permission and a regular
-    /// file or directory; `trusted.` is root's; `security.`/`system.` are readable by
-    /// all and writable by the owner; other prefixes are not supported.
     fn xattr_allowed(&self, i: &Inode, name: &str, write: bool) -> R<()> {
-        if name.is_empty() {
-            return Err(Errno::EINVAL.into());
-        }
-        if name.len() > 255 {
-            return Err(Errno::ERANGE.into());
-        }
-        let c = self.caller;
-        if name.starts_with("user.") {
-            if !(i.is_dir() || i.file_type() == S_IFREG) {
-                return Err(if write { Errno::EPERM } else { Errno::ENODATA }.into());
-            }
-            may(i, c, if write { MAY_WRITE } else { MAY_READ })?;
-        } else if name.starts_with("trusted.") {
-            if c.uid != 0 {
-                return Err(if write { Errno::EPERM } else { Errno::ENODATA }.into());
-            }
-        } else if name.starts_with("security.") || name.starts_with("system.") {
-            if write && !self.is_owner(i) {
-                return Err(Errno::EPERM.into());
-            }
-        } else {
-            return Err(Errno::ENOTSUP.into());
-        }
-        Ok(())
+        Ok(self.caller.xattr_allowed(name, write, i.mode, i.uid, i.gid)?)
     }
 
     pub(crate) fn getxattr(&self, ino: Ino, name: &str) -> R<Plan> {
@@ -189,9 +163,11 @@ impl<'a> Cx<'a> {
 
     pub(crate) fn listxattr(&self, ino: Ino) -> R<Plan> {
         let i = self.reach(ino)?;
-        let root = self.caller.uid == 0;
-        let names = i.xattrs.keys().filter(|k| root || !k.starts_with("trusted.")).cloned().collect();
-        Ok(Plan::Read(ReplyBody::XattrNames(names)))
+        Ok(Plan::Read(ReplyBody::XattrNames(self.caller.listable(i.xattrs.keys()))))
+    }
+
+    pub(crate) fn getxattrs(&self, ino: Ino) -> R<Plan> {
+        Ok(Plan::Read(ReplyBody::Xattrs(self.reach(ino)?.xattrs.clone())))
     }
 
     pub(crate) fn setxattr(&self, ino: Ino, name: &str, value: &ByteBuf, flags: u32) -> R<Plan> {

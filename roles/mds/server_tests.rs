@@ -438,6 +438,9 @@ fn xattrs() {
     assert_eq!(fs.err(MdsOp::Getxattr { ino: f, name: n("user.zz") }), Errno::ENODATA);
     assert_eq!(fs.run(MdsOp::Listxattr { ino: f }), Ok(ReplyBody::XattrNames(vec![n("trusted.t"), n("user.a")])));
     assert_eq!(fs.run_as(&user(5), MdsOp::Listxattr { ino: f }), Ok(ReplyBody::XattrNames(vec![n("user.a")])));
+    // A client caching under Xs gets them all and applies the rules itself.
+    let all: std::collections::BTreeMap<String, ByteBuf> = [(n("trusted.t"), v(b"x")), (n("user.a"), v(b"2"))].into();
+    assert_eq!(fs.run_as(&user(5), MdsOp::Getxattrs { ino: f }), Ok(ReplyBody::Xattrs(all)));
     assert_eq!(fs.err_as(&user(5), set("user.b", b"1", 0)), Errno::EACCES);
     assert_eq!(fs.err_as(&user(5), set("trusted.b", b"1", 0)), Errno::EPERM);
     fs.run(MdsOp::Removexattr { ino: f, name: n("user.a") }).unwrap();

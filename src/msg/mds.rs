@@ -76,6 +76,46 @@ impl Caller {
         };
         bits & mask == mask
     }
+
+    /// Linux's xattr namespace rules for `name` on a file of `mode` owned by
+    /// `uid`:`gid` (the MDS's, and the client's when it serves xattrs from its
+    /// cache): `user.` needs read (write) permission and a regular file or
+    /// directory; `trusted.` is root's; `security.`/`system.` are readable by all
+    /// and writable by the owner; other prefixes are not supported.
+    pub fn xattr_allowed(&self, name: &str, write: bool, mode: u32, uid: u32, gid: u32) -> Result<(), Errno> {
+        if name.is_empty() {
+            return Err(Errno::EINVAL);
+        }
+        if name.len() > NAME_MAX {
+            return Err(Errno::ERANGE);
+        }
+        let refused = if write { Errno::EPERM } else { Errno::ENODATA };
+        if name.starts_with("user.") {
+            let ft = mode & S_IFMT;
+            if ft != S_IFREG && ft != S_IFDIR {
+                return Err(refused);
+            }
+            if !self.may(mode, uid, gid, if write { 2 } else { 4 }) {
+                return Err(Errno::EACCES);
+            }
+        } else if name.starts_with("trusted.") {
+            if self.uid != 0 {
+                return Err(refused);
+            }
+        } else if name.starts_with("security.") || name.starts_with("system.") {
+            if write && !(self.uid == 0 || self.uid == uid) {
+                return Err(Errno::EPERM);
+            }
+        } else {
+            return Err(Errno::ENOTSUP);
+        }
+        Ok(())
+    }
+
+    /// The names of `names` this caller may list (`trusted.` only for root).
+    pub fn listable<'a>(&self, names: impl IntoIterator<Item = &'a String>) -> Vec<String> {
+        names.into_iter().filter(|k| self.uid == 0 || !k.starts_with("trusted.")).cloned().collect()
+    }
 }
 
 /// How a file's bytes map onto data objects `<ino hex>.<objno 8 hex>`: stripe units of
@@ -184,6 +224,10 @@ pub enum MdsOp {
     Getxattr { ino: Ino, name: String },
     Setxattr { ino: Ino, name: String, value: ByteBuf, flags: u32 },
     Listxattr { ino: Ino },
+    /// Every xattr of the inode, whatever the caller may read: a client holding `Xs`
+    /// caches them and applies the namespace rules (`Caller::xattr_allowed`) itself,
+    /// as Ceph's clients keep the inode's xattr blob under `Xs`.
+    Getxattrs { ino: Ino },
     Removexattr { ino: Ino, name: String },
     /// A writer reports the size and mtime its writes produced (a cap flush).
     SetSize { ino: Ino, size: u64, mtime: i64 },
@@ -202,6 +246,7 @@ impl MdsOp {
                 | MdsOp::Readdir { .. }
                 | MdsOp::Getxattr { .. }
                 | MdsOp::Listxattr { .. }
+                | MdsOp::Getxattrs { .. }
                 | MdsOp::Statfs
         )
     }
@@ -255,6 +300,7 @@ pub enum ReplyBody {
     Readlink(String),
     Xattr(ByteBuf),
     XattrNames(Vec<String>),
+    Xattrs(BTreeMap<String, ByteBuf>),
     Statfs(StatfsReply),
 }
 
@@ -366,6 +412,30 @@ pub fn is_dot(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// That the xattr namespace rules (the MDS's and the client cache's) are Linux's.
+    #[test]
+    fn xattr_namespaces() {
+        let (root, user) = (Caller::root(), Caller { uid: 5, gid: 5, gids: vec![] });
+        let file = S_IFREG | 0o640;
+        let ok = |c: &Caller, name: &str, write: bool, mode: u32| c.xattr_allowed(name, write, mode, 7, 5);
+        assert_eq!(ok(&user, "user.a", false, file), Ok(()), "group may read");
+        assert_eq!(ok(&user, "user.a", true, file), Err(Errno::EACCES), "but not write");
+        assert_eq!(ok(&user, "user.a", false, S_IFLNK | 0o777), Err(Errno::ENODATA), "no user. xattrs on links");
+        assert_eq!(ok(&user, "user.a", true, S_IFLNK | 0o777), Err(Errno::EPERM));
+        assert_eq!(ok(&user, "trusted.a", false, file), Err(Errno::ENODATA));
+        assert_eq!(ok(&user, "trusted.a", true, file), Err(Errno::EPERM));
+        assert_eq!(ok(&root, "trusted.a", true, file), Ok(()));
+        assert_eq!(ok(&user, "security.capability", false, S_IFREG), Ok(()), "readable by all");
+        assert_eq!(ok(&user, "security.capability", true, file), Err(Errno::EPERM), "writable by the owner");
+        assert_eq!(user.xattr_allowed("system.x", true, file, 5, 5), Ok(()));
+        assert_eq!(ok(&root, "bogus.a", false, file), Err(Errno::ENOTSUP));
+        assert_eq!(ok(&root, "", false, file), Err(Errno::EINVAL));
+        assert_eq!(ok(&root, &format!("user.{}", "a".repeat(251)), false, file), Err(Errno::ERANGE));
+        let names = [String::from("trusted.t"), String::from("user.u")];
+        assert_eq!(user.listable(&names), vec!["user.u".to_string()]);
+        assert_eq!(root.listable(&names).len(), 2);
+    }
 
     /// That names are checked like Linux checks path components.
     #[test]
