@@ -101,6 +101,20 @@ fn t10_two_clients_are_coherent() {
         }
         assert!(dropped, "client two told its mount to drop the entry");
 
+        eprintln!("--- two lists the root from its cache, and sees one's changes at once");
+        let names = |v: Vec<cephr::msg::mds::DirEntry>| v.into_iter().map(|e| e.name).collect::<Vec<_>>();
+        let before = names(two.readdir(root).await.expect("list"));
+        until(LIMIT, "client two may cache the root's entries", || two.held_caps(root).contains(Caps::FILE_SHARED)).await;
+        assert_eq!(names(two.readdir(root).await.expect("list")), before);
+        assert!(two.listing_cached(root), "a complete directory under Fs is listed from the cache");
+        one.create(root, "newcomer", S_IFREG | 0o644, true).await.expect("create newcomer");
+        assert!(names(two.readdir(root).await.expect("list")).contains(&"newcomer".to_string()));
+        one.rename(root, "newcomer", root, "renamed").await.expect("rename");
+        let after = names(two.readdir(root).await.expect("list"));
+        assert!(after.contains(&"renamed".to_string()) && !after.contains(&"newcomer".to_string()), "{after:?}");
+        one.unlink(root, "renamed").await.expect("unlink renamed");
+        assert_eq!(names(two.readdir(root).await.expect("list")), before);
+
         eprintln!("--- xattrs are cached under Xs, and another client's change is seen at once");
         let (sx, fx) = one.create_open(root, "attrs", S_IFREG | 0o644, O_RDWR, true).await.expect("create attrs");
         let x = sx.ino;

@@ -347,6 +347,8 @@ impl Shared {
     async fn list(&self, ino: Ino) -> Result<Listing, CmdError> {
         let parent = if ino == self.map.root {
             ino
+        } else if let Some(p) = self.client.cached_parent(ino) {
+            p
         } else {
             inode("lookup ..", self.client.request(MdsOp::Lookup { parent: ino, name: "..".into() }).await?)?.ino
         };

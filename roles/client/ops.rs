@@ -329,7 +329,13 @@ impl Client {
     /// Every entry of directory `ino` (all pages), in name order, without `.`/`..`.
     /// A listing read whole under `Fs`, every entry with its attributes, makes the
     /// directory complete (negative lookups and async ops are answered locally).
+    /// A complete directory whose `Fs` this client holds is listed from the dentry
+    /// cache (Ceph's client does the same): no other client can change its entries
+    /// without the MDS revoking `Fs` first, which drops them.
     pub async fn readdir(&self, ino: Ino) -> Result<Vec<DirEntry>, CmdError> {
+        if let Some(entries) = self.cached_listing(ino) {
+            return Ok(entries);
+        }
         let mut out: Vec<DirEntry> = Vec::new();
         let mut cookie: Option<String> = None;
         let gen = lock(&self.inner.dcache).generation();
@@ -365,6 +371,30 @@ impl Client {
             ReplyBody::Statfs(s) => Ok(s),
             other => Err(unexpected("statfs", &other)),
         }
+    }
+
+    /// `readdir` from the dentry cache, if the caps and the cache allow it.
+    fn cached_listing(&self, ino: Ino) -> Option<Vec<DirEntry>> {
+        if !self.dir_cached(ino) {
+            return None;
+        }
+        let mut entries = lock(&self.inner.dcache).listing(ino)?;
+        for e in &mut entries {
+            e.stat = e.stat.take().map(|st| self.with_own_changes(st));
+        }
+        Some(entries)
+    }
+
+    /// Whether `readdir(ino)` would be answered from the cache (for tests).
+    pub fn listing_cached(&self, ino: Ino) -> bool {
+        self.cached_listing(ino).is_some()
+    }
+
+    /// The parent of directory `dir` as the dentry cache knows it, while this client
+    /// holds `Fs` on that parent (a rename elsewhere revokes it, dropping the entry).
+    pub fn cached_parent(&self, dir: Ino) -> Option<Ino> {
+        let p = lock(&self.inner.dcache).parent_of(dir)?;
+        self.dir_cached(p).then_some(p)
     }
 
     // --- path-level helpers used by the CLI ---

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use crate::error::{CmdError, Errno};
-use crate::msg::mds::{check_name, Ino, InodeStat, S_IFDIR, S_IFMT};
+use crate::msg::mds::{check_name, DirEntry, Ino, InodeStat, S_IFDIR, S_IFMT};
 
 /// The components of `path` after lexical normalization; empty for the root.
 pub fn normalize(path: &str) -> Result<Vec<String>, CmdError> {
@@ -60,6 +60,8 @@ pub struct DentryCache {
     by_age: BTreeMap<u64, (Ino, String)>,
     /// How many entries name each ino (hard links).
     named: HashMap<Ino, u32>,
+    /// The entry naming each cached directory (a directory has one).
+    dir_entry: HashMap<Ino, (Ino, String)>,
     stamp: u64,
     attrs: HashMap<Ino, InodeStat>,
     /// Attributes kept only for permission checks (`forget_attrs`).
@@ -85,6 +87,7 @@ impl DentryCache {
             dentries: BTreeMap::new(),
             by_age: BTreeMap::new(),
             named: HashMap::new(),
+            dir_entry: HashMap::new(),
             stamp: 0,
             attrs: HashMap::new(),
             stale: HashSet::new(),
@@ -179,6 +182,9 @@ impl DentryCache {
         self.negative.remove(&key);
         self.stamp += 1;
         self.by_age.insert(self.stamp, key.clone());
+        if st.mode & S_IFMT == S_IFDIR {
+            self.dir_entry.insert(st.ino, key.clone());
+        }
         self.dentries.insert(key, (st.ino, self.stamp));
         *self.named.entry(st.ino).or_default() += 1;
         self.update_attrs(st);
@@ -211,6 +217,7 @@ impl DentryCache {
     fn remove_entry(&mut self, key: &(Ino, String)) -> Option<(Ino, bool)> {
         let (ino, at) = self.dentries.remove(key)?;
         self.by_age.remove(&at);
+        self.forget_dir_entry(ino, key);
         let last = match self.named.get_mut(&ino) {
             Some(n) if *n > 1 => {
                 *n -= 1;
@@ -222,6 +229,35 @@ impl DentryCache {
             }
         };
         Some((ino, last))
+    }
+
+    fn forget_dir_entry(&mut self, ino: Ino, key: &(Ino, String)) {
+        if self.dir_entry.get(&ino) == Some(key) {
+            self.dir_entry.remove(&ino);
+        }
+    }
+
+    /// The directory holding cached directory `dir` (for its `..`).
+    pub fn parent_of(&self, dir: Ino) -> Option<Ino> {
+        self.dir_entry.get(&dir).map(|(p, _)| *p)
+    }
+
+    /// Every entry of `dir` in name order, as a readdir from the MDS gives them, if
+    /// `dir` is complete and each entry's inode type is known (the caller checks the
+    /// caps); `stat` where the cached attributes are current.
+    pub fn listing(&self, dir: Ino) -> Option<Vec<DirEntry>> {
+        if !self.complete.contains(&dir) {
+            return None;
+        }
+        self.dentries
+            .range((dir, String::new())..)
+            .take_while(|((p, _), _)| *p == dir)
+            .map(|((_, name), (ino, _))| {
+                let a = self.attrs.get(ino)?;
+                let stat = (!self.stale.contains(ino)).then(|| a.clone());
+                Some(DirEntry { name: name.clone(), ino: *ino, d_type: a.mode & S_IFMT, stat })
+            })
+            .collect()
     }
 
     /// Records that `dir` lost an entry: it is no longer complete, and a listing of it
@@ -244,6 +280,7 @@ impl DentryCache {
     fn drop_oldest(&mut self) {
         let Some((_, key)) = self.by_age.pop_first() else { return };
         let Some((ino, _)) = self.dentries.remove(&key) else { return };
+        self.forget_dir_entry(ino, &key);
         match self.named.get_mut(&ino) {
             Some(n) if *n > 1 => *n -= 1,
             _ => {
@@ -460,6 +497,35 @@ mod tests {
         small.insert(1, "x", &st(5, 1));
         small.insert(1, "y", &st(6, 1));
         assert!(!small.is_complete(1), "an entry dropped when the cache is full");
+    }
+
+    /// That a complete directory lists its cached entries in name order with their
+    /// types (stat only where current), and nothing otherwise; and that a cached
+    /// directory's parent follows its entry.
+    #[test]
+    fn listings_and_parents() {
+        let mut c = DentryCache::new(100);
+        let dir = |ino| InodeStat { mode: S_IFDIR | 0o755, ..st(ino, 1) };
+        assert!(c.listing(1).is_none(), "not complete");
+        c.set_complete(1, c.generation());
+        assert_eq!(c.listing(1), Some(vec![]), "complete and empty");
+        c.insert(1, "b", &st(11, 1));
+        c.insert(1, "a", &dir(10));
+        c.insert(10, "inner", &st(12, 1));
+        c.forget_attrs(11);
+        let l = c.listing(1).expect("complete");
+        let names: Vec<(&str, Ino, u32)> = l.iter().map(|e| (e.name.as_str(), e.ino, e.d_type)).collect();
+        assert_eq!(names, vec![("a", 10, S_IFDIR), ("b", 11, S_IFREG)]);
+        assert!(l[0].stat.is_some() && l[1].stat.is_none(), "stale attributes give the type only");
+        assert_eq!(c.parent_of(10), Some(1));
+        assert_eq!(c.parent_of(11), None, "files are not tracked");
+        c.insert(7, "moved", &dir(10));
+        c.invalidate(1, "a");
+        assert_eq!(c.parent_of(10), Some(7), "renamed: the new entry");
+        c.invalidate_dir(7);
+        assert_eq!(c.parent_of(10), None);
+        c.invalidate_dir(1);
+        assert!(c.listing(1).is_none(), "a revoke makes it incomplete");
     }
 
     /// That a full cache drops its oldest entries one by one, and only the directories
