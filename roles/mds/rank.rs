@@ -60,6 +60,10 @@ pub struct MdsRank {
     pub(super) recovery: super::rank_reconnect::Recovery,
     /// Whether the segment, tick and session upkeep of a serving rank are running.
     serving: bool,
+    /// The monitors' last `df` answer (total, available bytes) and when it came:
+    /// statfs reuses it for a second (the OSDs report their space every few seconds
+    /// anyway) and keeps using it while the monitors do not answer.
+    pub(super) df: std::rc::Rc<std::cell::Cell<Option<(std::time::Instant, u64, u64)>>>,
 }
 
 enum BootKind {
@@ -103,6 +107,7 @@ impl MdsRank {
             caps: Default::default(),
             recovery: Default::default(),
             serving: false,
+            df: Default::default(),
         }
     }
 

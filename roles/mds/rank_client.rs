@@ -348,18 +348,36 @@ impl MdsRank {
         });
     }
 
-    /// statfs: space comes from the monitors (the OSDs' reports), as in Ceph.
+    /// statfs: space comes from the monitors (the OSDs' reports), as in Ceph; an
+    /// answer less than `DF_FRESH` old is reused, and the last one stands in while
+    /// the monitors do not answer.
     fn answer_statfs(&self, conn: &ConnHandle, tid: u64, mut s: crate::msg::mds::StatfsReply) {
+        const DF_FRESH: std::time::Duration = std::time::Duration::from_secs(1);
         s.files = self.rs.as_ref().map_or(0, |rs| rs.inotable.allocated);
-        let (monc, conn) = (self.monc.clone(), conn.clone());
+        let bsize = u64::from(s.bsize.max(1));
+        let fill = move |mut s: crate::msg::mds::StatfsReply, df: Option<(std::time::Instant, u64, u64)>| {
+            if let Some((_, total, avail)) = df {
+                (s.blocks, s.bfree) = (total / bsize, avail / bsize);
+            }
+            Ok(crate::msg::mds::ReplyBody::Statfs(s))
+        };
+        let last = self.df.get();
+        if last.is_some_and(|(at, _, _)| at.elapsed() < DF_FRESH) {
+            reply(conn, tid, fill(s, last), true);
+            return;
+        }
+        let (monc, conn, cell) = (self.monc.clone(), conn.clone(), self.df.clone());
         actix::spawn(async move {
             let df = monc.command_with_timeout(crate::msg::MonCommand::Df, std::time::Duration::from_secs(3)).await;
-            if let Ok(crate::msg::CommandReply::Df(d)) = df {
-                let bsize = u64::from(s.bsize.max(1));
-                s.blocks = d.total_bytes / bsize;
-                s.bfree = d.avail_bytes / bsize;
+            let fresh = match df {
+                Ok(crate::msg::CommandReply::Df(d)) => Some((std::time::Instant::now(), d.total_bytes, d.avail_bytes)),
+                _ => None,
+            };
+            // No OSD has reported its space yet: answered, not kept.
+            if fresh.is_some_and(|(_, total, _)| total > 0) {
+                cell.set(fresh);
             }
-            reply(&conn, tid, Ok(crate::msg::mds::ReplyBody::Statfs(s)), true);
+            reply(&conn, tid, fill(s, fresh.or(cell.get())), true);
         });
     }
 
