@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use serde_bytes::ByteBuf;
 
+use super::caps::InodeCaps;
 use super::ops::unexpected;
 use super::session::lock;
 use super::Client;
@@ -26,6 +27,12 @@ use crate::msg::mds::{Ino, MdsOp, ReplyBody};
 
 /// An inode's xattrs as the MDS keeps them.
 pub type Xattrs = Arc<BTreeMap<String, ByteBuf>>;
+
+/// Whether the MDS issued `Xs` on the inode (not only assumed it for an async
+/// create): its xattrs may be cached.
+fn under_xs(c: &InodeCaps) -> bool {
+    c.seq > 0 && c.caps.contains(Caps::XATTR_SHARED)
+}
 
 impl Client {
     pub async fn getxattr(&self, ino: Ino, name: &str) -> Result<Vec<u8>, CmdError> {
@@ -95,10 +102,8 @@ impl Client {
             return None;
         }
         let (mode, uid, gid) = self.cached_auth(ino)?;
-        let absent = lock(&self.inner.caps.map).get(&ino).is_some_and(|c| {
-            c.seq > 0 && c.caps.contains(Caps::XATTR_SHARED) && c.xattrs.as_ref().is_some_and(|x| !x.contains_key(name))
-        });
-        if !absent {
+        let cached = lock(&self.inner.caps.map).get(&ino).filter(|c| under_xs(c)).and_then(|c| c.xattrs.clone())?;
+        if cached.contains_key(name) {
             return None;
         }
         Some(self.inner.current_caller().xattr_allowed(name, true, mode, uid, gid).err().unwrap_or(Errno::ENODATA))
@@ -110,7 +115,7 @@ impl Client {
         let gen = {
             let map = lock(&self.inner.caps.map);
             match map.get(&ino) {
-                Some(c) if c.seq > 0 && c.caps.contains(Caps::XATTR_SHARED) => {
+                Some(c) if under_xs(c) => {
                     if let Some(x) = &c.xattrs {
                         return Ok(Some(x.clone()));
                     }
@@ -124,7 +129,7 @@ impl Client {
             other => return Err(unexpected("getxattrs", &other)),
         };
         let mut map = lock(&self.inner.caps.map);
-        if let Some(c) = map.get_mut(&ino).filter(|c| c.seq > 0 && c.caps.contains(Caps::XATTR_SHARED)) {
+        if let Some(c) = map.get_mut(&ino).filter(|c| under_xs(c)) {
             if self.inner.caps.xattr_gen.load(Ordering::Relaxed) == gen {
                 c.xattrs = Some(all.clone());
             }
