@@ -509,3 +509,91 @@ fn t20_dead_writer_blocks_nobody() {
         assert!(text.lines().any(|l| l == line), "{line} lost:\n{text}");
     }
 }
+
+fn get_xattr(path: &Path, name: &str) -> Vec<u8> {
+    use std::os::unix::ffi::OsStrExt;
+    let p = std::ffi::CString::new(path.as_os_str().as_bytes()).expect("path");
+    let n = std::ffi::CString::new(name).expect("name");
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: valid NUL-terminated strings and a buffer of `buf.len()` bytes.
+    let r = unsafe { libc::getxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    assert!(r >= 0, "getxattr {name} on {}: {}", path.display(), std::io::Error::last_os_error());
+    buf.truncate(r as usize);
+    buf
+}
+
+fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> =
+        std::fs::read_dir(dir).expect("readdir").map(|e| e.expect("entry").file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    names
+}
+
+/// That a mount stopped (SIGSTOP) past session_timeout, while another mount changed
+/// what it had cached (a file's bytes and size, an xattr, a directory's entries),
+/// sees the changes as soon as it resumes: its caps are trusted only while its
+/// renewals are acknowledged in time, so neither it nor its kernel answers from the
+/// old caches, and the MDS revokes the caps it took from the stale session before
+/// granting new ones. Then both mounts go on working on the same file.
+#[test]
+fn t30_stopped_mount_sees_changes_made_meanwhile() {
+    if let Err(why) = fuse_usable() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let c = start_fs();
+    for (k, v) in [("session_autoclose", "300"), ("session_timeout", "3")] {
+        let r = c.cli(&["fs", "set", FS, k, v]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+    }
+    let dirs = tempfile::Builder::new().prefix("cephr-fuse-").tempdir().expect("tempdir");
+    let (mpa, mpb) = (dirs.path().join("a"), dirs.path().join("b"));
+    std::fs::create_dir(&mpa).unwrap();
+    std::fs::create_dir(&mpb).unwrap();
+    let a = Mount::daemon(&c, &mpa, "mount.a");
+    let b = Mount::foreground(&c, &mpb, "mount.b");
+
+    let old = bytes(1, 10_000);
+    std::fs::create_dir(a.path("d")).expect("mkdir d");
+    std::fs::write(a.path("d/f"), &old).expect("write f in A");
+    set_xattr(&a.path("d/f"), "user.k", b"old");
+    // A caches the bytes, size, xattr and listing.
+    assert_eq!(std::fs::read(a.path("d/f")).expect("read in A"), old);
+    assert_eq!(get_xattr(&a.path("d/f"), "user.k"), b"old");
+    assert_eq!(listing(&a.path("d")), vec!["f"]);
+    assert_eq!(std::fs::metadata(a.path("d/f")).expect("stat in A").len(), old.len() as u64);
+
+    eprintln!("--- SIGSTOP mount A (pid {}); B changes everything A cached", a.pid);
+    // SAFETY: signalling the mount process this test started, by its pid.
+    unsafe { libc::kill(a.pid as i32, libc::SIGSTOP) };
+    let stopped = Instant::now();
+    let new = bytes(2, 25_000);
+    {
+        let mut f = std::fs::OpenOptions::new().write(true).truncate(true).open(b.path("d/f")).expect("open f in B");
+        f.write_all(&new).expect("write in B");
+        f.sync_all().expect("fsync in B");
+    }
+    set_xattr(&b.path("d/f"), "user.k", b"new");
+    std::fs::write(b.path("d/g"), b"g").expect("create g in B");
+    let stale = wait_until(Duration::from_secs(30), || sessions_of(&c, "client.fa").iter().any(|s| s["state"] == "stale"));
+    assert!(stale, "A's session never went stale: {:?}", sessions_of(&c, "client.fa"));
+    eprintln!("--- B's changes done {:.1} s after the stop; A's session is stale", stopped.elapsed().as_secs_f64());
+
+    // SAFETY: as above.
+    unsafe { libc::kill(a.pid as i32, libc::SIGCONT) };
+    eprintln!("--- SIGCONT: A must see B's changes at once");
+    assert_eq!(std::fs::metadata(a.path("d/f")).expect("stat in A").len(), new.len() as u64, "A's size is old");
+    assert!(std::fs::read(a.path("d/f")).expect("read in A") == new, "A read old bytes");
+    assert_eq!(get_xattr(&a.path("d/f"), "user.k"), b"new", "A's xattr is old");
+    assert_eq!(listing(&a.path("d")), vec!["f", "g"], "A's listing is old");
+
+    eprintln!("--- both mounts go on: A appends, B reads it, and back");
+    append_line(&a.path("d/f"), "from A");
+    let seen = std::fs::read(b.path("d/f")).expect("read in B");
+    assert!(seen.starts_with(&new) && seen.ends_with(b"from A\n"), "B misses A's append ({} bytes)", seen.len());
+    append_line(&b.path("d/f"), "from B");
+    let seen = std::fs::read(a.path("d/f")).expect("read in A");
+    assert!(seen.ends_with(b"from A\nfrom B\n"), "A misses B's append ({} bytes)", seen.len());
+    let log = std::fs::read_to_string(c.log("mds.a")).unwrap_or_default();
+    assert!(log.contains("stale -> open"), "the MDS log lacks A's renewal after staleness");
+}

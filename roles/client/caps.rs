@@ -334,6 +334,20 @@ pub(super) struct CapTable {
     /// xattrs), changed under `map`'s lock: xattrs fetched across a change are
     /// not cached.
     pub xattr_gen: AtomicU64,
+    /// How long the caps may be trusted (`lease.rs`).
+    pub lease: super::lease::CapLease,
+}
+
+impl CapTable {
+    /// The caps of `c` that may be used now: only `p` once the lease ran out (the
+    /// MDS may have taken the rest from a stale session).
+    pub fn live(&self, c: &InodeCaps) -> Caps {
+        if self.lease.valid() {
+            c.caps
+        } else {
+            c.caps & Caps::PIN
+        }
+    }
 }
 
 /// An in-flight I/O reference: a revoke waits until it is dropped.
@@ -354,11 +368,18 @@ impl Drop for CapRef {
 impl Client {
     /// The caps this client holds on `ino` (for tools and tests).
     pub fn held_caps(&self, ino: Ino) -> Caps {
-        self.caps_of(ino)
+        lock(&self.inner.caps.map).get(&ino).map_or(Caps::NONE, |c| c.caps)
     }
 
+    /// Whether the caps may be trusted now (the session's lease, `lease.rs`).
+    pub fn caps_trusted(&self) -> bool {
+        self.inner.caps.lease.valid()
+    }
+
+    /// The caps of `ino` that may be used now (`CapTable::live`).
     pub(super) fn caps_of(&self, ino: Ino) -> Caps {
-        lock(&self.inner.caps.map).get(&ino).map_or(Caps::NONE, |c| c.caps)
+        let t = &self.inner.caps;
+        lock(&t.map).get(&ino).map_or(Caps::NONE, |c| t.live(c))
     }
 
     fn send_caps(&self, m: ClientCaps) {
@@ -403,7 +424,7 @@ impl Client {
                 if let Some(c) = lock(&self.inner.caps.map).get_mut(&ino) {
                     c.refused_max = 0;
                 }
-                let mut m = ClientCaps::new(CapOp::Update, ino, self.caps_of(ino), 0);
+                let mut m = ClientCaps::new(CapOp::Update, ino, self.held_caps(ino), 0);
                 (m.wanted, m.want_max) = (wanted, end);
                 self.send_caps(m);
                 asked = true;
@@ -441,8 +462,9 @@ impl Client {
 
     /// Takes an I/O reference if `ino` still holds `need`.
     pub(super) fn cap_ref(&self, ino: Ino, need: Caps) -> Option<CapRef> {
-        let mut map = lock(&self.inner.caps.map);
-        let c = map.get_mut(&ino).filter(|c| c.caps.contains(need))?;
+        let t = &self.inner.caps;
+        let mut map = lock(&t.map);
+        let c = map.get_mut(&ino).filter(|c| t.live(c).contains(need))?;
         c.users += 1;
         Some(CapRef { inner: self.inner.clone(), ino })
     }
@@ -459,7 +481,8 @@ impl Client {
     /// While `Fc` is held on `ino`: its cache epoch (pages cached under this epoch
     /// are current; a lost and regained `Fc` starts a new one).
     pub fn cache_epoch(&self, ino: Ino) -> Option<u64> {
-        lock(&self.inner.caps.map).get(&ino).filter(|c| c.caps.contains(Caps::FILE_CACHE)).map(|c| c.cache_epoch)
+        let t = &self.inner.caps;
+        lock(&t.map).get(&ino).filter(|c| t.live(c).contains(Caps::FILE_CACHE)).map(|c| c.cache_epoch)
     }
 
     /// Forgets the cached attributes of `ino`, which changed at the MDS in a way no
@@ -483,10 +506,11 @@ impl Client {
     }
 
     /// How long the mount may let the kernel cache `ino`'s entry and attributes: long
-    /// while the caps allow caching (a revoke invalidates it), zero otherwise.
+    /// while the caps allow caching (a revoke invalidates it), but not past the caps'
+    /// lease (a stopped client's kernel asks again after it resumes); zero otherwise.
     pub fn kernel_ttl(&self, ino: Ino) -> Duration {
         if self.caps_of(ino).contains(attr_caps()) {
-            KERNEL_TTL
+            KERNEL_TTL.min(self.inner.caps.lease.remaining())
         } else {
             Duration::ZERO
         }
@@ -677,17 +701,20 @@ impl Client {
             lost
         };
         self.inner.caps.changed.notify_waiters();
+        // What the lost bits covered goes now, in message order: a grant right after
+        // (the MDS's revoke to `p` and new grant of a renewed stale session) must not
+        // find pages or entries cached under the old caps.
+        if !lost.is_empty() {
+            self.drop_caches(m.ino, lost);
+        }
         if m.op == CapOp::Revoke {
             let me = self.clone();
             tokio::spawn(async move { me.finish_revoke(m, lost).await });
-        } else if !lost.is_empty() {
-            // Narrower than assumed (`assume_caps`): nothing to give back, but the
-            // caches those bits covered go.
-            self.drop_caches(m.ino, lost);
         }
     }
 
-    /// After a revoke narrowed the caps: wait for I/O, flush, drop caches, ack.
+    /// After a revoke narrowed the caps (and dropped the caches they covered): wait
+    /// for I/O, flush, ack.
     async fn finish_revoke(&self, m: ClientCaps, lost: Caps) {
         let ino = m.ino;
         let deadline = tokio::time::Instant::now() + self.inner.timeout;
@@ -707,7 +734,6 @@ impl Client {
             }
             let _ = self.cap_flush(ino, false).await;
         }
-        self.drop_caches(ino, lost);
         let wanted = lock(&self.inner.caps.map).get(&ino).map_or(Caps::NONE, |c| c.wanted());
         let mut ack = ClientCaps::new(CapOp::Ack, ino, m.caps, m.seq);
         ack.wanted = wanted;

@@ -23,7 +23,8 @@ impl Client {
     /// Attributes served from the cache while the caps allow it (with this client's
     /// unreported size/mtime on top).
     pub(in crate::roles::client) fn cached_attrs(&self, ino: Ino) -> Option<InodeStat> {
-        let (caps, dirty, attrs) = lock(&self.inner.caps.map).get(&ino).map(|c| (c.caps, c.unreported(), c.attrs_unacked()))?;
+        let t = &self.inner.caps;
+        let (caps, dirty, attrs) = lock(&t.map).get(&ino).map(|c| (t.live(c), c.unreported(), c.attrs_unacked()))?;
         if !caps.contains(attr_caps()) {
             return None;
         }
@@ -35,7 +36,8 @@ impl Client {
     /// Mode, owner and group from the cache while `As` allows it (with this client's
     /// unacknowledged changes laid over): what permission checks need.
     pub(in crate::roles::client) fn cached_auth(&self, ino: Ino) -> Option<(u32, u32, u32)> {
-        let attrs = lock(&self.inner.caps.map).get(&ino).filter(|c| c.caps.contains(Caps::AUTH_SHARED)).map(|c| c.attrs_unacked())?;
+        let t = &self.inner.caps;
+        let attrs = lock(&t.map).get(&ino).filter(|c| t.live(c).contains(Caps::AUTH_SHARED)).map(|c| c.attrs_unacked())?;
         let mut st = lock(&self.inner.dcache).attrs_of(ino)?;
         overlay_attrs(&mut st, None, attrs);
         Some((st.mode, st.uid, st.gid))
@@ -71,7 +73,7 @@ impl Client {
         let auth = set.mode.is_some() || set.uid.is_some() || set.gid.is_some();
         let mut change = CapAttrs { atime: set.atime, mtime: set.mtime, ctime: now, ..Default::default() };
         let need = if auth { Caps::AUTH_EXCL } else { Caps::NONE } | change.needs();
-        if !ic.caps.contains(attr_caps() | need) {
+        if !self.inner.caps.live(ic).contains(attr_caps() | need) {
             return None;
         }
         let mut st = base;

@@ -341,10 +341,11 @@ impl Client {
         let spans: Vec<(u64, Bytes)> = pieces.iter().map(|(o, b)| (lo * PAGE + o, b.clone())).collect();
         let pages: Vec<(u64, Bytes)> = split_pages(len, pieces).into_iter().zip(lo..).map(|(d, p)| (p, d)).collect();
         let fetched = pages.iter().filter(|(p, _)| *p < last).map(|(p, d)| (*p, d.clone())).collect();
-        let mut map = lock(&self.inner.caps.map);
+        let t = &self.inner.caps;
+        let mut map = lock(&t.map);
         // A write or truncate while the fetch ran: what it read may be older.
         let current = |c: &&mut super::caps::InodeCaps| {
-            c.caps.contains(Caps::FILE_CACHE) && Some(c.cache_epoch) == epoch && Some(c.page_gen) == gen
+            t.live(c).contains(Caps::FILE_CACHE) && Some(c.cache_epoch) == epoch && Some(c.page_gen) == gen
         };
         if let Some(c) = map.get_mut(&st.ino).filter(current) {
             for (p, d) in pages {
@@ -421,9 +422,10 @@ impl Client {
         let st = lock(&self.inner.dcache).attrs_of(ino)?;
         let end = off.checked_add(data.len() as u64)?;
         let spawn = {
-            let mut map = lock(&self.inner.caps.map);
+            let t = &self.inner.caps;
+            let mut map = lock(&t.map);
             let c = map.get_mut(&ino)?;
-            if !c.caps.contains(Caps::FILE_WR | Caps::FILE_BUFFER) || c.max_size < end {
+            if !t.live(c).contains(Caps::FILE_WR | Caps::FILE_BUFFER) || c.max_size < end {
                 return None;
             }
             let spawn = c.buffer_if_room(off, data, behind_unit(&st))?;
@@ -456,8 +458,9 @@ impl Client {
         loop {
             let landed = self.inner.caps.changed.notified();
             let next = {
-                let mut map = lock(&self.inner.caps.map);
-                match map.get_mut(&ino).filter(|c| c.caps.contains(Caps::FILE_BUFFER)) {
+                let t = &self.inner.caps;
+                let mut map = lock(&t.map);
+                match map.get_mut(&ino).filter(|c| t.live(c).contains(Caps::FILE_BUFFER)) {
                     None => Next::Done(false),
                     Some(c) => match c.buffer_if_room(off, data, unit) {
                         Some(false) => Next::Done(true),

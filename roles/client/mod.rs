@@ -6,7 +6,8 @@
 //! cache while the MDS's caps allow it (`As`/`Fs`/`Ls` on the inode, `Fs` on the
 //! parent directory) and dropped when they are revoked; file data is cached under
 //! `Fc` and buffered under `Fb`; size and mtime reach the MDS in cap flushes; an inode's
-//! xattrs are cached under `Xs` (`xattrs.rs`).
+//! xattrs are cached under `Xs` (`xattrs.rs`). Caps are trusted only while the session's
+//! renewals are acknowledged in time (`lease.rs`).
 pub mod async_ops;
 pub mod behind;
 pub mod caps;
@@ -16,6 +17,7 @@ pub mod fuse;
 pub mod fuse_map;
 pub mod fuse_ops;
 pub mod fuse_session;
+pub mod lease;
 pub mod ops;
 pub mod path;
 pub mod session;

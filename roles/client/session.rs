@@ -377,8 +377,9 @@ impl Inner {
             .await
             .map_err(|e| CmdError::new(Errno::ETIMEDOUT, format!("{what} with {}: {e}", t.peer)))?;
         match reply {
-            Message::MClientSessionReply(SessionReply::Opened { root_ino, .. }) => {
+            Message::MClientSessionReply(SessionReply::Opened { root_ino, session_timeout_ms }) => {
                 self.root_ino.store(root_ino, Ordering::Relaxed);
+                self.caps.lease.set_timeout(Duration::from_millis(session_timeout_ms));
                 Ok(conn)
             }
             Message::MClientSessionReply(SessionReply::Rejected { errno, reason }) => {
@@ -492,17 +493,22 @@ impl Inner {
         }
     }
 
-    async fn renew(self: &Arc<Self>, seq: u64) {
+    /// Sends a session renewal. One-way: the MDS's `RenewAck` (or `Rejected`) comes
+    /// in message order, after any revokes it sent first (`lease.rs`).
+    pub(super) fn renew(&self) {
         let conn = lock(&self.conn).clone();
         let Some((t, c)) = conn else { return };
-        match c.request(Message::MClientSession(SessionOp::Renew { seq }), self.renew_every).await {
-            Ok(Message::MClientSessionReply(SessionReply::RenewAck { .. })) => {}
-            Ok(Message::MClientSessionReply(SessionReply::Rejected { errno, reason })) => {
-                tracing::warn!(mds = %t.peer, "session renewal refused: {reason}");
-                self.on_rejected(errno, &reason);
-            }
-            Ok(other) => tracing::debug!(mds = %t.peer, "renewal answered with {}", other.name()),
-            Err(e) => tracing::debug!(mds = %t.peer, "renewal failed: {e}"),
+        let seq = self.caps.lease.renewing();
+        if let Err(e) = c.send(Message::MClientSession(SessionOp::Renew { seq })) {
+            tracing::debug!(mds = %t.peer, "renewal not sent: {e}");
+        }
+    }
+
+    /// The MDS acknowledged renewal `seq`: the caps' lease runs on.
+    fn renewed(&self, seq: u64) {
+        if self.caps.lease.acked(seq) {
+            tracing::debug!(seq, "caps trusted again (a renewal acknowledged after the lease ran out)");
+            self.caps.changed.notify_waiters();
         }
     }
 
@@ -535,6 +541,7 @@ async fn receive_loop(monc: Arc<MonClient>, cell: Arc<OnceLock<Arc<Inner>>>, mut
                 }
                 inner.dispatch(r)
             }
+            Message::MClientSessionReply(SessionReply::RenewAck { seq }) => inner.renewed(seq),
             Message::MClientSessionReply(SessionReply::Rejected { errno, reason }) => inner.on_rejected(errno, &reason),
             Message::MClientCaps(m) => Client { inner: inner.clone() }.handle_caps(m),
             Message::MClientSessionReply(SessionReply::Closed) => {
@@ -553,7 +560,6 @@ async fn manager(inner: Arc<Inner>) {
     let mut w = inner.monc.watch();
     let mut tick = tokio::time::interval(inner.renew_every);
     tick.tick().await;
-    let mut seq = 0u64;
     let mut backoff = Duration::from_millis(100);
     loop {
         let conn = lock(&inner.conn).clone();
@@ -567,11 +573,7 @@ async fn manager(inner: Arc<Inner>) {
             _ = w.changed() => {}
             _ = inner.kick.notified() => {}
             _ = closed => {}
-            _ = tick.tick() => {
-                seq += 1;
-                let me = inner.clone();
-                tokio::spawn(async move { me.renew(seq).await });
-            }
+            _ = tick.tick() => inner.renew(),
         }
         if inner.finished() {
             return;

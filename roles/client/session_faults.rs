@@ -174,6 +174,9 @@ impl Inner {
             let _ = conn.send(Message::MClientRequest(p.req.clone()));
         }
         tracing::info!(mds = %t.peer, resent = pending.len(), fs = %self.fs_name, "{what}");
+        drop(pending);
+        // The caps' lease starts (or runs on) with this renewal's acknowledgement.
+        self.renew();
     }
 
     /// Our cap table as a reconnect message.

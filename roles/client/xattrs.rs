@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use serde_bytes::ByteBuf;
 
-use super::caps::InodeCaps;
+use super::caps::{CapTable, InodeCaps};
 use super::ops::unexpected;
 use super::session::lock;
 use super::Client;
@@ -29,9 +29,9 @@ use crate::msg::mds::{Ino, MdsOp, ReplyBody};
 pub type Xattrs = Arc<BTreeMap<String, ByteBuf>>;
 
 /// Whether the MDS issued `Xs` on the inode (not only assumed it for an async
-/// create): its xattrs may be cached.
-fn under_xs(c: &InodeCaps) -> bool {
-    c.seq > 0 && c.caps.contains(Caps::XATTR_SHARED)
+/// create) and it may be used now: its xattrs may be cached.
+fn under_xs(t: &CapTable, c: &InodeCaps) -> bool {
+    c.seq > 0 && t.live(c).contains(Caps::XATTR_SHARED)
 }
 
 impl Client {
@@ -102,7 +102,8 @@ impl Client {
             return None;
         }
         let (mode, uid, gid) = self.cached_auth(ino)?;
-        let cached = lock(&self.inner.caps.map).get(&ino).filter(|c| under_xs(c)).and_then(|c| c.xattrs.clone())?;
+        let t = &self.inner.caps;
+        let cached = lock(&t.map).get(&ino).filter(|c| under_xs(t, c)).and_then(|c| c.xattrs.clone())?;
         if cached.contains_key(name) {
             return None;
         }
@@ -113,9 +114,10 @@ impl Client {
     /// (and cached if nothing changed meanwhile). `None` without `Xs`.
     pub async fn xattrs(&self, ino: Ino) -> Result<Option<Xattrs>, CmdError> {
         let gen = {
-            let map = lock(&self.inner.caps.map);
+            let t = &self.inner.caps;
+            let map = lock(&t.map);
             match map.get(&ino) {
-                Some(c) if under_xs(c) => {
+                Some(c) if under_xs(t, c) => {
                     if let Some(x) = &c.xattrs {
                         return Ok(Some(x.clone()));
                     }
@@ -128,8 +130,9 @@ impl Client {
             ReplyBody::Xattrs(x) => Arc::new(x),
             other => return Err(unexpected("getxattrs", &other)),
         };
-        let mut map = lock(&self.inner.caps.map);
-        if let Some(c) = map.get_mut(&ino).filter(|c| under_xs(c)) {
+        let t = &self.inner.caps;
+        let mut map = lock(&t.map);
+        if let Some(c) = map.get_mut(&ino).filter(|c| under_xs(t, c)) {
             if self.inner.caps.xattr_gen.load(Ordering::Relaxed) == gen {
                 c.xattrs = Some(all.clone());
             }

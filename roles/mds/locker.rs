@@ -38,6 +38,10 @@ pub struct Capability {
     pub seq: u64,
     /// The session is stale: the caps were taken back without an ack.
     pub stale: bool,
+    /// Revokes not yet acknowledged: their seq and what the client might hold before
+    /// it applied them. An ack of an older seq (sent before the client saw later
+    /// grants and revokes) must not clear bits a later revoke still waits for.
+    pub revoking: Vec<(u64, Caps)>,
 }
 
 impl Capability {
@@ -330,6 +334,9 @@ impl Locker {
             }
             let revoke = cap.pending.intersects(!new);
             cap.seq += 1;
+            if revoke {
+                cap.revoking.push((cap.seq, cap.issued));
+            }
             cap.pending = new;
             cap.issued |= new;
             let (wanted, seq) = (cap.wanted, cap.seq);

@@ -67,7 +67,11 @@ impl Locker {
             tracing::warn!(%client, ino = format!("{ino:#x}"), seq, sent = cap.seq, "ack of a cap seq never sent; ignored");
             return out;
         }
-        cap.issued = cap.pending | (cap.issued & has);
+        // What the client may still hold: what it has now, what later revokes wait
+        // for, and what it was told to hold.
+        cap.revoking.retain(|(s, _)| *s > seq);
+        let later = cap.revoking.iter().fold(Caps::NONE, |acc, (_, before)| acc | *before);
+        cap.issued = cap.pending | (cap.issued & (has | later));
         if let Some(w) = wanted {
             cap.wanted = w;
         }
@@ -199,7 +203,11 @@ impl Locker {
         self.set_stale(client, true)
     }
 
-    /// The client renewed its session: its caps may be issued again.
+    /// The client renewed its session (or reopened it): its caps may be issued
+    /// again. It never learned that they were taken, so each is first revoked down
+    /// to `p` (a new seq; the MDS does not wait for the ack): the client drops what
+    /// it cached under them before the grants that follow, on the same ordered
+    /// connection, give caps back.
     pub fn mark_fresh(&mut self, client: &str) -> Vec<Command> {
         self.set_stale(client, false)
     }
@@ -215,6 +223,11 @@ impl Locker {
             if stale {
                 cap.issued = Caps::PIN;
                 cap.pending = Caps::PIN;
+                cap.revoking.clear();
+            } else {
+                cap.seq += 1;
+                let (wanted, seq) = (cap.wanted, cap.seq);
+                out.push(Command::Caps { client: client.to_string(), ino, revoke: true, caps: Caps::PIN, wanted, seq, max_size: 0 });
             }
             self.eval(ino, &mut out);
         }

@@ -58,7 +58,7 @@ impl Locker {
     pub fn reconnect_cap(&mut self, client: &str, r: Reclaimed) {
         let il = self.entry(r.ino, Some(r.info));
         let issued = r.issued | Caps::PIN;
-        let cap = Capability { issued, pending: issued, wanted: r.wanted | Caps::PIN, seq: r.seq, stale: false };
+        let cap = Capability { issued, pending: issued, wanted: r.wanted | Caps::PIN, seq: r.seq, ..Default::default() };
         il.caps.insert(client.to_string(), cap);
         if r.max_size > 0 && issued.contains(Caps::FILE_WR) {
             il.ranges.insert(client.to_string(), r.max_size);

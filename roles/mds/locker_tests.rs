@@ -191,6 +191,44 @@ fn stale_client_does_not_block_others() {
     assert!(sent(&out, "client.2").unwrap().0, "the loner is revoked again");
 }
 
+/// That a renewal after staleness first revokes every cap down to `p` (the client
+/// never learned they were taken), then grants again; and that the client's late ack
+/// of that revoke does not clear bits a later revoke still waits for.
+#[test]
+fn fresh_client_is_revoked_to_pin_then_granted_and_old_acks_keep_later_revokes() {
+    let mut l = Locker::new();
+    let out = l.issue("client.1", F, FILE, Some(RW));
+    let first = sent(&out, "client.1").unwrap().2;
+    let _ = l.range_journaled(F, true);
+    let _ = l.mark_stale("client.1");
+    let out = l.mark_fresh("client.1");
+    let mine: Vec<(bool, Caps, u64)> = out
+        .iter()
+        .filter_map(|cmd| match cmd {
+            Command::Caps { client, revoke, caps, seq, .. } if client == "client.1" => Some((*revoke, *caps, *seq)),
+            _ => None,
+        })
+        .collect();
+    assert!(mine.len() >= 2, "a revoke to p, then a grant: {out:?}");
+    let (revoke, caps, to_pin) = mine[0];
+    assert!(revoke && caps == Caps::PIN && to_pin > first, "{mine:?}");
+    let (revoke, caps, grant) = mine[mine.len() - 1];
+    assert!(!revoke && caps.contains(c("Fxcwb")) && grant > to_pin, "{mine:?}");
+
+    // A second writer: client 1 is revoked (not yet acked) ...
+    let out = l.issue("client.2", F, FILE, Some(RW));
+    let (revoke, _, later, _) = sent(&out, "client.1").expect("revoke");
+    assert!(revoke && later > grant);
+    // ... when its ack of the revoke to p arrives: Fb stays issued until it acks the later one.
+    let _ = l.ack("client.1", F, to_pin, Caps::PIN, None);
+    let cap = l.cap("client.1", F).unwrap();
+    assert!(cap.issued.contains(c("Fb")) && cap.is_revoking(), "{cap:?}");
+    assert_eq!(l.state(F, File), LockState::ExclMix);
+    let _ = ack_last(&mut l, &out, "client.1");
+    let cap = l.cap("client.1", F).unwrap();
+    assert!(!cap.issued.contains(c("Fb")) && !cap.is_revoking(), "{cap:?}");
+}
+
 /// That a writer asking to write past its range gets a larger one, journaled before
 /// the grant, and that a quota limit caps the range.
 #[test]

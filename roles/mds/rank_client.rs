@@ -146,7 +146,10 @@ impl MdsRank {
                 if was_stale && matches!(r, SessionReply::RenewAck { .. }) {
                     self.caps_session_fresh(&client, ctx);
                 }
-                let _ = inc.conn.reply(inc.tid, Message::MClientSessionReply(r));
+                // One-way, on the connection the revokes of `caps_session_fresh` took:
+                // the client handles the ack after them, in order (a reply would reach
+                // its waiter ahead of them), and only then trusts its caps again.
+                let _ = inc.conn.send(Message::MClientSessionReply(r));
             }
             Message::MClientSession(SessionOp::Close) => {
                 let known = self.rs.as_ref().is_some_and(|rs| rs.sessions.get(&client).is_some());
@@ -192,7 +195,7 @@ impl MdsRank {
     pub(super) fn run(&mut self, w: Work, loads: u32, ctx: &mut Context<Self>) {
         let need = match &w {
             Work::Request { .. } => self.try_request(&w, ctx),
-            Work::Open { .. } => self.try_open(&w),
+            Work::Open { .. } => self.try_open(&w, ctx),
         };
         let Some(need) = need else { return };
         if loads >= MAX_LOADS {
@@ -381,7 +384,7 @@ impl MdsRank {
         });
     }
 
-    fn try_open(&mut self, w: &Work) -> Option<Need> {
+    fn try_open(&mut self, w: &Work, ctx: &mut Context<Self>) -> Option<Need> {
         let Work::Open { client, conn, tid, path, rw, addr } = w else { return None };
         let rs = self.rs.as_ref()?;
         let ino: Ino = match server::resolve_path(&rs.cache, ROOT_INO, path) {
@@ -401,6 +404,7 @@ impl MdsRank {
             None => return Some(Need::Inode(ino)),
         }
         let has_prealloc = rs.sessions.get(client).is_some_and(|s| !s.prealloc.is_empty());
+        let was_stale = rs.sessions.get(client).is_some_and(|s| s.state == super::sessionmap::SessionState::Stale);
         let prealloc = if has_prealloc { None } else { rs.inotable.project_range(PREALLOC) };
         self.maybe_segment();
         let ev = LogEvent::Session(SessionEvent::Open { client: client.clone(), root: ino, prealloc, addr: Some(*addr) });
@@ -408,6 +412,11 @@ impl MdsRank {
         rs.apply_event(&ev);
         rs.sessions.renew(client, crate::now_ms());
         self.session_rw.insert(client.clone(), *rw);
+        if was_stale {
+            // The client reopened a stale session (its connection had dropped): as
+            // on a late renewal, its caps are revoked to `p`, then granted again.
+            self.caps_session_fresh(client, ctx);
+        }
         let timeout_ms = self.mdsmap.as_ref().map_or(60, |m| m.session_timeout) as u64 * 1000;
         let rx = self.journal(ev, false);
         let (conn, tid) = (conn.clone(), *tid);

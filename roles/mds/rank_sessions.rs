@@ -368,7 +368,11 @@ fn refuse(inc: &Incoming, errno: Errno, why: String) {
         _ => Message::MClientSessionReply(SessionReply::Rejected { errno, reason: why }),
     };
     match msg {
+        // Renewals are one-way both ways (see `rank_client.rs`).
         Message::MClientReply(_) => {
+            let _ = inc.conn.send(msg);
+        }
+        _ if matches!(inc.msg, Message::MClientSession(SessionOp::Renew { .. })) => {
             let _ = inc.conn.send(msg);
         }
         _ => inc.reply(msg),
