@@ -4,11 +4,13 @@
 //! first one acknowledged; conflicting creates get EEXIST; an error that comes back
 //! late is reported by the next sync; and a kill -9 of the active MDS during async
 //! creates loses none that were acknowledged (the standby replays, the client re-sends).
+//! An fsync waits only for its own inode's requests, and what it waited for survives
+//! a kill -9 of the MDS right after it with the client gone too.
 mod harness;
 
 use cephr::error::Errno;
 use cephr::msg::caps::Caps;
-use cephr::msg::mds::{Ino, S_IFREG};
+use cephr::msg::mds::{Ino, O_RDWR, S_IFREG};
 use cephr::roles::client::Client;
 use harness::{runtime, Cluster};
 use std::collections::BTreeSet;
@@ -181,4 +183,47 @@ fn t20_failover_keeps_acknowledged_async_creates() {
     });
     assert_eq!(listed, made, "every acknowledged create survived the failover");
     let _ = rt.block_on(one.unmount());
+}
+
+/// That an fsync of a file waits for that file's own requests (its async create) and
+/// cap flush, not for the async creates of other files in flight, and that what it
+/// waited for is durable: the active MDS is killed (-9) right after the fsync returns
+/// and the client goes away with it (nothing re-sent), yet after the standby took
+/// over the file is there with every byte.
+#[test]
+fn t30_fsync_of_one_file_is_durable_without_waiting_for_others() {
+    let mut cl = start_fs(&["mds.a", "mds.b"]);
+    let data = harness::bytes(7, 100_000);
+    let rt = runtime();
+    let target = rt.block_on(async {
+        let one = mount(&cl, "client.one").await;
+        let d = async_ready_dir(&one, "d").await;
+        let (st, fh) = one.create_open(d, "target", S_IFREG | 0o644, O_RDWR, true).await.expect("create target");
+        one.fh_write(fh, 0, &data).await.expect("write");
+        for i in 0..300 {
+            one.create(d, &format!("x{i:03}"), S_IFREG | 0o644, true).await.expect("async create");
+        }
+        one.fh_fsync(fh, false).await.expect("fsync");
+        assert_eq!(one.unsafe_about(st.ino), 0, "the fsync waited for the target's create");
+        assert!(one.is_clean(st.ino), "and for its cap flush");
+        eprintln!("--- fsync returned with {} other requests not yet safe", one.unsafe_count());
+        st.ino
+    });
+    let active = active_mds(&cl).expect("an active mds");
+    cl.kill9(&active);
+    // The client goes too: nothing it did not wait for is re-sent.
+    rt.shutdown_background();
+    eprintln!("--- killed {active} and the client; the standby takes over");
+    let rt = runtime();
+    rt.block_on(async {
+        let two = mount(&cl, "client.two").await;
+        let d = two.lookup(two.root_ino(), "d").await.expect("lookup d").ino;
+        let st = two.lookup(d, "target").await.expect("the fsynced file survived");
+        assert_eq!(st.ino, target);
+        assert_eq!(st.size, data.len() as u64, "its size survived");
+        let (_, fh) = two.open(st.ino, 0).await.expect("open");
+        assert!(two.fh_read(fh, 0, data.len() as u64).await.expect("read") == data, "its bytes survived");
+        let _ = two.unmount().await;
+    });
+    assert_ne!(active_mds(&cl).as_deref(), Some(active.as_str()), "another daemon holds rank 0");
 }

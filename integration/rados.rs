@@ -352,6 +352,36 @@ fn t40_seed002_no_stale_read_no_lost_write() {
     assert_eq!(v, b"v2".to_vec());
 }
 
+/// That an OSD marked down while it was stopped (SIGSTOP past the heartbeat grace)
+/// does not serve its old copy when it comes back as primary with the same acting set
+/// as before: the other OSD took a write alone meanwhile, in maps the stopped one never
+/// saw. Its return (a new `up_from`) starts a new interval, it peers, and the read
+/// returns the newer write.
+#[test]
+fn t42_primary_back_from_a_stop_serves_no_stale_copy() {
+    let c = Cluster::start_with(&["a"], 2);
+    assert_eq!(c.cli(&["osd", "pool", "create", "p", "--size", "2", "--min-size", "1", "--pg-num", "4"]).code, 0);
+    let name = (0..200)
+        .map(|i| format!("obj{i}"))
+        .find(|n| c.json(&["osd", "map", "p", n])["acting_primary"] == 1)
+        .expect("an object whose primary is osd.1");
+    let cl = c.rados(Duration::from_secs(20));
+    cl.rt.block_on(async { cl.obj.write_full("p", &name, b"v1".to_vec()).await.expect("v1") });
+    eprintln!("--- SIGSTOP osd.1 (primary of {name}) until it is marked down; osd.0 alone takes v2");
+    c.signal("osd.1", "STOP");
+    c.wait_for(Duration::from_secs(20), "osd.1 marked down", |c| c.osds_up() == vec![0]);
+    cl.rt.block_on(async { cl.obj.write_full("p", &name, b"v2".to_vec()).await.expect("v2 acknowledged") });
+    eprintln!("--- SIGCONT osd.1: it boots again, primary with the same acting set");
+    c.signal("osd.1", "CONT");
+    c.wait_for(Duration::from_secs(20), "osd.1 up again", |c| c.osds_up() == vec![0, 1]);
+    assert_eq!(c.json(&["osd", "map", "p", &name])["acting_primary"], 1, "osd.1 is primary again");
+    let v = cl.rt.block_on(async { cl.obj.read("p", &name, 0, None).await }).expect("read");
+    assert_eq!(String::from_utf8_lossy(&v), "v2", "osd.1 served its old copy");
+    cl.rt.block_on(async { cl.obj.write_full("p", &name, b"v3".to_vec()).await.expect("v3") });
+    let v = cl.rt.block_on(async { cl.obj.read("p", &name, 0, None).await }).expect("read v3");
+    assert_eq!(v, b"v3".to_vec());
+}
+
 /// That OSDs enforce a client's `osd` caps: a client allowed to read one pool can
 /// read it, but cannot write to it or read any other pool.
 #[test]

@@ -491,11 +491,12 @@ impl Client {
         self.flush_ino(ino).await
     }
 
-    /// fsync(2): flushes the handle, then waits until every metadata change so far is
-    /// journaled (safe).
+    /// fsync(2): flushes the handle, then waits until every metadata change of its
+    /// inode so far is journaled (safe): `Client::sync_ino`.
     pub async fn fh_fsync(&self, fh: Fh, _datasync: bool) -> Result<(), CmdError> {
-        self.fh_flush(fh).await?;
-        self.sync().await
+        let ino = self.handle(fh)?.ino;
+        self.flush_ino(ino).await?;
+        self.sync_ino(ino).await
     }
 
     /// Closes handle `fh` for good (flushing it first); the caps it wanted are given

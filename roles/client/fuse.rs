@@ -456,8 +456,9 @@ impl Filesystem for CephFuse {
         reply.ok();
     }
 
-    fn fsyncdir(&self, req: &Request, _ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
-        self.empty(req, reply, |sh, _| async move { sh.client.sync().await });
+    fn fsyncdir(&self, req: &Request, ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        let dir = self.sh.map.to_mds(ino);
+        self.empty(req, reply, move |sh, _| async move { sh.client.sync_ino(dir).await });
     }
 
     fn statfs(&self, req: &Request, _ino: INodeNo, reply: ReplyStatfs) {

@@ -33,6 +33,9 @@ tokio::task_local! {
 
 struct Pending {
     req: ClientRequest,
+    /// The inodes the op names, and the one its first reply returned (a create's):
+    /// what an fsync of one of them waits for (`Client::sync_ino`).
+    inos: Vec<Ino>,
     /// Taken by the first reply; `None` afterwards while waiting for the safe one.
     waiter: Option<oneshot::Sender<Result<ReplyBody, Errno>>>,
 }
@@ -287,11 +290,28 @@ impl Client {
 
     /// Waits until every request issued so far has its safe (journaled) reply.
     pub async fn sync(&self) -> Result<(), CmdError> {
+        self.sync_where(None).await
+    }
+
+    /// The metadata part of an fsync of `ino`, as Ceph's client does it: the inode's
+    /// cap flush and every request naming it (its create, a setattr; a create, unlink
+    /// or rename in it when it is a directory) reach the journal. Requests about
+    /// other inodes are not waited for. (The journal is one ordered log, so whatever
+    /// such a request depended on, e.g. its directory's mkdir, is journaled before it.)
+    pub async fn sync_ino(&self, ino: Ino) -> Result<(), CmdError> {
+        self.sync_where(Some(ino)).await
+    }
+
+    async fn sync_where(&self, only: Option<Ino>) -> Result<(), CmdError> {
+        let mine = |i: Ino| only.is_none_or(|o| o == i);
         // Cap flushes (sizes of closed files, attributes changed under exclusive
         // caps) are journaled too.
         self.inner.flush_dirty_attrs();
-        let flushes: Vec<(Ino, u64)> =
-            lock(&self.inner.caps.map).iter().filter(|(_, c)| c.flush_acked < c.flush_tid).map(|(ino, c)| (*ino, c.flush_tid)).collect();
+        let flushes: Vec<(Ino, u64)> = lock(&self.inner.caps.map)
+            .iter()
+            .filter(|(ino, c)| mine(**ino) && c.flush_acked < c.flush_tid)
+            .map(|(ino, c)| (*ino, c.flush_tid))
+            .collect();
         // One deadline for all of them (each wait has its own as well).
         let all = async {
             for (ino, tid) in flushes {
@@ -306,7 +326,7 @@ impl Client {
         let deadline = tokio::time::Instant::now() + self.inner.timeout;
         loop {
             let notified = self.inner.safe_changed.notified();
-            let left = lock(&self.inner.pending).range(..upto).count();
+            let left = lock(&self.inner.pending).range(..upto).filter(|(_, p)| only.is_none_or(|o| p.inos.contains(&o))).count();
             if left == 0 {
                 // An async create/unlink that failed after it was acknowledged: reported
                 // here (fsync), as Ceph does.
@@ -322,6 +342,11 @@ impl Client {
                 ));
             }
         }
+    }
+
+    /// Requests naming `ino` not yet safe (what `sync_ino` waits for; for tests).
+    pub fn unsafe_about(&self, ino: Ino) -> usize {
+        lock(&self.inner.pending).values().filter(|p| p.inos.contains(&ino)).count()
     }
 
     /// Number of requests answered unsafe and not yet safe (or not answered at all).
@@ -412,7 +437,8 @@ impl Inner {
         let oldest_tid = pending.keys().next().map_or(tid, |&t| t.min(tid));
         let req = ClientRequest { tid, op, caller: self.current_caller(), oldest_tid };
         let msg = Message::MClientRequest(req.clone());
-        pending.insert(tid, Pending { req, waiter: Some(tx) });
+        let inos = super::async_ops::op_inos(&req.op);
+        pending.insert(tid, Pending { req, inos, waiter: Some(tx) });
         let sent = lock(&self.conn).as_ref().map(|(_, c)| c.send(msg).is_ok()).unwrap_or(false);
         if !sent {
             self.kick.notify_one();
@@ -483,6 +509,11 @@ impl Inner {
         let mut pending = lock(&self.pending);
         let Some(p) = pending.get_mut(&r.tid) else { return };
         let done = r.safe || r.result.is_err();
+        if let Ok(ReplyBody::Inode(st)) = &r.result {
+            if !done && !p.inos.contains(&st.ino) {
+                p.inos.push(st.ino);
+            }
+        }
         if let Some(w) = p.waiter.take() {
             let _ = w.send(r.result);
         }

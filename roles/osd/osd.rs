@@ -165,7 +165,10 @@ impl Actor for Osd {
         ctx.run_interval(Duration::from_secs_f64(g.osd_heartbeat_interval), |act, _| act.heartbeat());
         ctx.run_interval(Duration::from_secs_f64(g.osd_beacon_report_interval), |act, _| act.beacon());
         ctx.run_interval(Duration::from_millis(500), |act, _| act.maybe_boot());
-        ctx.run_interval(Duration::from_millis(250), |act, _| act.peering_tick());
+        ctx.run_interval(Duration::from_millis(250), |act, ctx| {
+            act.peering_tick();
+            act.drive_activated(ctx);
+        });
         ctx.run_interval(Duration::from_millis(100), |act, _| act.report_pgs());
         self.check_full();
         ctx.run_interval(Duration::from_secs(1), |act, _| act.check_full());

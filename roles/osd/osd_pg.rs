@@ -79,7 +79,12 @@ impl Osd {
                         Pg::new(id)
                     })
                 });
-                let changed = p.acting != m.acting || p.primary != m.acting_primary || p.interval_since == 0;
+                // A member that came up after the interval began (this OSD marked down
+                // and booted again, a peer restarted) went down in between, in maps this
+                // OSD may never have seen (it follows only the newest, and skips maps
+                // while it is marked down): a new interval, even with the same acting set.
+                let rebooted = m.acting.iter().any(|o| map.osds.get(o).is_some_and(|x| x.up_from > p.interval_since));
+                let changed = p.acting != m.acting || p.primary != m.acting_primary || p.interval_since == 0 || rebooted;
                 if changed {
                     self.new_interval(id, m.acting, m.acting_primary, pool.min_size as usize, map.epoch);
                 } else if self.pgs.get(&id).is_some_and(|p| p.phase == Phase::WaitUpThru) {
@@ -505,6 +510,11 @@ impl Osd {
         let id = op.req.pg;
         let primary = self.pgs.get(&id).and_then(|p| p.primary);
         if op.req.epoch > map.epoch {
+            return self.park(op);
+        }
+        if !self.booted() {
+            // Marked down: others may have taken over the PG meanwhile; it serves
+            // nothing until it is up again and has peered.
             return self.park(op);
         }
         if let Some(e) = bad_target(&map, &op) {

@@ -46,6 +46,17 @@ impl Osd {
         }
     }
 
+    /// Retries the ops waiting for PGs that became active without a new map (their
+    /// peering finished on a peer's answer or a pull): nothing else would until the
+    /// client resends.
+    pub(super) fn drive_activated(&mut self, ctx: &mut Context<Self>) {
+        let ready: Vec<PgId> =
+            self.waiting.keys().copied().filter(|id| self.pgs.get(id).is_some_and(|p| p.phase == super::pg::Phase::Active)).collect();
+        for id in ready {
+            self.drive(id, ctx);
+        }
+    }
+
     /// Retries the ops waiting for PG `id`.
     pub(super) fn drive(&mut self, id: PgId, ctx: &mut Context<Self>) {
         let queued: VecDeque<ClientOp> = self.waiting.remove(&id).unwrap_or_default();
