@@ -160,7 +160,6 @@ impl Inner {
         let conn = self.session_handshake(t, Message::MClientReconnect(m), "reconnect").await?;
         tracing::info!(mds = %t.peer, caps = n, "reconnected: session and caps kept");
         self.install_session(t, conn, "client session reconnected");
-        self.resend_flushes();
         Ok(())
     }
 
@@ -175,6 +174,10 @@ impl Inner {
         }
         tracing::info!(mds = %t.peer, resent = pending.len(), fs = %self.fs_name, "{what}");
         drop(pending);
+        // Cap flushes the old MDS may not have journaled; and after a stale session's
+        // reopen, those sent in answer to its revokes to `p`, which can come before
+        // the connection is installed here (the same flush tid: applied once).
+        self.resend_flushes();
         // The caps' lease starts (or runs on) with this renewal's acknowledgement.
         self.renew();
     }

@@ -69,12 +69,41 @@ pub fn run(c: &ClusterCmd) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Free UDP ports for the daemons, below the kernel's ephemeral range when there is
+/// room: a port the system hands out for outgoing connections (every CLI call and
+/// client makes some) may be taken by one before the daemon starts and binds it
+/// (seen in CI: an MDS started 2 s after `cluster create` found its port in use).
 fn pick_ports(n: usize, base: Option<u16>) -> anyhow::Result<Vec<u16>> {
     if let Some(b) = base {
         return Ok((0..n as u16).map(|i| b + i).collect());
     }
-    let socks: Vec<std::net::UdpSocket> =
-        (0..n).map(|_| std::net::UdpSocket::bind("127.0.0.1:0")).collect::<Result<_, _>>()?;
+    const FLOOR: u32 = 10_000;
+    let ephemeral_lo = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|x| x.parse::<u32>().ok()))
+        .unwrap_or(32_768);
+    let mut socks: Vec<std::net::UdpSocket> = Vec::new();
+    if ephemeral_lo > FLOOR + 1_000 {
+        let span = ephemeral_lo - FLOOR;
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+        let mut x = u64::from(nanos) ^ (u64::from(std::process::id()) << 32) | 1;
+        for _ in 0..1_000 {
+            if socks.len() == n {
+                break;
+            }
+            // xorshift: a different start per call, so clusters made at once differ.
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let port = FLOOR + (x % u64::from(span)) as u32;
+            if let Ok(s) = std::net::UdpSocket::bind(("127.0.0.1", port as u16)) {
+                socks.push(s);
+            }
+        }
+    }
+    while socks.len() < n {
+        socks.push(std::net::UdpSocket::bind("127.0.0.1:0")?);
+    }
     socks.iter().map(|s| Ok(s.local_addr()?.port())).collect()
 }
 
