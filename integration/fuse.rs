@@ -39,6 +39,25 @@ fn start_fs() -> Cluster {
     c
 }
 
+/// `start_fs` with sessions that go stale after 3 s of silence (and are not evicted).
+fn start_fs_short_sessions() -> Cluster {
+    let c = start_fs();
+    for (k, v) in [("session_autoclose", "300"), ("session_timeout", "3")] {
+        let r = c.cli(&["fs", "set", FS, k, v]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+    }
+    c
+}
+
+/// A temp dir with two empty mount points in it, `a` and `b`.
+fn mount_points() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let dirs = tempfile::Builder::new().prefix("cephr-fuse-").tempdir().expect("tempdir");
+    let (mpa, mpb) = (dirs.path().join("a"), dirs.path().join("b"));
+    std::fs::create_dir(&mpa).expect("mkdir a");
+    std::fs::create_dir(&mpb).expect("mkdir b");
+    (dirs, mpa, mpb)
+}
+
 /// Whether `mp` is a mount point now (listed in /proc/self/mountinfo).
 fn mounted(mp: &Path) -> bool {
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
@@ -395,10 +414,7 @@ fn t10_two_mounts_and_tools() {
         return;
     }
     let c = start_fs();
-    let dirs = tempfile::Builder::new().prefix("cephr-fuse-").tempdir().expect("tempdir");
-    let (mpa, mpb) = (dirs.path().join("a"), dirs.path().join("b"));
-    std::fs::create_dir(&mpa).unwrap();
-    std::fs::create_dir(&mpb).unwrap();
+    let (dirs, mpa, mpb) = mount_points();
     let a = Mount::daemon(&c, &mpa, "mount.a");
     let mut b = Mount::foreground(&c, &mpb, "mount.b");
     across_mounts(&a, &b);
@@ -461,15 +477,8 @@ fn t20_dead_writer_blocks_nobody() {
         eprintln!("skipped: {why}");
         return;
     }
-    let c = start_fs();
-    for (k, v) in [("session_autoclose", "300"), ("session_timeout", "3")] {
-        let r = c.cli(&["fs", "set", FS, k, v]);
-        assert_eq!(r.code, 0, "{}", r.stderr);
-    }
-    let dirs = tempfile::Builder::new().prefix("cephr-fuse-").tempdir().expect("tempdir");
-    let (mpa, mpb) = (dirs.path().join("a"), dirs.path().join("b"));
-    std::fs::create_dir(&mpa).unwrap();
-    std::fs::create_dir(&mpb).unwrap();
+    let c = start_fs_short_sessions();
+    let (_dirs, mpa, mpb) = mount_points();
     let a = Mount::daemon(&c, &mpa, "mount.a");
     append_line(&a.path("shared"), "A 0");
 
@@ -541,15 +550,8 @@ fn t30_stopped_mount_sees_changes_made_meanwhile() {
         eprintln!("skipped: {why}");
         return;
     }
-    let c = start_fs();
-    for (k, v) in [("session_autoclose", "300"), ("session_timeout", "3")] {
-        let r = c.cli(&["fs", "set", FS, k, v]);
-        assert_eq!(r.code, 0, "{}", r.stderr);
-    }
-    let dirs = tempfile::Builder::new().prefix("cephr-fuse-").tempdir().expect("tempdir");
-    let (mpa, mpb) = (dirs.path().join("a"), dirs.path().join("b"));
-    std::fs::create_dir(&mpa).unwrap();
-    std::fs::create_dir(&mpb).unwrap();
+    let c = start_fs_short_sessions();
+    let (_dirs, mpa, mpb) = mount_points();
     let a = Mount::daemon(&c, &mpa, "mount.a");
     let b = Mount::foreground(&c, &mpb, "mount.b");
 

@@ -367,15 +367,12 @@ fn refuse(inc: &Incoming, errno: Errno, why: String) {
         Message::MClientSession(SessionOp::Close) => Message::MClientSessionReply(SessionReply::Closed),
         _ => Message::MClientSessionReply(SessionReply::Rejected { errno, reason: why }),
     };
-    match msg {
-        // Renewals are one-way both ways (see `rank_client.rs`).
-        Message::MClientReply(_) => {
-            let _ = inc.conn.send(msg);
-        }
-        _ if matches!(inc.msg, Message::MClientSession(SessionOp::Renew { .. })) => {
-            let _ = inc.conn.send(msg);
-        }
-        _ => inc.reply(msg),
+    // Requests are matched by their tid, and renewals are one-way both ways (see
+    // `rank_client.rs`): neither waits for a reply to its message.
+    if matches!(inc.msg, Message::MClientRequest(_) | Message::MClientSession(SessionOp::Renew { .. })) {
+        let _ = inc.conn.send(msg);
+    } else {
+        inc.reply(msg);
     }
 }
 
