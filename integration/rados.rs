@@ -382,6 +382,66 @@ fn t42_primary_back_from_a_stop_serves_no_stale_copy() {
     assert_eq!(v, b"v3".to_vec());
 }
 
+/// That a write a primary ordered after its replica had left the interval (divergent:
+/// never acknowledged) is rolled back when that primary returns, instead of staying on
+/// it alone. osd.1, primary of `x`'s PG, is stopped with a client's write of `x` in its
+/// socket; the client freezes (no resend); osd.0 is marked as the new primary and
+/// writes more in that PG; osd.1 resumes, commits `x` on its old map (osd.0 ignores the
+/// replication: an ended interval), then boots again and peers. It must recover `x` from
+/// osd.0 (which has none): both copies end identical, and removing `x` later stops no
+/// OSD (a replica's failed remove of an object it never had used to stop it).
+#[test]
+fn t43_divergent_write_is_rolled_back_when_its_primary_returns() {
+    let mut c = Cluster::start_with(&["a"], 2);
+    assert_eq!(c.cli(&["osd", "pool", "create", "p", "--size", "2", "--min-size", "1", "--pg-num", "4"]).code, 0);
+    let (mut x, mut same_pg) = (None::<(String, String)>, Vec::new());
+    for n in (0..400).map(|i| format!("obj{i}")) {
+        let m = c.json(&["osd", "map", "p", &n]);
+        let pg = m["pgid"].as_str().unwrap_or_default().to_string();
+        match &x {
+            None if m["acting_primary"] == 1 => x = Some((n, pg)),
+            Some((_, xpg)) if *xpg == pg => same_pg.push(n),
+            _ => {}
+        }
+        if same_pg.len() == 4 {
+            break;
+        }
+    }
+    let (x, _) = x.expect("an object whose primary is osd.1");
+    assert_eq!(same_pg.len(), 4, "objects in x's PG");
+    let cl = c.rados(Duration::from_secs(30));
+    cl.rt.block_on(async { cl.obj.write_full("p", &same_pg[0], b"base".to_vec()).await.expect("base") });
+    let frozen = c.rados_frozen_between_calls(Duration::from_secs(60));
+    frozen.rt.block_on(async { frozen.obj.read("p", &same_pg[0], 0, None).await.expect("connected to osd.1") });
+    eprintln!("--- SIGSTOP osd.1; a write of {x} waits in its socket; that client freezes");
+    c.signal("osd.1", "STOP");
+    let obj = frozen.obj.clone();
+    let xs = x.clone();
+    let _pending = frozen.rt.spawn(async move { obj.write_full("p", &xs, b"never acknowledged".to_vec()).await });
+    frozen.rt.block_on(async { tokio::time::sleep(Duration::from_millis(300)).await });
+    c.wait_for(Duration::from_secs(20), "osd.1 marked down", |c| c.osds_up() == vec![0]);
+    cl.rt.block_on(async {
+        for n in &same_pg[1..] {
+            cl.obj.write_full("p", n, b"while osd.1 was down".to_vec()).await.expect("osd.0 alone");
+        }
+    });
+    eprintln!("--- SIGCONT osd.1: it commits {x} on its old map, then boots again and peers");
+    c.signal("osd.1", "CONT");
+    c.wait_for(Duration::from_secs(20), "osd.1 up again", |c| c.osds_up() == vec![0, 1]);
+    c.wait_for(Duration::from_secs(30), "all PGs active+clean", |c| c.cli(&["pg", "stat"]).stdout.contains("4 active+clean"));
+    let r = cl.rt.block_on(async { cl.obj.read("p", &x, 0, None).await });
+    assert!(r.is_err(), "the unacknowledged write of {x} was rolled back: {r:?}");
+    eprintln!("--- removing {x} and writing again stops no OSD");
+    let _ = cl.rt.block_on(async { cl.obj.op("p", &x, vec![cephr::msg::osd::OsdOp::Remove]).await });
+    cl.rt.block_on(async { cl.obj.write_full("p", &same_pg[1], b"after".to_vec()).await.expect("write after") });
+    assert_eq!((c.exit_code("osd.0"), c.exit_code("osd.1")), (None, None), "both OSDs run");
+    for i in 0..2 {
+        c.kill9(&format!("osd.{i}"));
+    }
+    let objects = |i| c.osd_digests(i).into_iter().filter(|(_, d)| !d.is_empty()).collect::<Vec<_>>();
+    assert_eq!(objects(1), objects(0), "osd.1's copy equals osd.0's");
+}
+
 /// That OSDs enforce a client's `osd` caps: a client allowed to read one pool can
 /// read it, but cannot write to it or read any other pool.
 #[test]

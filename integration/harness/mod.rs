@@ -293,8 +293,18 @@ pub struct RadosClient {
 
 impl Cluster {
     pub fn rados(&self, timeout: Duration) -> RadosClient {
+        self.rados_on(tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("rt"), timeout)
+    }
+
+    /// A client on a current-thread runtime: it runs only inside `rt.block_on`, so a
+    /// test can freeze it (no resends, no answers) between calls.
+    #[allow(dead_code)]
+    pub fn rados_frozen_between_calls(&self, timeout: Duration) -> RadosClient {
+        self.rados_on(tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt"), timeout)
+    }
+
+    fn rados_on(&self, rt: tokio::runtime::Runtime, timeout: Duration) -> RadosClient {
         let cfg = cephr::config::ClusterConfig::load(&self.conf(), &[]).expect("config");
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("rt");
         let want = cephr::msg::MonSubscribe { osdmap: Some(0), ..Default::default() };
         let monc = rt
             .block_on(async { cephr::monc::MonClient::start_client(&cfg, &cfg.key_dir, &"client.admin".parse().expect("n"), want) })

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use super::ops::{reads, store_errno, take_writes, write_txn};
 use super::osd::{ClientOp, Inflight, Osd};
 use crate::now_ms;
-use super::pg::{changed_in, Pg, Phase};
+use super::pg::{to_recover, Pg, Phase};
 use super::store::{ObjectStore, StoreError, Transaction};
 use crate::ids::{EntityName, OsdId};
 use crate::maps::{OsdMap, PgId};
@@ -294,18 +294,23 @@ impl Osd {
         pg.step_since = std::time::Instant::now();
         let epoch = pg.interval_since;
         match best {
-            Some((auth, info, _)) if info.last_update > mine && mine < info.log_tail && pg.acting.contains(&auth) => {
-                // Too far behind for the log: let the up-to-date copy be acting primary
-                // (pg_temp) while this one is backfilled, instead of blocking I/O.
-                let mut temp = vec![auth];
-                temp.extend(pg.acting.iter().copied().filter(|o| *o != auth));
-                tracing::info!(pg = %id, auth, ?temp, "primary lacks data beyond the log: requesting pg_temp");
-                self.request_pg_temp(vec![(id, temp)]);
-            }
             Some((auth, info, log)) if info.last_update > mine => {
-                let all = mine < info.log_tail;
-                let oids = if all { vec![] } else { changed_in(&log, mine).into_iter().map(|c| c.0).collect() };
-                tracing::info!(pg = %id, auth, %mine, theirs = %info.last_update, all, "pulling from the authoritative copy");
+                // This copy's own entries past where its log meets the authority's are
+                // divergent: their objects are pulled too (removed if the authority
+                // has none).
+                let (since, names) = to_recover(&pg.info, &pg.log_vec(), &info, &log);
+                let all = since < info.log_tail;
+                if all && pg.acting.contains(&auth) {
+                    // Too far behind for the log: let the up-to-date copy be acting
+                    // primary (pg_temp) while this one is backfilled, instead of
+                    // blocking I/O.
+                    let mut temp = vec![auth];
+                    temp.extend(pg.acting.iter().copied().filter(|o| *o != auth));
+                    tracing::info!(pg = %id, auth, ?temp, "primary lacks data beyond the log: requesting pg_temp");
+                    return self.request_pg_temp(vec![(id, temp)]);
+                }
+                let oids = if all { vec![] } else { names.into_iter().map(|(o, _)| o).collect() };
+                tracing::info!(pg = %id, auth, %mine, %since, theirs = %info.last_update, all, "pulling from the authoritative copy");
                 self.send_peer(auth, OsdPeerMsg::Pull { pg: id, epoch, oids, all });
             }
             _ => self.push_to_replicas(id),
@@ -408,8 +413,12 @@ impl Osd {
     #[allow(clippy::too_many_arguments)]
     fn rep_op(&mut self, from: OsdId, id: PgId, epoch: u64, entry: PgLogEntry, ops: Vec<OsdOp>, mtime: u64, conn: ConnHandle, ctx: &mut Context<Self>) {
         let pg = self.pgs.entry(id).or_insert_with(|| Pg::new(id));
-        if pg.primary.is_some_and(|p| p != from) && pg.interval_since >= epoch {
-            tracing::debug!(pg = %id, from, "replication from a non-primary ignored");
+        // Ordered in an interval this copy has left (as Ceph discards replica ops older
+        // than the current interval): not applied, not answered. Its primary drops the
+        // write when it sees the new interval; applying it here would make an entry that
+        // the new interval's peering may not know of.
+        if epoch < pg.interval_since || (pg.primary.is_some_and(|p| p != from) && pg.interval_since == epoch) {
+            tracing::debug!(pg = %id, from, epoch, "replication from an ended interval or a non-primary ignored");
             return;
         }
         let (version, interval) = (entry.version, pg.interval_since);

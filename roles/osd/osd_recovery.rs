@@ -5,7 +5,7 @@
 use std::collections::{BTreeSet, VecDeque};
 
 use super::osd::Osd;
-use super::pg::{changed_in, copy_piece, install_copy, object_names, CopyAt, Pg, Phase};
+use super::pg::{copy_piece, install_copy, object_names, to_recover, CopyAt, Pg, Phase};
 use super::store::{Transaction, TxOp};
 use crate::ids::OsdId;
 use crate::maps::PgId;
@@ -117,23 +117,26 @@ impl Osd {
         let (epoch, info, log) = (pg.interval_since, pg.info.clone(), pg.log_vec());
         let mut targets = Vec::new();
         for (osd, theirs) in pg.peer_info.iter().filter(|(o, _)| pg.acting.contains(o)) {
-            let Some((ti, _)) = theirs else { continue };
+            let Some((ti, their_log)) = theirs else { continue };
             if ti.last_update == info.last_update {
                 continue;
             }
-            let complete = !pg.log_reaches(ti.last_update) || ti.last_update > info.last_update;
-            targets.push((*osd, ti.last_update, complete));
+            // Objects the authority changed since the logs meet, and those of the
+            // replica's own divergent entries (docs/design.md, "Divergent entries").
+            let (since, names) = to_recover(ti, their_log, &info, &log);
+            let complete = !pg.log_reaches(since) || ti.last_update > info.last_update;
+            targets.push((*osd, names, complete));
         }
         let mut pushing = BTreeSet::new();
-        for (osd, since, complete) in targets {
+        for (osd, names, complete) in targets {
             let names = if complete {
                 object_names(&self.store, id).map(|n| n.into_iter().map(|o| (o, Eversion::default())).collect())
             } else {
-                Ok(changed_in(&log, since).into_iter().map(|(o, v, _)| (o, v)).collect())
+                Ok(names)
             };
             match names {
                 Ok(names) => {
-                    let names: VecDeque<_> = names;
+                    let names: VecDeque<_> = names.into();
                     tracing::info!(pg = %id, osd, n = names.len(), complete, "recovering replica");
                     self.start_push(osd, id, PushCursor::new(epoch, names, info.clone(), log.clone(), complete));
                     pushing.insert(osd);

@@ -249,6 +249,43 @@ pub fn changed_in(log: &[PgLogEntry], since: Eversion) -> Vec<(String, Eversion,
     newest.into_iter().map(|(o, (v, d))| (o.to_string(), v, d)).collect()
 }
 
+/// What a copy must recover from the authoritative log `auth`, as Ceph's log merge
+/// finds it: `since`, the newest version the copy's log `theirs` shares with `auth`
+/// (every object `auth` changed after it is to be recovered), and the objects of the
+/// copy's own entries after that point. Those entries are divergent: a primary ordered
+/// them in an interval that ended before every replica had them (the replicas had moved
+/// to a newer interval and ignored them), so none was acknowledged, and the authority's
+/// copy of each such object replaces the copy's (or removes it, where the authority has
+/// none). Entries at or before `auth`'s tail cannot be compared and count as shared
+/// (every later version of the authority is in `auth`); a copy with nothing in common
+/// starts from its own tail (and is backfilled when `auth` does not reach back there).
+pub fn merge_point(theirs: &PgInfo, their_log: &[PgLogEntry], auth_info: &PgInfo, auth: &[PgLogEntry]) -> (Eversion, Vec<String>) {
+    let known: HashMap<Eversion, &str> = auth.iter().map(|e| (e.version, e.oid.as_str())).collect();
+    let mut divergent = BTreeSet::new();
+    let mut since = if their_log.is_empty() { theirs.last_update } else { theirs.log_tail };
+    for e in their_log.iter().rev() {
+        let shared = known.get(&e.version).is_some_and(|o| *o == e.oid) || e.version <= auth_info.log_tail;
+        if shared {
+            since = e.version;
+            break;
+        }
+        divergent.insert(e.oid.clone());
+    }
+    (since, divergent.into_iter().collect())
+}
+
+/// The objects to recover on a copy whose log is `theirs` (see [`merge_point`]), each
+/// with the authority's newest version of it; `since` says where the copy's log meets
+/// `auth`.
+pub fn to_recover(theirs: &PgInfo, their_log: &[PgLogEntry], auth_info: &PgInfo, auth: &[PgLogEntry]) -> (Eversion, Vec<(String, Eversion)>) {
+    let (since, divergent) = merge_point(theirs, their_log, auth_info, auth);
+    let mut out: BTreeMap<String, Eversion> = changed_in(auth, since).into_iter().map(|(o, v, _)| (o, v)).collect();
+    for o in divergent {
+        out.entry(o).or_insert(auth_info.last_update);
+    }
+    (since, out.into_iter().collect())
+}
+
 /// How far the copy of one object has gone: an object larger than a push part goes
 /// in pieces (data first, from offset 0, then the omap in key order).
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -383,6 +420,58 @@ mod tests {
         let ch = changed_in(&back.log_vec(), Eversion { epoch: 1, v: LOG_KEEP });
         assert_eq!(ch.len(), 5);
         assert!(ch.iter().all(|(_, v, _)| v.v > LOG_KEEP));
+    }
+
+    /// That a copy's log is merged with the authority's as Ceph merges logs: the copy
+    /// recovers what the authority changed after the newest entry both share, plus the
+    /// objects of its own divergent entries (ordered in an interval that ended before
+    /// the replicas had them; the authority's later entries reuse their counters in a
+    /// newer epoch). The field case: osd.1, primary, committed `x` alone after the others
+    /// had moved on; the new authority never wrote `x`, so `x` must go, or a later remove
+    /// of `x` fails on the replicas that never had it.
+    #[test]
+    fn divergent_entries_are_recovered_from_the_authority() {
+        let at = |epoch: u64, v: u64, oid: &str| PgLogEntry { version: Eversion { epoch, v }, ..entry(v, oid, false) };
+        let info = |log: &[PgLogEntry], tail: Eversion| PgInfo {
+            pg: None,
+            last_update: log.last().map_or(tail, |e| e.version),
+            log_tail: tail,
+            last_epoch_started: 0,
+        };
+        let zero = Eversion::default();
+        // Shared 12'1..12'3; the old primary then wrote x and y alone at 12'4, 12'5.
+        let shared: Vec<PgLogEntry> = (1..=3).map(|v| at(12, v, &format!("s{v}"))).collect();
+        let mut old = shared.clone();
+        old.extend([at(12, 4, "x"), at(12, 5, "y")]);
+        // The authority went on in epoch 14 with the same counters.
+        let mut auth = shared.clone();
+        auth.extend([at(14, 4, "a"), at(14, 5, "y"), at(14, 6, "b")]);
+        let (ai, oi) = (info(&auth, zero), info(&old, zero));
+        assert_eq!(merge_point(&oi, &old, &ai, &auth), (Eversion { epoch: 12, v: 3 }, vec!["x".to_string(), "y".to_string()]));
+        let (since, names) = to_recover(&oi, &old, &ai, &auth);
+        assert_eq!(since, Eversion { epoch: 12, v: 3 });
+        let names: Vec<&str> = names.iter().map(|(o, _)| o.as_str()).collect();
+        assert_eq!(names, ["a", "b", "x", "y"], "the authority's changes and the divergent objects");
+        // A copy that is simply behind has nothing divergent.
+        let behind = shared[..2].to_vec();
+        let (since, names) = to_recover(&info(&behind, zero), &behind, &ai, &auth);
+        assert_eq!(since, Eversion { epoch: 12, v: 2 });
+        assert_eq!(names.iter().map(|(o, _)| o.as_str()).collect::<Vec<_>>(), ["a", "b", "s3", "y"]);
+        // The authority itself, or an equal copy: nothing to recover.
+        assert_eq!(to_recover(&ai, &auth, &ai, &auth), (Eversion { epoch: 14, v: 6 }, vec![]));
+        // Everything divergent: from the copy's own tail, which the authority's log
+        // must reach (else the caller backfills).
+        let lone = vec![at(13, 4, "z")];
+        let li = info(&lone, Eversion { epoch: 12, v: 3 });
+        let (since, names) = to_recover(&li, &lone, &ai, &auth);
+        assert_eq!(since, Eversion { epoch: 12, v: 3 });
+        assert_eq!(names.iter().map(|(o, _)| o.as_str()).collect::<Vec<_>>(), ["a", "b", "y", "z"]);
+        // Entries at or before the authority's tail count as shared (they cannot be
+        // compared); a divergent one after it does not.
+        let trimmed = auth[3..].to_vec();
+        let ti = info(&trimmed, Eversion { epoch: 12, v: 3 });
+        assert_eq!(merge_point(&oi, &old, &ti, &trimmed), (Eversion { epoch: 12, v: 3 }, vec!["x".to_string(), "y".to_string()]));
+        assert_eq!(merge_point(&info(&behind, zero), &behind, &ti, &trimmed).0, Eversion { epoch: 12, v: 2 });
     }
 
     /// That a copy reloaded after adopting a shorter, divergent log has exactly that log
