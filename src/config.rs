@@ -110,8 +110,9 @@ options! {
     mon_osd_report_timeout: f64 = 900.0, 5.0;
     /// Seconds an OSD stays down before it is marked out.
     mon_osd_down_out_interval: f64 = 600.0, 5.0;
-    /// Distinct OSDs that must report a peer failed before it is marked down.
-    mon_osd_min_down_reporters: u32 = 2, 1;
+    /// Distinct OSDs that must report a peer failed before it is marked down (never
+    /// more than the other up OSDs).
+    mon_osd_min_down_reporters: u32 = 2, 2;
     /// Replicas of a new pool.
     osd_pool_default_size: u32 = 3, 3;
     /// Replicas a new pool needs to accept writes.

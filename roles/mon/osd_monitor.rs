@@ -218,11 +218,15 @@ impl FailureReports {
         self.reports.get(&target).map(|by| by.keys().copied().collect()).unwrap_or_default()
     }
 
-    /// Up targets reported by at least `min_down_reporters` (and at least one)
-    /// distinct reporters that are themselves up, ascending.
+    /// Up targets reported by at least `min_down_reporters` distinct reporters that
+    /// are themselves up, ascending. A target needs no more reporters than there are
+    /// other up OSDs (at least one): in a two-OSD cluster the survivor's report is
+    /// enough, while in a larger one a single OSD that stalled (and so heard nobody)
+    /// cannot have its peers marked down alone.
     pub fn ready_to_mark_down(&self, map: &OsdMap, p: &OsdParams) -> Vec<OsdId> {
         let is_up = |id: &OsdId| map.osds.get(id).is_some_and(|o| o.up);
-        let needed = p.min_down_reporters.max(1);
+        let others_up = map.osds.values().filter(|o| o.up).count().saturating_sub(1).max(1);
+        let needed = p.min_down_reporters.clamp(1, others_up);
         let enough = |(target, by): (&OsdId, &BTreeMap<OsdId, u64>)| {
             let live = by.keys().filter(|r| *r != target && is_up(r)).count();
             (is_up(target) && live >= needed).then_some(*target)
@@ -426,6 +430,31 @@ mod tests {
         assert!(r.ready_to_mark_down(&map, &P).is_empty(), "a down target is not ready");
         r.forget(0);
         assert!(r.reporters(0).is_empty() && r.reporters(4) == vec![1, 3]);
+    }
+
+    /// That a target needs no more reporters than there are other up OSDs: in a
+    /// two-OSD cluster one report marks the other down; with three, one stalled OSD
+    /// reporting both peers marks neither down, and two reporters mark a dead one.
+    #[test]
+    fn reporters_needed_are_capped_by_the_up_osds() {
+        let fail = |target, reporter| OsdFailure { target, reporter, failed_for_ms: 900, epoch: 1 };
+        let two = cluster(2);
+        let mut r = FailureReports::default();
+        r.report(&fail(1, 0), 10);
+        assert_eq!(r.ready_to_mark_down(&two, &P), vec![1], "the only other OSD is enough");
+        let three = cluster(3);
+        let mut r = FailureReports::default();
+        r.report(&fail(0, 2), 10);
+        r.report(&fail(1, 2), 10);
+        assert!(r.ready_to_mark_down(&three, &P).is_empty(), "one stalled reporter marks nobody down");
+        r.report(&fail(2, 0), 20);
+        r.report(&fail(2, 1), 20);
+        assert_eq!(r.ready_to_mark_down(&three, &P), vec![2]);
+        let mut one_left = cluster(3);
+        mark_down(&mut one_left, 2, 30);
+        let mut r = FailureReports::default();
+        r.report(&fail(1, 0), 40);
+        assert_eq!(r.ready_to_mark_down(&one_left, &P), vec![1], "two up: one report is enough");
     }
 
     /// That the tick drops blocklist entries whose expiry has come and keeps the rest.

@@ -12,6 +12,8 @@ pub struct Heartbeats {
     last_rx: BTreeMap<OsdId, Instant>,
     /// Peers already reported failed (reported again every `grace` while silent).
     reported: BTreeMap<OsdId, Instant>,
+    /// When this OSD last checked its peers.
+    last_check: Option<Instant>,
 }
 
 impl Heartbeats {
@@ -38,8 +40,24 @@ impl Heartbeats {
     }
 
     /// Peers silent for longer than `grace` that are due a (re)report, with how long
-    /// they have been silent.
-    pub fn overdue(&mut self, grace: Duration, now: Instant) -> Vec<(OsdId, Duration)> {
+    /// they have been silent; checked every `interval`.
+    ///
+    /// A check that comes late by more than half the grace means this OSD itself did
+    /// not run meanwhile (descheduled on a loaded machine, stopped, or busy): the
+    /// peers' pings wait unread in its queue, so their silence is its own. It then
+    /// reports nobody and measures every peer afresh from now; a peer that is really
+    /// gone is reported one grace later. Otherwise one stalled OSD reported all its
+    /// peers at once (with one reporter enough, as in the fast profile, the monitors
+    /// marked them all down: new intervals, peering, stalled I/O).
+    pub fn overdue(&mut self, grace: Duration, interval: Duration, now: Instant) -> Vec<(OsdId, Duration)> {
+        let late = self.last_check.is_some_and(|l| now.saturating_duration_since(l) > interval + grace / 2);
+        self.last_check = Some(now);
+        if late {
+            for t in self.last_rx.values_mut() {
+                *t = now;
+            }
+            return Vec::new();
+        }
         let mut out = Vec::new();
         for (p, t) in &self.last_rx {
             let silent = now.saturating_duration_since(*t);
@@ -77,6 +95,9 @@ mod tests {
         m
     }
 
+    /// The check interval of these tests.
+    const IV: Duration = Duration::from_millis(300);
+
     /// That only up peers are watched, a silent one is reported once per grace, and
     /// hearing from it clears the report.
     #[test]
@@ -87,13 +108,36 @@ mod tests {
         h.update_peers(&map(&[0, 1, 2]), 0, t0);
         assert_eq!(h.peers().collect::<Vec<_>>(), vec![1, 2]);
         h.heard(1, t0 + Duration::from_millis(900));
-        let due = h.overdue(g, t0 + Duration::from_millis(1100));
+        let due = h.overdue(g, IV, t0 + Duration::from_millis(1100));
         assert_eq!(due.iter().map(|d| d.0).collect::<Vec<_>>(), vec![2]);
-        assert!(h.overdue(g, t0 + Duration::from_millis(1500)).is_empty(), "not re-reported within grace");
-        assert_eq!(h.overdue(g, t0 + Duration::from_millis(2200)).iter().map(|d| d.0).collect::<Vec<_>>(), vec![1, 2]);
+        assert!(h.overdue(g, IV, t0 + Duration::from_millis(1500)).is_empty(), "not re-reported within grace");
+        assert_eq!(h.overdue(g, IV, t0 + Duration::from_millis(2200)).iter().map(|d| d.0).collect::<Vec<_>>(), vec![1, 2]);
         h.heard(2, t0 + Duration::from_millis(2300));
         h.update_peers(&map(&[0, 2]), 0, t0 + Duration::from_millis(2300));
         assert_eq!(h.peers().collect::<Vec<_>>(), vec![2], "down peers are forgotten");
-        assert!(h.overdue(g, t0 + Duration::from_millis(2400)).is_empty());
+        assert!(h.overdue(g, IV, t0 + Duration::from_millis(2400)).is_empty());
+    }
+
+    /// That a check coming late (this OSD did not run for longer than half the grace
+    /// beyond its interval) reports nobody and measures the peers afresh, and that a
+    /// peer silent for a whole grace after that is reported.
+    #[test]
+    fn a_stalled_checker_reports_nobody() {
+        let t0 = Instant::now();
+        let g = Duration::from_millis(800);
+        let ms = |m| t0 + Duration::from_millis(m);
+        let mut h = Heartbeats::default();
+        h.update_peers(&map(&[0, 1, 2]), 0, t0);
+        assert!(h.overdue(g, IV, ms(200)).is_empty());
+        h.heard(1, ms(200));
+        h.heard(2, ms(200));
+        // Stalled from 200 to 1,300 ms: both peers look 1.1 s silent, but were not.
+        assert!(h.overdue(g, IV, ms(1300)).is_empty(), "a late check reports nobody");
+        h.heard(1, ms(1310));
+        assert!(h.overdue(g, IV, ms(1500)).is_empty());
+        assert!(h.overdue(g, IV, ms(1800)).is_empty());
+        // On time from here: osd.2, silent since the stall ended, is reported a grace on.
+        let due = h.overdue(g, IV, ms(2101));
+        assert_eq!(due.iter().map(|d| d.0).collect::<Vec<_>>(), vec![2], "{due:?}");
     }
 }

@@ -295,7 +295,8 @@ impl Osd {
             });
         }
         let grace = Duration::from_secs_f64(self.cfg.global.osd_heartbeat_grace);
-        for (target, silent) in self.hb.overdue(grace, Instant::now()) {
+        let interval = Duration::from_secs_f64(self.cfg.global.osd_heartbeat_interval);
+        for (target, silent) in self.hb.overdue(grace, interval, Instant::now()) {
             tracing::info!(osd = self.id, target, silent_ms = silent.as_millis() as u64, "reporting peer failed");
             let f = OsdFailure { target, reporter: self.id, failed_for_ms: silent.as_millis() as u64, epoch: map.epoch };
             let monc = self.monc.clone();

@@ -413,12 +413,8 @@ impl Osd {
     #[allow(clippy::too_many_arguments)]
     fn rep_op(&mut self, from: OsdId, id: PgId, epoch: u64, entry: PgLogEntry, ops: Vec<OsdOp>, mtime: u64, conn: ConnHandle, ctx: &mut Context<Self>) {
         let pg = self.pgs.entry(id).or_insert_with(|| Pg::new(id));
-        // Ordered in an interval this copy has left (as Ceph discards replica ops older
-        // than the current interval): not applied, not answered. Its primary drops the
-        // write when it sees the new interval; applying it here would make an entry that
-        // the new interval's peering may not know of.
-        if epoch < pg.interval_since || (pg.primary.is_some_and(|p| p != from) && pg.interval_since == epoch) {
-            tracing::debug!(pg = %id, from, epoch, "replication from an ended interval or a non-primary ignored");
+        if pg.primary.is_some_and(|p| p != from) && pg.interval_since >= epoch {
+            tracing::debug!(pg = %id, from, "replication from a non-primary ignored");
             return;
         }
         let (version, interval) = (entry.version, pg.interval_since);
