@@ -99,7 +99,7 @@ options! {
     /// complete (its creates and negative lookups go to the MDS again).
     client_cache_size: u64 = 131_072, 131_072;
     /// Seconds between OSD heartbeats to peers.
-    osd_heartbeat_interval: f64 = 6.0, 0.2;
+    osd_heartbeat_interval: f64 = 6.0, 0.1;
     /// Seconds without a peer heartbeat before an OSD reports it failed.
     osd_heartbeat_grace: f64 = 20.0, 0.8;
     /// Seconds between OSD beacons to the monitors.
