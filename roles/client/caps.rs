@@ -222,6 +222,23 @@ impl InodeCaps {
         self.nothing_buffered() && self.dirty.is_none() && self.attrs.is_none()
     }
 
+    /// The MDS took every cap on this inode to purge it (unlinked, and open nowhere as
+    /// far as it knows): drops what was never sent (buffered data, a written size,
+    /// attribute changes) unless a handle here still has it open. Such data belongs to
+    /// no name and no open file; sent later (a close whose flush failed is retried by
+    /// write-behind) it would recreate objects after the purge removed them, leaked.
+    /// Returns whether anything was dropped.
+    pub fn discard_unsent_of_purged(&mut self) -> bool {
+        if self.opens != (0, 0) || self.nothing_unsent() {
+            return false;
+        }
+        self.buffer.clear();
+        self.buffered = 0;
+        self.dirty = None;
+        self.attrs = None;
+        true
+    }
+
     /// Attribute changes sent in a cap flush the MDS has not acknowledged yet.
     pub fn attrs_in_flight(&self) -> Option<CapAttrs> {
         self.attrs_flushing.filter(|_| self.flush_acked < self.attrs_tid)
@@ -728,7 +745,10 @@ impl Client {
                 break;
             }
         }
-        if lost.intersects(Caps::FILE_BUFFER | Caps::FILE_WR | Caps::FILE_EXCL | Caps::AUTH_EXCL) {
+        let purged = m.caps.is_empty() && lock(&self.inner.caps.map).get_mut(&ino).is_some_and(|c| c.discard_unsent_of_purged());
+        if purged {
+            tracing::debug!(ino = format!("{ino:#x}"), "unsent data of a purged inode dropped");
+        } else if lost.intersects(Caps::FILE_BUFFER | Caps::FILE_WR | Caps::FILE_EXCL | Caps::AUTH_EXCL) {
             if let Err(e) = self.flush_buffer(ino).await {
                 tracing::warn!(ino = format!("{ino:#x}"), "flushing buffered data on revoke: {e}");
             }

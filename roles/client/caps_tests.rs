@@ -107,3 +107,20 @@ fn pages_and_wants() {
     c.opens = (0, 1);
     assert!(c.wanted().contains(Caps::parse("Fwb").unwrap()));
 }
+
+/// That a purged inode's unsent state (buffered data, written size, attribute
+/// changes) is dropped when nothing here has it open, and kept while a handle does.
+#[test]
+fn purged_inode_drops_unsent_state_unless_open() {
+    let mut c = InodeCaps::default();
+    assert!(!c.discard_unsent_of_purged(), "nothing to drop");
+    c.buffer.insert(0, vec![1; 10]);
+    c.buffered = 10;
+    c.dirty = Some((10, 5));
+    c.opens = (0, 1);
+    assert!(!c.discard_unsent_of_purged(), "still open here");
+    assert_eq!(c.buffered, 10);
+    c.opens = (0, 0);
+    assert!(c.discard_unsent_of_purged());
+    assert!(c.nothing_unsent() && c.buffered == 0);
+}
