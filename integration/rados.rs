@@ -386,8 +386,8 @@ fn t42_primary_back_from_a_stop_serves_no_stale_copy() {
 /// never acknowledged) is rolled back when that primary returns, instead of staying on
 /// it alone. osd.1, primary of `x`'s PG, is stopped with a client's write of `x` in its
 /// socket; the client freezes (no resend); osd.0 is marked as the new primary and
-/// writes more in that PG; osd.1 resumes, commits `x` on its old map (osd.0 ignores the
-/// replication: an ended interval), then boots again and peers. It must recover `x` from
+/// writes more in that PG; osd.1 resumes, commits `x` on its old map (osd.0, in a newer
+/// interval under another primary, ignores the replication), then boots again and peers. It must recover `x` from
 /// osd.0 (which has none): both copies end identical, and removing `x` later stops no
 /// OSD (a replica's failed remove of an object it never had used to stop it).
 #[test]
