@@ -194,6 +194,53 @@ impl Model {
 /// sometimes flushes or truncates) just ahead of the reader, inside the window being
 /// read ahead: every read must show exactly the model's bytes (a read-ahead that raced
 /// with a write must not cache what it read).
+/// That a revoke taking `Fb` is acked only once the buffered data is on the OSDs.
+/// Client one buffers a write as the loner, then its messages to every OSD are
+/// dropped; client two opens the file for write, so the MDS revokes one's `Fb`.
+/// Once one's links work again, two overwrites the same bytes and closes, then one
+/// closes. The file must hold two's bytes. Before, one's flush gave up at the op
+/// timeout and one acked the revoke anyway, keeping its data: two wrote under the
+/// caps it got, and one's close then wrote its older bytes over two's (and a file
+/// unlinked meanwhile got objects back after its purge: leaked objects).
+#[test]
+fn t30_revoke_waits_until_its_flush_lands() {
+    let (_cl, cfg) = start_fs();
+    let rt = harness::runtime();
+    rt.block_on(async {
+        let one = mount(&cfg, "client.one").await;
+        let two = mount(&cfg, "client.two").await;
+        let root = one.root_ino();
+        let (st, fa) = one.create_open(root, "held", S_IFREG | 0o644, O_RDWR, true).await.expect("create");
+        let ino = st.ino;
+        until(LIMIT, "client one's loner caps", || one.held_caps(ino).contains(c("AxFxwb"))).await;
+        let (a, b) = (vec![b'A'; 100_000], vec![b'B'; 100_000]);
+        assert_eq!(one.fh_write(fa, 0, &a).await.expect("write one"), a.len());
+
+        eprintln!("--- one's messages to the OSDs are dropped; two opens the file for write");
+        one.inject_faults("drop 1 client.one->osd.*").expect("fault rules");
+        let (_, fb) = two.open(ino, O_RDWR).await.expect("open two");
+        // Past the op timeout (10 s in the fast profile), at which one's flush used to
+        // give up and ack the revoke.
+        tokio::time::sleep(Duration::from_secs(12)).await;
+
+        eprintln!("--- the OSDs hear from one again; two overwrites one's bytes, both close");
+        one.inject_faults("").expect("clear fault rules");
+        let wrote = match two.fh_write(fb, 0, &b).await {
+            // Two's wait for its caps may end before one's flush lands.
+            Err(e) if e.errno == cephr::error::Errno::ETIMEDOUT => two.fh_write(fb, 0, &b).await,
+            r => r,
+        };
+        assert_eq!(wrote.expect("write two"), b.len());
+        two.fh_release(fb).await.expect("close two");
+        one.fh_release(fa).await.expect("close one");
+        let (_, fr) = two.open(ino, 0).await.expect("open two to read");
+        let seen = two.fh_read(fr, 0, 200_000).await.expect("read two");
+        assert_eq!(seen.len(), b.len());
+        assert!(seen == b, "the file holds two's later bytes, not one's older ones ({} of 'A')", seen.iter().filter(|x| **x == b'A').count());
+        two.fh_release(fr).await.expect("close two's reader");
+    });
+}
+
 #[test]
 fn t25_read_ahead_races_with_writes_ahead_of_the_reader() {
     use rand::{Rng, SeedableRng};

@@ -106,6 +106,9 @@ options! {
     osd_beacon_report_interval: f64 = 300.0, 1.0;
     /// Seconds between a primary's full PG state reports to the monitors (changes go at once).
     osd_pg_stat_report_interval: f64 = 5.0, 0.5;
+    /// Seconds a client op may wait at an OSD before it is logged as a slow request and
+    /// counted in the `SLOW_OPS` health warning.
+    osd_op_complaint_time: f64 = 30.0, 5.0;
     /// Seconds without an OSD beacon before the monitors mark it down.
     mon_osd_report_timeout: f64 = 900.0, 5.0;
     /// Seconds an OSD stays down before it is marked out.
@@ -187,7 +190,7 @@ impl Options {
     /// Rejects combinations that cannot work, naming the options involved.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut errs: Vec<String> = Vec::new();
-        let positive: [(&str, f64); 14] = [
+        let positive: [(&str, f64); 15] = [
             ("mon_tick_interval", self.mon_tick_interval),
             ("mon_command_timeout", self.mon_command_timeout),
             ("mds_beacon_interval", self.mds_beacon_interval),
@@ -197,6 +200,7 @@ impl Options {
             ("osd_heartbeat_interval", self.osd_heartbeat_interval),
             ("osd_heartbeat_grace", self.osd_heartbeat_grace),
             ("osd_beacon_report_interval", self.osd_beacon_report_interval),
+            ("osd_op_complaint_time", self.osd_op_complaint_time),
             ("ms_request_timeout", self.ms_request_timeout),
             ("ms_connect_timeout", self.ms_connect_timeout),
             ("ms_idle_timeout", self.ms_idle_timeout),

@@ -77,18 +77,39 @@ impl Objecter {
 
     /// Runs `ops` on object `oid` of `pool` and returns one output per op.
     pub async fn op(&self, pool: &str, oid: &str, ops: Vec<OsdOp>) -> Result<Vec<OpOut>, ObjError> {
+        self.run(pool, oid, ops, false).await
+    }
+
+    /// Like `op`, but never gives up waiting for the answer (Ceph's objecter, whose
+    /// ops have no timeout unless `rados_osd_op_timeout` is set), logging each time
+    /// the op timeout passes. For writes whose caller must know they are done before
+    /// it lets go of them (file data under caps): a write given up on may still wait
+    /// in an OSD's queue and land later, after what should have followed it (another
+    /// client's writes under the caps this one gave back, or the removal of the file's
+    /// objects by its purge, which it would bring back as leaked objects).
+    pub async fn op_patient(&self, pool: &str, oid: &str, ops: Vec<OsdOp>) -> Result<Vec<OpOut>, ObjError> {
+        self.run(pool, oid, ops, true).await
+    }
+
+    async fn run(&self, pool: &str, oid: &str, ops: Vec<OsdOp>, patient: bool) -> Result<Vec<OpOut>, ObjError> {
         let msgr = self.monc.messenger();
         let reqid = ReqId {
             client: msgr.me().clone(),
             nonce: msgr.entity_addr().nonce,
             tid: self.next_tid.fetch_add(1, Ordering::Relaxed),
         };
-        let deadline = tokio::time::Instant::now() + self.timeout;
+        let started = tokio::time::Instant::now();
+        let mut deadline = started + self.timeout;
         let mut last = String::from("no OSDMap yet");
         loop {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let mut left = deadline.saturating_duration_since(tokio::time::Instant::now());
             if left.is_zero() {
-                return Err(ObjError::Timeout { secs: self.timeout.as_secs_f64(), last });
+                if !patient {
+                    return Err(ObjError::Timeout { secs: self.timeout.as_secs_f64(), last });
+                }
+                tracing::warn!("{pool}/{oid}: no answer for {:.0} s ({last}); still waiting", started.elapsed().as_secs_f64());
+                deadline = tokio::time::Instant::now() + self.timeout;
+                left = self.timeout;
             }
             let Some(map) = self.osdmap(0, left).await else { continue };
             let retry_wait = left.min(Duration::from_millis(200));

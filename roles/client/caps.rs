@@ -64,6 +64,12 @@ pub(super) fn coalesce(buf: &BTreeMap<u64, Vec<u8>>) -> Vec<(u64, Vec<u8>)> {
     runs
 }
 
+/// Errors of a data write that may pass if it is tried again: the OSD did not answer
+/// in time, or answered "not now" (peering, a map change under way).
+pub(super) fn is_transient(errno: Errno) -> bool {
+    matches!(errno, Errno::ETIMEDOUT | Errno::EAGAIN | Errno::ENOTCONN | Errno::EIO)
+}
+
 /// Caps whose holder may serve attributes from its cache.
 fn attr_caps() -> Caps {
     Caps::AUTH_SHARED | Caps::LINK_SHARED | Caps::FILE_SHARED
@@ -139,6 +145,9 @@ pub(super) struct InodeCaps {
     pub attrs_tid: u64,
     /// Under `Xs`: the inode's xattrs (`xattrs.rs`), dropped when `Xs` goes.
     pub xattrs: Option<super::xattrs::Xattrs>,
+    /// Why buffered data was dropped unwritten (a revoke's flush the OSDs refused for
+    /// good): the next flush (fsync, close) fails with it, once.
+    pub write_error: Option<CmdError>,
 }
 
 impl InodeCaps {
@@ -232,11 +241,16 @@ impl InodeCaps {
         if self.opens != (0, 0) || self.nothing_unsent() {
             return false;
         }
-        self.buffer.clear();
-        self.buffered = 0;
+        self.drop_buffer();
         self.dirty = None;
         self.attrs = None;
         true
+    }
+
+    /// Forgets the buffered data (it will never be written).
+    pub fn drop_buffer(&mut self) {
+        self.buffer.clear();
+        self.buffered = 0;
     }
 
     /// Attribute changes sent in a cap flush the MDS has not acknowledged yet.
@@ -576,8 +590,11 @@ impl Client {
     /// error the runs go back under anything buffered since (rewriting what did
     /// land is harmless), so a later flush retries them.
     pub(super) async fn flush_buffer(&self, ino: Ino) -> Result<(), CmdError> {
-        let landing = match lock(&self.inner.caps.map).get(&ino) {
-            Some(c) => c.landing.clone(),
+        let landing = match lock(&self.inner.caps.map).get_mut(&ino) {
+            Some(c) => match c.write_error.take() {
+                Some(e) => return Err(e),
+                None => c.landing.clone(),
+            },
             None => return Ok(()),
         };
         let _landing = self.landing_guard(ino, landing.write()).await;
@@ -589,7 +606,7 @@ impl Client {
             _ => return Ok(()),
         };
         let written = match self.layout_of(ino).await {
-            Ok(st) => futures::future::try_join_all(runs.iter().map(|(off, data)| self.write_data(&st, *off, data.clone()))).await.map(drop),
+            Ok(st) => self.write_runs(&st, &runs).await,
             Err(e) => Err(e),
         };
         let mut map = lock(&self.inner.caps.map);
@@ -749,9 +766,7 @@ impl Client {
         if purged {
             tracing::debug!(ino = format!("{ino:#x}"), "unsent data of a purged inode dropped");
         } else if lost.intersects(Caps::FILE_BUFFER | Caps::FILE_WR | Caps::FILE_EXCL | Caps::AUTH_EXCL) {
-            if let Err(e) = self.flush_buffer(ino).await {
-                tracing::warn!(ino = format!("{ino:#x}"), "flushing buffered data on revoke: {e}");
-            }
+            self.flush_for_revoke(ino).await;
             let _ = self.cap_flush(ino, false).await;
         }
         let wanted = lock(&self.inner.caps.map).get(&ino).map_or(Caps::NONE, |c| c.wanted());
@@ -760,6 +775,39 @@ impl Client {
         self.send_caps(ack);
         if m.caps.is_empty() {
             self.forget_if_idle(ino);
+        }
+    }
+
+    /// Writes the buffered data of `ino` for a revoke that takes `Fb`/`Fw`. The MDS
+    /// lets other clients at the file only once this one acks, so, as a Ceph client,
+    /// this one acks only once its data is on the OSDs: a write that failed for a
+    /// passing reason (an OSD slow to answer, a PG peering: ETIMEDOUT and the like) is
+    /// tried again, for as long as it takes. Acked with the data still here, it would
+    /// be written later without the caps, under another client's writes or after the
+    /// file's purge (leaked objects). Data the OSDs refuse for good (this client
+    /// blocklisted, a full cluster, ...) is dropped, and the error is kept for the
+    /// file's next fsync or close (`InodeCaps::write_error`).
+    async fn flush_for_revoke(&self, ino: Ino) {
+        let mut pause = Duration::from_millis(50);
+        loop {
+            let e = match self.flush_buffer(ino).await {
+                Ok(()) => return,
+                Err(e) => e,
+            };
+            let gone = if self.inner.check_blocklisted() { self.inner.blocklisted_error() } else { None };
+            if gone.is_none() && is_transient(e.errno) {
+                tracing::warn!(ino = format!("{ino:#x}"), "flushing buffered data on revoke: {e}; trying again (the revoke waits)");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(1));
+                continue;
+            }
+            let e = gone.unwrap_or(e);
+            tracing::error!(ino = format!("{ino:#x}"), "buffered data dropped at revoke, the OSDs refuse it: {e}");
+            if let Some(c) = lock(&self.inner.caps.map).get_mut(&ino) {
+                c.drop_buffer();
+                c.write_error = Some(e);
+            }
+            return;
         }
     }
 

@@ -51,25 +51,39 @@ impl Client {
     /// Writes the objects only (no size report): the building block of `write`. Each
     /// object's piece is a slice of `data` (sent from it as it is).
     pub async fn write_data(&self, st: &InodeStat, off: u64, data: Bytes) -> Result<(), CmdError> {
+        self.write_runs(st, &[(off, data)]).await
+    }
+
+    /// Writes runs of file data (non-overlapping), one request per object: the runs'
+    /// pieces in one object go as one compound op. A buffer of scattered small writes
+    /// (glibc's `posix_fallocate` without `fallocate` writes a byte per 4 KiB block)
+    /// so costs an OSD op per object, not one per piece: thousands of pieces queued
+    /// behind each other at one object's primary kept later writes waiting for many
+    /// seconds. Waits for every write's answer however long it takes
+    /// (`Objecter::op_patient`): the caps that cover the data go back only after.
+    pub async fn write_runs(&self, st: &InodeStat, runs: &[(u64, Bytes)]) -> Result<(), CmdError> {
         check_regular(st)?;
         let pool = self.pool_name(st.layout.pool)?;
         let obj = &self.inner.objecter;
         let ino = st.ino;
-        stream::iter(file_to_extents(&st.layout, off, data.len() as u64))
-            .map(|e| {
-                let oid = data_object(ino, e.objno);
+        let mut per_object: std::collections::BTreeMap<u64, Vec<OsdOp>> = Default::default();
+        for (off, data) in runs {
+            for e in file_to_extents(&st.layout, *off, data.len() as u64) {
                 let piece = Payload::from(data.slice(e.buf_off as usize..(e.buf_off + e.len) as usize));
+                // A whole object replaces the old one outright (no partial update).
+                let op = if e.obj_off == 0 && e.len == u64::from(st.layout.object_size) {
+                    OsdOp::WriteFull { data: piece }
+                } else {
+                    OsdOp::Write { off: e.obj_off, data: piece }
+                };
+                per_object.entry(e.objno).or_default().push(op);
+            }
+        }
+        stream::iter(per_object)
+            .map(|(objno, ops)| {
+                let oid = data_object(ino, objno);
                 let pool = pool.clone();
-                let whole = e.obj_off == 0 && e.len == u64::from(st.layout.object_size);
-                async move {
-                    // A whole object replaces the old one outright (no partial update).
-                    let op = if whole {
-                        OsdOp::WriteFull { data: piece }
-                    } else {
-                        OsdOp::Write { off: e.obj_off, data: piece }
-                    };
-                    obj.op(&pool, &oid, vec![op]).await.map_err(obj_err(format!("write {pool}/{oid}")))
-                }
+                async move { obj.op_patient(&pool, &oid, ops).await.map_err(obj_err(format!("write {pool}/{oid}"))) }
             })
             .buffer_unordered(PARALLEL_OBJECTS)
             .try_collect::<Vec<_>>()

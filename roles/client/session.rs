@@ -267,6 +267,13 @@ impl Client {
         &self.inner.fs_name
     }
 
+    /// Replaces this client's message fault rules (`ms_inject_faults` syntax; empty
+    /// clears them), for tests that make its links to some daemons fail for a while.
+    pub fn inject_faults(&self, rules: &str) -> Result<(), String> {
+        self.inner.msgr.set_faults(FaultRules::parse(rules)?);
+        Ok(())
+    }
+
     /// Credentials sent with every request (default: root).
     pub fn set_caller(&self, c: Caller) {
         *lock(&self.inner.caller) = c;

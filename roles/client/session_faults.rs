@@ -54,14 +54,14 @@ impl Inner {
     }
 
     /// EBLOCKLISTED once the mount is evicted.
-    pub(super) fn blocklisted_error(&self) -> Option<CmdError> {
+    pub(in crate::roles::client) fn blocklisted_error(&self) -> Option<CmdError> {
         lock(&self.blocklisted)
             .as_ref()
             .map(|why| CmdError::new(Errno::EBLOCKLISTED, format!("client is blocklisted ({why})")))
     }
 
     /// Whether the mount is evicted, noticing it from the newest OSDMap as well.
-    pub(super) fn check_blocklisted(&self) -> bool {
+    pub(in crate::roles::client) fn check_blocklisted(&self) -> bool {
         if lock(&self.blocklisted).is_some() {
             return true;
         }

@@ -79,6 +79,21 @@ pub fn pg_checks(pgs: &[crate::msg::osd::PgStat]) -> Vec<HealthCheck> {
     out
 }
 
+/// `SLOW_OPS`: client ops that up OSDs have held past `osd_op_complaint_time`, in
+/// Ceph's words ("3 slow ops, oldest one blocked for 31 sec, osd.1 has slow ops").
+pub fn slow_ops(osdmap: &crate::maps::OsdMap, reports: &HashMap<crate::ids::OsdId, crate::msg::osd::SlowOps>) -> Vec<HealthCheck> {
+    let mut slow: Vec<_> = reports.iter().filter(|(o, s)| s.count > 0 && osdmap.osds.get(o).is_some_and(|i| i.up)).collect();
+    if slow.is_empty() {
+        return Vec::new();
+    }
+    slow.sort_by_key(|(o, _)| **o);
+    let count: u64 = slow.iter().map(|(_, s)| u64::from(s.count)).sum();
+    let oldest = slow.iter().map(|(_, s)| s.oldest_ms).max().unwrap_or(0) / 1000;
+    let osds: Vec<String> = slow.iter().map(|(o, _)| format!("osd.{o}")).collect();
+    let have = if osds.len() == 1 { "has" } else { "have" };
+    vec![check("SLOW_OPS", HealthStatus::Warn, format!("{count} slow ops, oldest one blocked for {oldest} sec, {} {have} slow ops", osds.join(",")))]
+}
+
 /// The warnings MDS daemons report in their beacons (e.g. MDS_CLIENT_RECALL), for
 /// daemons still in the FSMap, each prefixed with the daemon and its rank.
 pub fn mds_daemon_checks(fsmap: &FsMap, reports: &HashMap<Gid, Vec<HealthCheck>>) -> Vec<HealthCheck> {
@@ -154,5 +169,29 @@ mod tests {
         let cleared = mds_daemon_checks(&fsmap, &reports);
         assert!(cleared.is_empty());
         assert_eq!(overall(&cleared), HealthStatus::Ok);
+    }
+
+    /// That SLOW_OPS sums the up OSDs' reports in Ceph's words and ignores OSDs
+    /// reporting none or marked down.
+    #[test]
+    fn slow_ops_of_up_osds_become_a_warning() {
+        use crate::msg::osd::SlowOps;
+        let mut map = crate::maps::OsdMap::default();
+        for id in 0..3 {
+            let mut o = crate::maps::OsdInfo::new(id, &format!("h{id}"));
+            o.up = id != 2;
+            map.osds.insert(id, o);
+        }
+        let mut reports = HashMap::new();
+        reports.insert(0, SlowOps::default());
+        assert!(slow_ops(&map, &reports).is_empty());
+        reports.insert(1, SlowOps { count: 2, oldest_ms: 31_400 });
+        reports.insert(2, SlowOps { count: 5, oldest_ms: 90_000 });
+        let c = slow_ops(&map, &reports);
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].code, "SLOW_OPS");
+        assert_eq!(c[0].summary, "2 slow ops, oldest one blocked for 31 sec, osd.1 has slow ops");
+        reports.insert(0, SlowOps { count: 1, oldest_ms: 6_000 });
+        assert_eq!(slow_ops(&map, &reports)[0].summary, "3 slow ops, oldest one blocked for 31 sec, osd.0,osd.1 have slow ops");
     }
 }

@@ -83,6 +83,8 @@ pub struct Monitor {
     pg_stats: HashMap<crate::maps::PgId, crate::msg::osd::PgStat>,
     /// Each OSD's last reported space (with its PG stats).
     osd_space: HashMap<crate::ids::OsdId, crate::msg::osd::OsdSpace>,
+    /// Each OSD's last reported slow ops (with its PG stats).
+    pub(super) osd_slow: HashMap<crate::ids::OsdId, crate::msg::osd::SlowOps>,
 }
 
 use crate::now_ms;
@@ -152,6 +154,7 @@ pub async fn start(cfg: Arc<ClusterConfig>, name: &str) -> anyhow::Result<Addr<M
             last_leader: 0,
             pg_stats: HashMap::new(),
             osd_space: HashMap::new(),
+            osd_slow: HashMap::new(),
         }
     }))
 }
@@ -299,7 +302,8 @@ impl Monitor {
             Message::MOsdAlive(alive) => MonOp::OsdAlive { alive },
             Message::MOsdPgTemp { entries, .. } => MonOp::PgTemp { entries },
             Message::MOsdFull { osd, full } => MonOp::OsdFull { osd, full },
-            Message::MPgStats { osd, stats, space } => {
+            Message::MPgStats { osd, stats, space, slow } => {
+                self.osd_slow.insert(osd, slow);
                 for st in stats {
                     self.pg_stats.insert(st.pg, st);
                 }

@@ -342,6 +342,7 @@ impl Monitor {
         let pgs = self.pg_dump();
         let mut checks = health::checks(&self.state, &mon);
         checks.extend(health::pg_checks(&pgs));
+        checks.extend(health::slow_ops(&self.state.osdmap, &self.osd_slow));
         if let Some(ls) = &self.leader {
             checks.extend(health::mds_daemon_checks(&self.state.fsmap, &ls.mds_health));
         }

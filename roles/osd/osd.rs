@@ -25,6 +25,10 @@ pub(super) struct ClientOp {
     pub req: OsdOpRequest,
     pub conn: ConnHandle,
     pub tid: u64,
+    /// When the request arrived (slow-op reports, `osd_wait.rs`).
+    pub since: Instant,
+    /// A slow-op warning was logged for it.
+    pub complained: bool,
 }
 
 /// A write being replicated: the replicas yet to acknowledge and the local commit.
@@ -62,6 +66,9 @@ pub struct Osd {
     pub(super) me: Option<Addr<Osd>>,
     /// PG states last reported to the monitors, and when all were last sent.
     pub(super) reported: (BTreeMap<PgId, String>, Instant),
+    /// Client ops held past `osd_op_complaint_time` (checked every second), and what
+    /// the monitors were last told of them.
+    pub(super) slow: (crate::msg::osd::SlowOps, crate::msg::osd::SlowOps),
     /// Highest `up_thru` this OSD has asked the monitors for, and when.
     pub(super) alive_sent: (u64, Instant),
     /// The data directory (its store; its disk's space is reported and checked).
@@ -143,6 +150,7 @@ pub async fn start(cfg: Arc<ClusterConfig>, id: OsdId) -> anyhow::Result<Addr<Os
             obj_waiting: HashMap::new(),
             inflight: HashMap::new(),
             alive_sent: (0, Instant::now()),
+            slow: Default::default(),
             history: BTreeMap::new(),
             history_gaps: BTreeSet::new(),
             fetching: false,
@@ -171,7 +179,10 @@ impl Actor for Osd {
         });
         ctx.run_interval(Duration::from_millis(100), |act, _| act.report_pgs());
         self.check_full();
-        ctx.run_interval(Duration::from_secs(1), |act, _| act.check_full());
+        ctx.run_interval(Duration::from_secs(1), |act, _| {
+            act.check_full();
+            act.slow.0 = act.slow_ops(Duration::from_secs_f64(act.cfg.global.osd_op_complaint_time));
+        });
         self.maybe_boot();
     }
 }
@@ -186,7 +197,9 @@ impl StreamHandler<Incoming> for Osd {
             _ => None,
         };
         match inc.msg {
-            Message::MOsdOp(req) => self.client_op(ClientOp { req, conn: inc.conn, tid: inc.tid }, ctx),
+            Message::MOsdOp(req) => {
+                self.client_op(ClientOp { req, conn: inc.conn, tid: inc.tid, since: Instant::now(), complained: false }, ctx)
+            }
             Message::MOsdPeer(crate::msg::osd::OsdPeerMsg::List { pg, after, max }) => {
                 let m = crate::msg::osd::OsdPeerMsg::List { pg, after, max };
                 self.on_peer(peer_osd.unwrap_or(u32::MAX), m, inc.conn, inc.tid, ctx)
@@ -333,14 +346,16 @@ impl Osd {
             });
         }
         let period = Duration::from_secs_f64(self.cfg.global.osd_pg_stat_report_interval);
-        if states == self.reported.0 && self.reported.1.elapsed() < period {
+        if states == self.reported.0 && self.slow.0 == self.slow.1 && self.reported.1.elapsed() < period {
             return;
         }
         self.reported = (states, Instant::now());
+        self.slow.1 = self.slow.0;
+        let slow = self.slow.0;
         let (monc, osd) = (self.monc.clone(), self.id);
         let space = osd_space(&self.data);
         actix::spawn(async move {
-            let _ = monc.send(Message::MPgStats { osd, stats, space }).await;
+            let _ = monc.send(Message::MPgStats { osd, stats, space, slow }).await;
         });
     }
 

@@ -98,3 +98,78 @@ impl Osd {
         }
     }
 }
+
+/// Where a slow op waits, as Ceph's slow-request warnings say it.
+fn describe_inflight(local_done: bool, waiting: &std::collections::BTreeSet<crate::ids::OsdId>) -> String {
+    let mut parts = Vec::new();
+    if !local_done {
+        parts.push("waiting for the local commit".to_string());
+    }
+    if !waiting.is_empty() {
+        let osds: Vec<String> = waiting.iter().map(|o| o.to_string()).collect();
+        parts.push(format!("waiting for sub ops from osd {}", osds.join(",")));
+    }
+    parts.join(", ")
+}
+
+/// Slow requests logged one by one per check; the rest are summed up in one line
+/// (Ceph's `osd_op_log_threshold`).
+const SLOW_LOG_MAX: usize = 5;
+
+impl Osd {
+    /// Counts the client ops held longer than `complaint` (parked for their PG or
+    /// object, or replicating) and logs those that crossed it since the last check
+    /// with what they wait for (Ceph's "slow request" lines, up to `SLOW_LOG_MAX`
+    /// and a count of the others); the count and the oldest's age go to the monitors
+    /// with the PG reports (`SLOW_OPS`).
+    pub(super) fn slow_ops(&mut self, complaint: std::time::Duration) -> crate::msg::osd::SlowOps {
+        let now = std::time::Instant::now();
+        let mut out = crate::msg::osd::SlowOps::default();
+        let (mut logged, mut unlogged) = (0usize, 0usize);
+        let mut note = |op: &mut ClientOp, what: &dyn Fn() -> String| {
+            let age = now.saturating_duration_since(op.since);
+            if age < complaint {
+                return;
+            }
+            out.count += 1;
+            out.oldest_ms = out.oldest_ms.max(age.as_millis() as u64);
+            if op.complained {
+                return;
+            }
+            op.complained = true;
+            if logged == SLOW_LOG_MAX {
+                unlogged += 1;
+                return;
+            }
+            logged += 1;
+            tracing::warn!(
+                "slow request {:.1} s old: {} on {}/{} from {}, currently {}",
+                age.as_secs_f64(),
+                op.req.reqid.tid,
+                op.req.pg,
+                op.req.oid,
+                op.conn.peer(),
+                what()
+            );
+        };
+        for (id, q) in self.waiting.iter_mut() {
+            let phase = self.pgs.get(id).map_or("unknown", |p| p.phase.name());
+            for op in q.iter_mut() {
+                note(op, &|| format!("waiting for pg {id} ({phase})"));
+            }
+        }
+        for q in self.obj_waiting.values_mut() {
+            for op in q.iter_mut() {
+                note(op, &|| "waiting for an earlier op on the object".to_string());
+            }
+        }
+        for f in self.inflight.values_mut() {
+            let (local_done, waiting) = (f.local_done, f.waiting.clone());
+            note(&mut f.op, &|| describe_inflight(local_done, &waiting));
+        }
+        if unlogged > 0 {
+            tracing::warn!("{unlogged} more requests became slow (over {:.0} s)", complaint.as_secs_f64());
+        }
+        out
+    }
+}

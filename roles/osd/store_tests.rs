@@ -771,3 +771,38 @@ fn no_space_and_poisoned_errors() {
     let e = StoreError::from(std::io::Error::from_raw_os_error(libc::EIO));
     assert!(matches!(e, StoreError::Db(_)), "{e:?}");
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+    /// That one transaction of many writes at offsets to one object (a client's
+    /// compound op of its buffer's scattered pieces, applied chunk by chunk) leaves
+    /// exactly what the same writes leave applied one transaction each, overlaps and
+    /// whole chunks included, over existing data.
+    #[test]
+    fn a_run_of_writes_in_one_transaction_equals_them_one_by_one(
+        writes in proptest::collection::vec((0u64..3 * CHUNK_SIZE, 1usize..(CHUNK_SIZE as usize + 100), any::<u8>()), 1..40),
+        whole in proptest::option::of(0u64..3),
+    ) {
+        let (_d, st) = open_tmp();
+        let base = pattern(2 * CHUNK_SIZE as usize + 17, 9);
+        let mut ops: Vec<TxOp> = writes.iter().map(|(off, len, seed)| write("o", *off, &pattern(*len, *seed))).collect();
+        if let Some(c) = whole {
+            let at = (c as usize).min(ops.len());
+            ops.insert(at, write("o", c * CHUNK_SIZE, &pattern(CHUNK_SIZE as usize, 77)));
+        }
+        for oid in ["one", "many"] {
+            st.apply(pg(0), &txn(vec![write(oid, 0, &base)])).expect("base");
+        }
+        for op in &ops {
+            let TxOp::Write { off, data, .. } = op else { continue };
+            st.apply(pg(0), &txn(vec![write("one", *off, data)])).expect("one by one");
+        }
+        let many: Vec<TxOp> = ops.iter().map(|op| match op {
+            TxOp::Write { off, data, .. } => write("many", *off, data),
+            other => other.clone(),
+        }).collect();
+        st.apply(pg(0), &txn(many)).expect("in one transaction");
+        prop_assert_eq!(st.stat(pg(0), "one").expect("stat"), st.stat(pg(0), "many").expect("stat"));
+        prop_assert!(st.read(pg(0), "one", 0, None).expect("read") == st.read(pg(0), "many", 0, None).expect("read"));
+    }
+}

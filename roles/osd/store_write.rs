@@ -2,7 +2,7 @@
 //! the headers it touches (the only place an op can fail), then applied to the batch's
 //! write transaction, whole chunks staged in the block file.
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use fjall::{Slice, TxPartitionHandle, WriteTransaction};
 
@@ -67,6 +67,12 @@ fn next_header(op: &TxOp, cur: Option<ObjStat>, now: u64) -> Result<Option<ObjSt
         _ => return Err(missing()),
     };
     Ok(Some(ObjStat { size: new_size, mtime_ms: now }))
+}
+
+/// How many ops from the first of `ops` on are writes at an offset to one object.
+fn write_run(ops: &[TxOp]) -> usize {
+    let Some(TxOp::Write { oid, .. }) = ops.first() else { return 0 };
+    ops.iter().take_while(|o| matches!(o, TxOp::Write { oid: other, .. } if other == oid)).count()
 }
 
 /// What one object op of a checked transaction does to its object's header: the size
@@ -159,7 +165,37 @@ impl<'t, 'a> Tables<'t, 'a> {
         let mut steps = steps.into_iter();
         // Whether an op after the last `RemovePg` (if any) put the PG to use.
         let mut in_use = false;
-        for op in &txn.ops {
+        let mut i = 0;
+        while i < txn.ops.len() {
+            let op = &txn.ops[i];
+            i += 1;
+            // Several writes in a row to one object (a client's compound op of the
+            // scattered pieces of its buffer) rewrite each chunk they touch once.
+            let run = write_run(&txn.ops[i - 1..]);
+            if run > 1 {
+                let oid = op.oid().unwrap_or_default();
+                let writes: Vec<(u64, &'a [u8])> = txn.ops[i - 1..i - 1 + run]
+                    .iter()
+                    .filter_map(|o| match o {
+                        TxOp::Write { off, data, .. } => Some((*off, &data[..])),
+                        _ => None,
+                    })
+                    .collect();
+                let mut last = None;
+                for _ in 0..run {
+                    last = steps.next();
+                }
+                let (_, next) = last.ok_or_else(|| StoreError::Invalid("object op without a checked step".into()))?;
+                self.write_many(&sub_prefix(pg, oid), &writes)?;
+                let key = obj_key(pg, oid);
+                match next {
+                    Some(h) => self.put(Table::Objects, &key, &encode_header(&h)),
+                    None => self.del(Table::Objects, &key),
+                }
+                i += run - 1;
+                in_use = true;
+                continue;
+            }
             match op {
                 TxOp::PgMetaSet { key, value } => self.put(Table::Meta, &joined(&pg_prefix(pg), key.as_bytes()), value),
                 TxOp::PgMetaRm { key } => self.del(Table::Meta, &joined(&pg_prefix(pg), key.as_bytes())),
@@ -254,6 +290,37 @@ impl<'t, 'a> Tables<'t, 'a> {
                 self.store_chunk(&key, Cow::Owned(buf))?;
             }
             pos += n;
+        }
+        Ok(())
+    }
+
+    /// Writes each `(off, data)` in order, loading and storing each chunk they touch
+    /// once rather than once per write.
+    fn write_many(&mut self, sp: &[u8], writes: &[(u64, &'a [u8])]) -> Result<(), StoreError> {
+        let mut per_chunk: BTreeMap<u64, Vec<(usize, &'a [u8])>> = BTreeMap::new();
+        for (off, data) in writes {
+            let mut pos = 0usize;
+            while pos < data.len() {
+                let abs = off + pos as u64;
+                let (idx, in_chunk) = (abs / CHUNK_SIZE, (abs % CHUNK_SIZE) as usize);
+                let n = (SLOT - in_chunk).min(data.len() - pos);
+                per_chunk.entry(idx).or_default().push((in_chunk, &data[pos..pos + n]));
+                pos += n;
+            }
+        }
+        for (idx, pieces) in per_chunk {
+            let key = chunk_key(sp, idx);
+            // A last piece covering the whole chunk replaces it, whatever came before.
+            if let Some((0, piece)) = pieces.last().filter(|(at, p)| *at == 0 && p.len() == SLOT) {
+                self.store_chunk(&key, Cow::Borrowed(*piece))?;
+                continue;
+            }
+            let mut buf = self.load_chunk(&key)?.unwrap_or_default();
+            for (at, piece) in pieces {
+                buf.resize(buf.len().max(at + piece.len()), 0);
+                buf[at..at + piece.len()].copy_from_slice(piece);
+            }
+            self.store_chunk(&key, Cow::Owned(buf))?;
         }
         Ok(())
     }

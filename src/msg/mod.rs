@@ -101,6 +101,8 @@ pub enum Message {
         stats: Vec<osd::PgStat>,
         #[serde(default)]
         space: Option<osd::OsdSpace>,
+        #[serde(default)]
+        slow: osd::SlowOps,
     },
 }
 

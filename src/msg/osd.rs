@@ -191,6 +191,16 @@ pub struct OsdSpace {
     pub avail: u64,
 }
 
+/// Client ops an OSD has held longer than `osd_op_complaint_time` (Ceph's slow
+/// requests), sent with its PG reports; the monitors raise `SLOW_OPS` while any
+/// up OSD reports some.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlowOps {
+    pub count: u32,
+    /// How long the oldest of them has waited, in milliseconds.
+    pub oldest_ms: u64,
+}
+
 /// A primary's report on one PG (`MPgStats`), kept by the monitor leader.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PgStat {
