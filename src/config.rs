@@ -116,6 +116,16 @@ options! {
     /// Distinct OSDs that must report a peer failed before it is marked down (never
     /// more than the other up OSDs).
     mon_osd_min_down_reporters: u32 = 2, 2;
+    /// Lengthen an OSD's heartbeat grace by its history of wrong mark-downs (Ceph's
+    /// laggy adjustment): grace + laggy probability x laggy interval, decaying with
+    /// mon_osd_laggy_halflife.
+    mon_osd_adjust_heartbeat_grace: bool = true, true;
+    /// Seconds over which the laggy adjustment of a failure halves.
+    mon_osd_laggy_halflife: f64 = 3600.0, 3600.0;
+    /// Weight of the newest wrong mark-down in the laggy averages (0..=1).
+    mon_osd_laggy_weight: f64 = 0.3, 0.3;
+    /// Longest wrong mark-down (seconds) counted in the laggy interval.
+    mon_osd_laggy_max_interval: f64 = 300.0, 300.0;
     /// Replicas of a new pool.
     osd_pool_default_size: u32 = 3, 3;
     /// Replicas a new pool needs to accept writes.
@@ -190,7 +200,7 @@ impl Options {
     /// Rejects combinations that cannot work, naming the options involved.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut errs: Vec<String> = Vec::new();
-        let positive: [(&str, f64); 15] = [
+        let positive: [(&str, f64); 16] = [
             ("mon_tick_interval", self.mon_tick_interval),
             ("mon_command_timeout", self.mon_command_timeout),
             ("mds_beacon_interval", self.mds_beacon_interval),
@@ -201,6 +211,7 @@ impl Options {
             ("osd_heartbeat_grace", self.osd_heartbeat_grace),
             ("osd_beacon_report_interval", self.osd_beacon_report_interval),
             ("osd_op_complaint_time", self.osd_op_complaint_time),
+            ("mon_osd_laggy_halflife", self.mon_osd_laggy_halflife),
             ("ms_request_timeout", self.ms_request_timeout),
             ("ms_connect_timeout", self.ms_connect_timeout),
             ("ms_idle_timeout", self.ms_idle_timeout),
@@ -235,6 +246,12 @@ impl Options {
                 "ms_idle_timeout ({}) must be larger than ms_keepalive_interval ({})",
                 self.ms_idle_timeout, self.ms_keepalive_interval
             ));
+        }
+        if !(0.0..=1.0).contains(&self.mon_osd_laggy_weight) {
+            errs.push(format!("mon_osd_laggy_weight must be within 0..=1 (got {})", self.mon_osd_laggy_weight));
+        }
+        if self.mon_osd_laggy_max_interval.is_nan() || self.mon_osd_laggy_max_interval < 0.0 {
+            errs.push(format!("mon_osd_laggy_max_interval must be 0 or more seconds (got {})", self.mon_osd_laggy_max_interval));
         }
         if self.client_cache_size == 0 {
             errs.push("client_cache_size must be at least 1 (directory entries)".into());

@@ -19,6 +19,8 @@ fn osd_info(id: OsdId, host: &str, weight: u32) -> OsdInfo {
         auto_out: false,
         host: host.to_string(),
         full: false,
+        laggy_ppm: 0,
+        laggy_interval_ms: 0,
     }
 }
 

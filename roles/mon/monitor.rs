@@ -296,7 +296,7 @@ impl Monitor {
             }
             Message::MOsdFailure(f) => {
                 ls.failures.report(&f, now_ms());
-                let ids = ls.failures.ready_to_mark_down(&self.state.osdmap, &self.params.osd);
+                let ids = ls.failures.ready_to_mark_down(&self.state.osdmap, &self.params.osd, now_ms());
                 MonOp::OsdMarkDown { ids, now_ms: now_ms() }
             }
             Message::MOsdAlive(alive) => MonOp::OsdAlive { alive },

@@ -226,8 +226,8 @@ impl Monitor {
             .filter(|id| now.duration_since(*ls.osd_reports.entry(**id).or_insert(now)) > report_timeout)
             .copied()
             .collect();
-        let reported = ls.failures.ready_to_mark_down(&self.state.osdmap, &self.params.osd);
         let t = now_ms();
+        let reported = ls.failures.ready_to_mark_down(&self.state.osdmap, &self.params.osd, t);
         if !reported.is_empty() {
             self.propose_if_changes(MonOp::OsdMarkDown { ids: reported, now_ms: t });
         }

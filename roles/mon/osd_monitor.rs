@@ -28,17 +28,61 @@ pub struct OsdParams {
     pub down_out_interval_ms: u64,
     /// Distinct live reporters needed to mark an OSD down.
     pub min_down_reporters: usize,
+    /// `osd_heartbeat_grace`: how long the target must have been silent.
+    pub heartbeat_grace_ms: u64,
+    /// The laggy adjustment of that grace (`None`: off).
+    pub laggy: Option<Laggy>,
+}
+
+/// Ceph's laggy adjustment (`mon_osd_adjust_heartbeat_grace`): an OSD that was
+/// marked down while alive (the same instance booted again) gets a longer grace
+/// next time, by its laggy probability times its laggy interval, so that an OSD
+/// starved on a loaded host is not marked down over and over (each time its PGs
+/// peer again and their I/O stalls). A fresh instance makes both decay.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Laggy {
+    pub weight: f64,
+    pub halflife_ms: u64,
+    pub max_interval_ms: u64,
+}
+
+impl Laggy {
+    /// The boot of an OSD: `wrongly` when the same instance was marked down and
+    /// boots again after `down_ms`.
+    fn on_boot(&self, o: &mut OsdInfo, wrongly: Option<u64>) {
+        let w = self.weight;
+        let p = f64::from(o.laggy_ppm) / 1e6;
+        let i = o.laggy_interval_ms as f64;
+        let (p, i) = match wrongly {
+            Some(down_ms) => (w + p * (1.0 - w), down_ms.min(self.max_interval_ms) as f64 * w + i * (1.0 - w)),
+            None => (p * (1.0 - w), i * (1.0 - w)),
+        };
+        o.laggy_ppm = (p * 1e6).round().clamp(0.0, 1e6) as u32;
+        o.laggy_interval_ms = i.round().max(0.0) as u64;
+    }
+
+    /// What the target's history adds to the grace of a failure `failed_for_ms` old.
+    pub fn extra_grace_ms(&self, o: &OsdInfo, failed_for_ms: u64) -> u64 {
+        let decay = (failed_for_ms as f64 * 0.5f64.ln() / self.halflife_ms as f64).exp();
+        (decay * o.laggy_interval_ms as f64 * f64::from(o.laggy_ppm) / 1e6) as u64
+    }
 }
 
 /// An OSD announces itself: new ids are created (in, weight 1.0) and placed in CRUSH
 /// under their host; known ones come up at the new address, an automatically-out OSD
 /// coming back in. Already up at the same address and host: no change.
-pub fn handle_boot(map: &mut OsdMap, boot: &OsdBoot, now_ms: u64) -> bool {
-    let _ = now_ms; // the boot time is carried by the epoch (`up_from`)
+/// A known OSD's boot also updates its laggy history (`Laggy::on_boot`).
+pub fn handle_boot(map: &mut OsdMap, boot: &OsdBoot, now_ms: u64, p: &OsdParams) -> bool {
     let next = map.epoch + 1;
+    let known = map.osds.contains_key(&boot.id);
     let o = map.osds.entry(boot.id).or_insert_with(|| new_osd(boot));
     if o.up && o.addr == Some(boot.addr) && o.host == boot.host {
         return false;
+    }
+    if let Some(l) = p.laggy.filter(|_| known) {
+        // The same instance (address and nonce) was marked down while it lived.
+        let wrongly = o.down_stamp_ms.filter(|_| o.addr == Some(boot.addr)).map(|t| now_ms.saturating_sub(t));
+        l.on_boot(o, wrongly);
     }
     o.addr = Some(boot.addr);
     o.up = true;
@@ -181,20 +225,31 @@ pub fn pool_create(
     Ok(id)
 }
 
-/// Failure reports gathered by the leader: target → reporter → time of its first
-/// report. Not part of any map; the caller forgets a target once it is marked down
-/// or boots again.
+/// One reporter's failure report: when it was last sent, and since when the reporter
+/// has not heard the target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Report {
+    last_ms: u64,
+    failed_since_ms: u64,
+}
+
+/// Failure reports gathered by the leader: target → reporter → its latest report. Not
+/// part of any map; the caller forgets a target once it is marked down or boots
+/// again. A reporter re-reports every grace while the target stays silent; a report
+/// not renewed for four graces is stale (the reporter hears the target again, or is
+/// gone) and counts no more.
 #[derive(Default, Debug, Clone)]
 pub struct FailureReports {
-    reports: BTreeMap<OsdId, BTreeMap<OsdId, u64>>,
+    reports: BTreeMap<OsdId, BTreeMap<OsdId, Report>>,
 }
 
 impl FailureReports {
-    /// Records that `f.reporter` cannot reach `f.target` (keeping the first time).
+    /// Records that `f.reporter` has not heard `f.target` for `f.failed_for_ms`.
     /// A report about oneself is meaningless and dropped.
     pub fn report(&mut self, f: &OsdFailure, now_ms: u64) {
         if f.reporter != f.target {
-            self.reports.entry(f.target).or_default().entry(f.reporter).or_insert(now_ms);
+            let r = Report { last_ms: now_ms, failed_since_ms: now_ms.saturating_sub(f.failed_for_ms) };
+            self.reports.entry(f.target).or_default().insert(f.reporter, r);
         }
     }
 
@@ -219,17 +274,26 @@ impl FailureReports {
     }
 
     /// Up targets reported by at least `min_down_reporters` distinct reporters that
-    /// are themselves up, ascending. A target needs no more reporters than there are
-    /// other up OSDs (at least one): in a two-OSD cluster the survivor's report is
-    /// enough, while in a larger one a single OSD that stalled (and so heard nobody)
-    /// cannot have its peers marked down alone.
-    pub fn ready_to_mark_down(&self, map: &OsdMap, p: &OsdParams) -> Vec<OsdId> {
+    /// are themselves up and whose reports are fresh, silent for longer than the
+    /// heartbeat grace plus the target's laggy adjustment, ascending. A target needs
+    /// no more reporters than there are other up OSDs (at least one): in a two-OSD
+    /// cluster the survivor's report is enough, while in a larger one a single OSD
+    /// that stalled (and so heard nobody) cannot have its peers marked down alone.
+    pub fn ready_to_mark_down(&self, map: &OsdMap, p: &OsdParams, now_ms: u64) -> Vec<OsdId> {
         let is_up = |id: &OsdId| map.osds.get(id).is_some_and(|o| o.up);
         let others_up = map.osds.values().filter(|o| o.up).count().saturating_sub(1).max(1);
         let needed = p.min_down_reporters.clamp(1, others_up);
-        let enough = |(target, by): (&OsdId, &BTreeMap<OsdId, u64>)| {
-            let live = by.keys().filter(|r| *r != target && is_up(r)).count();
-            (is_up(target) && live >= needed).then_some(*target)
+        let fresh_after = now_ms.saturating_sub(4 * p.heartbeat_grace_ms);
+        let enough = |(target, by): (&OsdId, &BTreeMap<OsdId, Report>)| {
+            let info = map.osds.get(target).filter(|o| o.up)?;
+            let live: Vec<&Report> = by.iter().filter(|(r, rep)| *r != target && is_up(r) && rep.last_ms >= fresh_after).map(|(_, rep)| rep).collect();
+            if live.len() < needed {
+                return None;
+            }
+            // Silent since the latest time any live reporter last heard it.
+            let failed_for = now_ms.saturating_sub(live.iter().map(|r| r.failed_since_ms).max().unwrap_or(now_ms));
+            let grace = p.heartbeat_grace_ms + p.laggy.map_or(0, |l| l.extra_grace_ms(info, failed_for));
+            (failed_for >= grace).then_some(*target)
         };
         self.reports.iter().filter_map(enough).collect()
     }
@@ -242,7 +306,10 @@ mod tests {
     use crate::error::Errno;
     use crate::ids::EntityAddr;
 
-    const P: OsdParams = OsdParams { down_out_interval_ms: 600_000, min_down_reporters: 2 };
+    const P: OsdParams =
+        OsdParams { down_out_interval_ms: 600_000, min_down_reporters: 2, heartbeat_grace_ms: 1_000, laggy: None };
+    /// When the failure-report tests take place (their reports are fresh then).
+    const T: u64 = 100_000;
 
     fn addr(nonce: u64) -> EntityAddr {
         EntityAddr { addr: "10.0.0.2:6800".parse().expect("literal address"), nonce }
@@ -263,7 +330,7 @@ mod tests {
     fn cluster(n: OsdId) -> OsdMap {
         let mut map = OsdMap { epoch: 1, ..OsdMap::default() };
         for id in 0..n {
-            assert!(step(&mut map, |m| handle_boot(m, &boot(id, id.into(), &format!("h{id}")), 0)));
+            assert!(step(&mut map, |m| handle_boot(m, &boot(id, id.into(), &format!("h{id}")), 0, &P)));
         }
         map
     }
@@ -277,7 +344,7 @@ mod tests {
     #[test]
     fn boot_creates_and_places_new_osd() {
         let mut map = OsdMap { epoch: 4, ..OsdMap::default() };
-        assert!(handle_boot(&mut map, &boot(3, 9, "h1"), 0));
+        assert!(handle_boot(&mut map, &boot(3, 9, "h1"), 0, &P));
         let o = osd(&map, 3);
         assert!(o.up && o.in_ && !o.auto_out && o.down_stamp_ms.is_none());
         assert_eq!(
@@ -285,7 +352,7 @@ mod tests {
             (WEIGHT_ONE, 5, Some(addr(9)), "h1")
         );
         assert_eq!(map.crush.hosts.get("h1"), Some(&vec![3]));
-        assert!(!handle_boot(&mut map, &boot(3, 9, "h1"), 0));
+        assert!(!handle_boot(&mut map, &boot(3, 9, "h1"), 0, &P));
     }
 
     /// That a reboot at a new address after going down brings the OSD up with a new
@@ -294,7 +361,7 @@ mod tests {
     fn reboot_updates_address_and_placement() {
         let mut map = cluster(2);
         step(&mut map, |m| mark_down(m, 1, 100));
-        assert!(step(&mut map, |m| handle_boot(m, &boot(1, 77, "h9"), 200)));
+        assert!(step(&mut map, |m| handle_boot(m, &boot(1, 77, "h9"), 200, &P)));
         let o = osd(&map, 1);
         assert!(o.up && o.down_stamp_ms.is_none());
         assert_eq!((o.addr, o.up_from, o.host.as_str()), (Some(addr(77)), map.epoch, "h9"));
@@ -343,8 +410,8 @@ mod tests {
         }
         step(&mut map, |m| tick(m, P.down_out_interval_ms, &[], &P));
         assert!(step(&mut map, |m| mark_out(m, 1, false)), "admin out overrides auto out");
-        step(&mut map, |m| handle_boot(m, &boot(0, 50, "h0"), 0));
-        step(&mut map, |m| handle_boot(m, &boot(1, 51, "h1"), 0));
+        step(&mut map, |m| handle_boot(m, &boot(0, 50, "h0"), 0, &P));
+        step(&mut map, |m| handle_boot(m, &boot(1, 51, "h1"), 0, &P));
         let (a, b) = (osd(&map, 0), osd(&map, 1));
         assert!(a.up && a.in_ && !a.auto_out);
         assert!(b.up && !b.in_ && !b.auto_out);
@@ -383,7 +450,7 @@ mod tests {
         assert!(!handle_full(&mut map, 1, true), "down OSD");
         assert!(step(&mut map, |m| handle_full(m, 0, true)));
         step(&mut map, |m| mark_down(m, 0, 100));
-        assert!(step(&mut map, |m| handle_boot(m, &boot(0, 50, "h0"), 200)));
+        assert!(step(&mut map, |m| handle_boot(m, &boot(0, 50, "h0"), 200, &P)));
         assert!(!osd(&map, 0).full, "a new instance reports afresh");
     }
 
@@ -410,24 +477,24 @@ mod tests {
         let mut r = FailureReports::default();
         let fail =
             |target, reporter| OsdFailure { target, reporter, failed_for_ms: 20_000, epoch: 1 };
-        r.report(&fail(0, 1), 10);
-        r.report(&fail(0, 1), 20);
-        r.report(&fail(0, 0), 20);
+        r.report(&fail(0, 1), T + 10);
+        r.report(&fail(0, 1), T + 20);
+        r.report(&fail(0, 0), T + 20);
         assert_eq!(r.reporters(0), vec![1], "duplicates and self-reports do not count");
-        assert!(r.ready_to_mark_down(&map, &P).is_empty());
-        r.report(&fail(0, 2), 30);
-        assert_eq!(r.ready_to_mark_down(&map, &P), vec![0]);
+        assert!(r.ready_to_mark_down(&map, &P, T + 100).is_empty());
+        r.report(&fail(0, 2), T + 30);
+        assert_eq!(r.ready_to_mark_down(&map, &P, T + 100), vec![0]);
         mark_down(&mut map, 2, 40);
-        assert!(r.ready_to_mark_down(&map, &P).is_empty(), "a down reporter does not count");
-        r.report(&fail(0, 3), 50);
-        assert_eq!(r.ready_to_mark_down(&map, &P), vec![0]);
+        assert!(r.ready_to_mark_down(&map, &P, T + 100).is_empty(), "a down reporter does not count");
+        r.report(&fail(0, 3), T + 50);
+        assert_eq!(r.ready_to_mark_down(&map, &P, T + 100), vec![0]);
         r.cancel(0, 3);
         assert_eq!(r.reporters(0), vec![1, 2]);
-        assert!(r.ready_to_mark_down(&map, &P).is_empty());
-        r.report(&fail(4, 1), 60);
-        r.report(&fail(4, 3), 60);
+        assert!(r.ready_to_mark_down(&map, &P, T + 100).is_empty());
+        r.report(&fail(4, 1), T + 60);
+        r.report(&fail(4, 3), T + 60);
         mark_down(&mut map, 4, 70);
-        assert!(r.ready_to_mark_down(&map, &P).is_empty(), "a down target is not ready");
+        assert!(r.ready_to_mark_down(&map, &P, T + 100).is_empty(), "a down target is not ready");
         r.forget(0);
         assert!(r.reporters(0).is_empty() && r.reporters(4) == vec![1, 3]);
     }
@@ -437,24 +504,65 @@ mod tests {
     /// reporting both peers marks neither down, and two reporters mark a dead one.
     #[test]
     fn reporters_needed_are_capped_by_the_up_osds() {
-        let fail = |target, reporter| OsdFailure { target, reporter, failed_for_ms: 900, epoch: 1 };
+        let fail = |target, reporter| OsdFailure { target, reporter, failed_for_ms: 1_900, epoch: 1 };
         let two = cluster(2);
         let mut r = FailureReports::default();
-        r.report(&fail(1, 0), 10);
-        assert_eq!(r.ready_to_mark_down(&two, &P), vec![1], "the only other OSD is enough");
+        r.report(&fail(1, 0), T + 10);
+        assert_eq!(r.ready_to_mark_down(&two, &P, T + 100), vec![1], "the only other OSD is enough");
         let three = cluster(3);
         let mut r = FailureReports::default();
-        r.report(&fail(0, 2), 10);
-        r.report(&fail(1, 2), 10);
-        assert!(r.ready_to_mark_down(&three, &P).is_empty(), "one stalled reporter marks nobody down");
-        r.report(&fail(2, 0), 20);
-        r.report(&fail(2, 1), 20);
-        assert_eq!(r.ready_to_mark_down(&three, &P), vec![2]);
+        r.report(&fail(0, 2), T + 10);
+        r.report(&fail(1, 2), T + 10);
+        assert!(r.ready_to_mark_down(&three, &P, T + 100).is_empty(), "one stalled reporter marks nobody down");
+        r.report(&fail(2, 0), T + 20);
+        r.report(&fail(2, 1), T + 20);
+        assert_eq!(r.ready_to_mark_down(&three, &P, T + 100), vec![2]);
         let mut one_left = cluster(3);
         mark_down(&mut one_left, 2, 30);
         let mut r = FailureReports::default();
-        r.report(&fail(1, 0), 40);
-        assert_eq!(r.ready_to_mark_down(&one_left, &P), vec![1], "two up: one report is enough");
+        r.report(&fail(1, 0), T + 40);
+        assert_eq!(r.ready_to_mark_down(&one_left, &P, T + 100), vec![1], "two up: one report is enough");
+    }
+
+    /// That a report counts only while the target has been silent for the grace
+    /// and while it is renewed (four graces), and that an OSD wrongly marked down
+    /// (the same instance boots again) gets a longer grace by its laggy history,
+    /// which a fresh instance makes decay (Ceph's laggy adjustment).
+    #[test]
+    fn laggy_osds_get_a_longer_grace() {
+        let l = Laggy { weight: 0.3, halflife_ms: 3_600_000, max_interval_ms: 300_000 };
+        let p = OsdParams { laggy: Some(l), ..P };
+        let mut map = cluster(3);
+        let fail = |target, reporter, failed_for_ms| OsdFailure { target, reporter, failed_for_ms, epoch: 1 };
+        let mut r = FailureReports::default();
+        r.report(&fail(0, 1, 900), T);
+        r.report(&fail(0, 2, 900), T);
+        assert!(r.ready_to_mark_down(&map, &p, T + 50).is_empty(), "silent 950 ms, grace 1 s");
+        assert_eq!(r.ready_to_mark_down(&map, &p, T + 100), vec![0]);
+        assert!(r.ready_to_mark_down(&map, &p, T + 4_001).is_empty(), "reports not renewed are stale");
+
+        // Marked down at T, the same instance (nonce 0) boots 2 s later: laggy.
+        mark_down(&mut map, 0, T);
+        assert!(step(&mut map, |m| handle_boot(m, &boot(0, 0, "h0"), T + 2_000, &p)));
+        let o = osd(&map, 0).clone();
+        assert_eq!((o.laggy_ppm, o.laggy_interval_ms), (300_000, 600));
+        assert_eq!(l.extra_grace_ms(&o, 0), 180, "0.3 x 600 ms");
+        let mut r = FailureReports::default();
+        r.report(&fail(0, 1, 1_100), T + 10_000);
+        r.report(&fail(0, 2, 1_100), T + 10_000);
+        assert!(r.ready_to_mark_down(&map, &p, T + 10_000).is_empty(), "silent 1.1 s, grace 1.18 s");
+        assert_eq!(r.ready_to_mark_down(&map, &p, T + 10_080), vec![0]);
+        assert_eq!(r.ready_to_mark_down(&map, &P, T + 10_000), vec![0], "without the adjustment: 1 s");
+
+        // Again: the probability and interval grow; a fresh instance makes them decay.
+        mark_down(&mut map, 0, T + 20_000);
+        step(&mut map, |m| handle_boot(m, &boot(0, 0, "h0"), T + 21_000, &p));
+        assert_eq!((osd(&map, 0).laggy_ppm, osd(&map, 0).laggy_interval_ms), (510_000, 720));
+        mark_down(&mut map, 0, T + 30_000);
+        step(&mut map, |m| handle_boot(m, &boot(0, 1, "h0"), T + 90_000, &p));
+        assert_eq!((osd(&map, 0).laggy_ppm, osd(&map, 0).laggy_interval_ms), (357_000, 504));
+        // An hour-long failure has half the adjustment.
+        assert_eq!(l.extra_grace_ms(osd(&map, 0), 3_600_000), 89);
     }
 
     /// That the tick drops blocklist entries whose expiry has come and keeps the rest.

@@ -51,6 +51,12 @@ impl MonParams {
             osd: OsdParams {
                 down_out_interval_ms: (g.mon_osd_down_out_interval * 1000.0) as u64,
                 min_down_reporters: g.mon_osd_min_down_reporters as usize,
+                heartbeat_grace_ms: (g.osd_heartbeat_grace * 1000.0) as u64,
+                laggy: g.mon_osd_adjust_heartbeat_grace.then(|| osd_monitor::Laggy {
+                    weight: g.mon_osd_laggy_weight.clamp(0.0, 1.0),
+                    halflife_ms: (g.mon_osd_laggy_halflife * 1000.0).max(1.0) as u64,
+                    max_interval_ms: (g.mon_osd_laggy_max_interval * 1000.0) as u64,
+                }),
             },
             pool_size: g.osd_pool_default_size,
             pool_min_size: g.osd_pool_default_min_size,
@@ -118,7 +124,7 @@ impl MonState {
                 done("ok")
             }
             MonOp::OsdBoot { boot, now_ms } => {
-                osd_monitor::handle_boot(&mut self.osdmap, boot, *now_ms);
+                osd_monitor::handle_boot(&mut self.osdmap, boot, *now_ms, &p.osd);
                 done("ok")
             }
             MonOp::OsdAlive { alive } => {

@@ -345,7 +345,12 @@ fn osd_dump(m: &OsdMap) -> String {
     for x in m.osds.values() {
         let st = format!("{} {}{}", if x.up { "up" } else { "down" }, if x.in_ { "in" } else { "out" }, if x.full { " full" } else { "" });
         let addr = x.addr.map(|a| a.to_string()).unwrap_or_default();
-        let _ = writeln!(o, "osd.{} {st} weight {:.5} up_from {} up_thru {} down_at {} {addr}", x.id, w(x.weight), x.up_from, x.up_thru, x.down_at);
+        let laggy = if x.laggy_ppm > 0 {
+            format!(" laggy_probability {:.3} laggy_interval {:.1}s", f64::from(x.laggy_ppm) / 1e6, x.laggy_interval_ms as f64 / 1000.0)
+        } else {
+            String::new()
+        };
+        let _ = writeln!(o, "osd.{} {st} weight {:.5} up_from {} up_thru {} down_at {} {addr}{laggy}", x.id, w(x.weight), x.up_from, x.up_thru, x.down_at);
     }
     for (pg, a) in &m.pg_temp {
         let _ = writeln!(o, "pg_temp {pg} {a:?}");

@@ -32,6 +32,14 @@ pub struct OsdInfo {
     /// state): primaries refuse writes that take space on PGs it serves.
     #[serde(default)]
     pub full: bool,
+    /// How likely a failure report of this OSD is wrong (it was marked down and the
+    /// same instance booted again), in millionths; Ceph's `laggy_probability`.
+    #[serde(default)]
+    pub laggy_ppm: u32,
+    /// How long such wrong mark-downs lasted, on a moving average (ms); Ceph's
+    /// `laggy_interval`. With `laggy_ppm` it lengthens the grace the monitors give it.
+    #[serde(default)]
+    pub laggy_interval_ms: u64,
 }
 
 impl OsdInfo {
@@ -50,6 +58,8 @@ impl OsdInfo {
             auto_out: false,
             host: host.to_string(),
             full: false,
+            laggy_ppm: 0,
+            laggy_interval_ms: 0,
         }
     }
 }
