@@ -447,7 +447,12 @@ impl Osd {
             }
             return;
         }
-        let (durable, _applied) = self.worker.submit_durable(id, txn);
+        let oid = txn.ops.iter().find_map(|o| o.oid().map(str::to_string)).unwrap_or_default();
+        self.store_started(id, &oid);
+        let (durable, applied) = self.worker.submit_durable(id, txn);
+        // Until it is applied, an op on the object (this OSD may be its primary in a
+        // later interval) waits: its check would read the store from before it.
+        ctx.spawn(actix::fut::wrap_future(applied).map(move |_, act: &mut Osd, ctx| act.store_done(id, &oid, ctx)));
         ctx.spawn(actix::fut::wrap_future(durable).map(move |r, act: &mut Osd, _| {
             let ok = match r {
                 Ok(Ok(())) => true,
@@ -529,7 +534,7 @@ impl Osd {
             return reply(&op, OsdOpResult::Retry { epoch: map.epoch, why: format!("osd.{} is not primary of {id}", self.id) });
         }
         let Some(pg) = self.pgs.get(&id).filter(|p| p.phase == Phase::Active) else { return self.park(op) };
-        if pg.busy.contains(&op.req.oid) {
+        if pg.busy.contains(&op.req.oid) || pg.in_store.contains_key(&op.req.oid) {
             return self.park_obj(op);
         }
         if !next && self.obj_queued(id, &op.req.oid) {
@@ -560,16 +565,21 @@ impl Osd {
     /// (as it would if the read ran on this thread).
     fn start_bulk_read(&mut self, op: ClientOp, ctx: &mut Context<Self>) {
         let id = op.req.pg;
-        let Some(pg) = self.pgs.get_mut(&id) else { return };
-        pg.busy.insert(op.req.oid.clone());
+        let Some(pg) = self.pgs.get(&id) else { return };
         let version = pg.info.last_update;
         let oid = op.req.oid.clone();
+        self.store_started(id, &oid);
         let store = self.store.clone();
         let rx = self.readers.run(move || {
             let r = reads(&store, id, &op.req.oid, &op.req.ops);
             reply(&op, r.map_or_else(OsdOpResult::Err, |outs| OsdOpResult::Ok { outs, version }));
         });
-        ctx.spawn(actix::fut::wrap_future(rx).map(move |_, act: &mut Osd, ctx| act.release(id, &oid, ctx)));
+        ctx.spawn(actix::fut::wrap_future(rx).map(move |_, act: &mut Osd, ctx| {
+            act.store_done(id, &oid, ctx);
+            if act.waiting.contains_key(&id) {
+                act.drive(id, ctx);
+            }
+        }));
     }
 
     fn start_write(&mut self, mut op: ClientOp, epoch: u64, ctx: &mut Context<Self>) {
@@ -590,6 +600,7 @@ impl Osd {
         let version = pg.next_version(epoch);
         let deleted = matches!(op.req.ops.iter().rev().find(|o| o.is_write()), Some(OsdOp::Remove));
         let entry = PgLogEntry { version, oid: op.req.oid.clone(), reqid: Some(op.req.reqid.clone()), deleted };
+        let op_oid = op.req.oid.clone();
         pg.busy.insert(op.req.oid.clone());
         let others: BTreeSet<OsdId> = pg.acting.iter().copied().filter(|o| *o != me).collect();
         let interval = pg.interval_since;
@@ -606,6 +617,8 @@ impl Osd {
         self.inflight.insert((id, version), Inflight { op, objects_delta, waiting: others, local_done: false, error: None });
         // Always on the store thread: the replicas' messages leave only once this actor
         // yields, so a commit here would come before theirs rather than beside them.
+        let oid = op_oid;
+        self.store_started(id, &oid);
         let rx = self.worker.submit(id, txn);
         ctx.spawn(actix::fut::wrap_future(rx).map(move |r, act: &mut Osd, ctx| {
             let err = match r {
@@ -616,7 +629,13 @@ impl Osd {
             if let Some(e) = &err {
                 act.replicated_write_failed(id, interval, version, e);
             }
+            // Counted down first: a release by `write_progress` runs the next op on
+            // the object, which finds this commit applied.
+            act.store_finished(id, &oid);
             act.write_progress(id, version, None, err.is_none(), err.map(|e| store_errno(&e)), ctx);
+            // Dropped by an interval change meanwhile, the write released nothing:
+            // the ops waiting for the object go on now that the commit is applied.
+            act.drive_obj(id, &oid, ctx);
         }));
     }
 

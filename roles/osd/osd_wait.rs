@@ -78,12 +78,37 @@ impl Osd {
         }
     }
 
+    /// Store-thread work on `oid` of `id` begins (`Pg::in_store`).
+    pub(super) fn store_started(&mut self, id: PgId, oid: &str) {
+        if let Some(pg) = self.pgs.get_mut(&id) {
+            *pg.in_store.entry(oid.to_string()).or_default() += 1;
+        }
+    }
+
+    /// Store-thread work on `oid` of `id` is done; the ops waiting for the object go
+    /// on once none is left (and it is not busy).
+    pub(super) fn store_done(&mut self, id: PgId, oid: &str, ctx: &mut Context<Self>) {
+        self.store_finished(id, oid);
+        self.drive_obj(id, oid, ctx);
+    }
+
+    /// Counts down store-thread work on `oid` of `id`, waking nobody.
+    pub(super) fn store_finished(&mut self, id: PgId, oid: &str) {
+        let Some(pg) = self.pgs.get_mut(&id) else { return };
+        if let Some(n) = pg.in_store.get_mut(oid) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                pg.in_store.remove(oid);
+            }
+        }
+    }
+
     /// Runs the ops waiting for `oid` of `id`, in order, until one of them makes the
     /// object busy again (or the queue is empty).
     pub(super) fn drive_obj(&mut self, id: PgId, oid: &str, ctx: &mut Context<Self>) {
         let key = (id, oid.to_string());
         loop {
-            if self.pgs.get(&id).is_some_and(|p| p.busy.contains(oid)) {
+            if self.pgs.get(&id).is_some_and(|p| p.busy.contains(oid) || p.in_store.contains_key(oid)) {
                 return;
             }
             let Some(q) = self.obj_waiting.get_mut(&key) else { return };

@@ -63,6 +63,11 @@ pub struct Pg {
     pub pushing: BTreeSet<OsdId>,
     /// Objects with a write in flight (writes to one object are applied in order).
     pub busy: BTreeSet<String>,
+    /// Objects with work queued on the store thread (a local commit, a replicated
+    /// write acknowledged once durable, a bulk read) that is not yet applied or done,
+    /// and how many. Unlike `busy` it outlives interval changes: an op on such an
+    /// object waits, since its check would read the store from before that work.
+    pub in_store: HashMap<String, u32>,
     /// When the current peering step started (stalled steps are retried).
     pub step_since: std::time::Instant,
     /// Objects in the local copy (kept by the primary for its reports).
@@ -88,6 +93,7 @@ impl Pg {
             peer_info: BTreeMap::new(),
             pushing: BTreeSet::new(),
             busy: BTreeSet::new(),
+            in_store: HashMap::new(),
             step_since: std::time::Instant::now(),
             num_objects: 0,
         }
