@@ -42,6 +42,14 @@ fn c(s: &str) -> Caps {
     Caps::parse(s).expect("caps")
 }
 
+/// Creates `name` in `root` and opens it read-write in `who`, alone: it becomes the
+/// loner (writes go to its `Fb` buffer). The inode and the handle.
+async fn loner_file(who: &Client, root: cephr::msg::mds::Ino, name: &str) -> (cephr::msg::mds::Ino, cephr::roles::client::file::Fh) {
+    let (st, fh) = who.create_open(root, name, S_IFREG | 0o644, O_RDWR, true).await.expect("create");
+    until(LIMIT, "the creator's loner caps", || who.held_caps(st.ino).contains(c("AxFxwb"))).await;
+    (st.ino, fh)
+}
+
 /// That two clients stay coherent under caps: seed 004's second writer (the loner's
 /// buffered data is flushed and both end with Frw, each seeing the other's bytes), a
 /// stat seeing the other client's size after its close, an unlink seen at once, and
@@ -57,9 +65,7 @@ fn t10_two_clients_are_coherent() {
         let mut inval_two = two.invalidations();
 
         eprintln!("--- client one opens alone for write: loner, writes go to the Fb buffer");
-        let (st, fa) = one.create_open(root, "shared", S_IFREG | 0o644, O_RDWR, true).await.expect("create");
-        let ino = st.ino;
-        until(LIMIT, "client one's loner caps", || one.held_caps(ino).contains(c("AxFxwb"))).await;
+        let (ino, fa) = loner_file(&one, root, "shared").await;
         let a_data = vec![b'A'; 5000];
         assert_eq!(one.fh_write(fa, 0, &a_data).await.expect("write one"), 5000);
 
@@ -210,9 +216,7 @@ fn t30_revoke_waits_until_its_flush_lands() {
         let one = mount(&cfg, "client.one").await;
         let two = mount(&cfg, "client.two").await;
         let root = one.root_ino();
-        let (st, fa) = one.create_open(root, "held", S_IFREG | 0o644, O_RDWR, true).await.expect("create");
-        let ino = st.ino;
-        until(LIMIT, "client one's loner caps", || one.held_caps(ino).contains(c("AxFxwb"))).await;
+        let (ino, fa) = loner_file(&one, root, "held").await;
         let (a, b) = (vec![b'A'; 100_000], vec![b'B'; 100_000]);
         assert_eq!(one.fh_write(fa, 0, &a).await.expect("write one"), a.len());
 

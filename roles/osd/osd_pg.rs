@@ -600,7 +600,7 @@ impl Osd {
         let version = pg.next_version(epoch);
         let deleted = matches!(op.req.ops.iter().rev().find(|o| o.is_write()), Some(OsdOp::Remove));
         let entry = PgLogEntry { version, oid: op.req.oid.clone(), reqid: Some(op.req.reqid.clone()), deleted };
-        let op_oid = op.req.oid.clone();
+        let oid = op.req.oid.clone();
         pg.busy.insert(op.req.oid.clone());
         let others: BTreeSet<OsdId> = pg.acting.iter().copied().filter(|o| *o != me).collect();
         let interval = pg.interval_since;
@@ -617,7 +617,6 @@ impl Osd {
         self.inflight.insert((id, version), Inflight { op, objects_delta, waiting: others, local_done: false, error: None });
         // Always on the store thread: the replicas' messages leave only once this actor
         // yields, so a commit here would come before theirs rather than beside them.
-        let oid = op_oid;
         self.store_started(id, &oid);
         let rx = self.worker.submit(id, txn);
         ctx.spawn(actix::fut::wrap_future(rx).map(move |r, act: &mut Osd, ctx| {

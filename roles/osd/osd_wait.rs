@@ -189,8 +189,8 @@ impl Osd {
             }
         }
         for f in self.inflight.values_mut() {
-            let (local_done, waiting) = (f.local_done, f.waiting.clone());
-            note(&mut f.op, &|| describe_inflight(local_done, &waiting));
+            let super::osd::Inflight { op, local_done, waiting, .. } = f;
+            note(op, &|| describe_inflight(*local_done, waiting));
         }
         if unlogged > 0 {
             tracing::warn!("{unlogged} more requests became slow (over {:.0} s)", complaint.as_secs_f64());
